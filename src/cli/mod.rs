@@ -1,0 +1,86 @@
+//! The `deltawkv` command line. Each subcommand lives in its own file; this one parses and
+//! dispatches, and turns errors into a message on stderr and exit code 1.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod bench;
+mod compare;
+mod convert;
+mod eval;
+mod info;
+mod upscale;
+
+/// MRI super-resolution with the Delta-WKV network: viewer and batch tools.
+#[derive(Parser, Debug)]
+#[command(name = "deltawkv", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Describe a volume: dimensions, spacing, orientation, intensity range, format.
+    Info(info::InfoArgs),
+    /// Convert any readable volume (NIfTI, DICOM file or folder) to NIfTI.
+    Convert(convert::ConvertArgs),
+    /// Upscale a volume in-plane with the network and write NIfTI.
+    Upscale(upscale::UpscaleArgs),
+    /// Degrade a ground-truth volume, upscale it, and report PSNR/SSIM against baselines.
+    Eval(eval::EvalArgs),
+    /// PSNR and SSIM of one volume against another on the same grid.
+    Compare(compare::CompareArgs),
+    /// Measure inference speed of the GPU engine against the CPU reference.
+    Bench(bench::BenchArgs),
+    /// Open the viewer (the default with no arguments).
+    View(ViewArgs),
+}
+
+#[derive(clap::Args, Debug, Default)]
+pub struct ViewArgs {
+    /// Volume to open (NIfTI file, DICOM file or folder); the bundled sample when omitted.
+    pub path: Option<std::path::PathBuf>,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    init_tracing();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help/version to stdout with exit 0, usage errors to stderr with 2;
+            // the contract says 1 for user-facing errors.
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match cli.command {
+        Some(Command::Info(a)) => info::run(a),
+        Some(Command::Convert(a)) => convert::run(a),
+        Some(Command::Upscale(a)) => upscale::run(a),
+        Some(Command::Eval(a)) => eval::run(a),
+        Some(Command::Compare(a)) => compare::run(a),
+        Some(Command::Bench(a)) => bench::run(a),
+        Some(Command::View(a)) => crate::app::run(a.path),
+        None => crate::app::run(None),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("DELTAWKV_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

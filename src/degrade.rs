@@ -1,0 +1,1 @@
+//! LR simulation and interpolation baselines.

@@ -1,0 +1,1 @@
+//! The WGSL inference engine on wgpu. Knows nothing of the viewer.
