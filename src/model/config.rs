@@ -1,7 +1,18 @@
 //! Network hyper-parameters, read from a checkpoint's safetensors metadata.
 
 /// How the training LR images were made; decides the LR sampling geometry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Degradation {
     /// k-space truncation: LR voxel `i` sits at HR voxel `s * i` (origin aligned).
