@@ -145,7 +145,7 @@ pub fn conv3x3(
 pub fn pixel_shuffle(input: &[f32], c_in: usize, h: usize, w: usize, r: usize) -> Vec<f32> {
     check_len("pixel_shuffle input", input, c_in * h * w);
     assert!(
-        r > 0 && c_in % (r * r) == 0,
+        r > 0 && c_in.is_multiple_of(r * r),
         "ops::pixel_shuffle: {c_in} channels is not a multiple of {r}^2"
     );
     let c = c_in / (r * r);
@@ -228,10 +228,13 @@ pub fn group_norm(
     eps: f32,
 ) -> Vec<f32> {
     assert!(
-        group_size > 0 && c % group_size == 0,
+        group_size > 0 && c.is_multiple_of(group_size),
         "ops::group_norm: {c} channels not divisible into groups of {group_size}"
     );
-    assert!(x.len() % c == 0, "ops::group_norm: x is not L x {c}");
+    assert!(
+        x.len().is_multiple_of(c),
+        "ops::group_norm: x is not L x {c}"
+    );
     check_len("group_norm weight", weight, c);
     check_len("group_norm bias", bias, c);
     let mut y = vec![0.0f32; x.len()];
@@ -303,7 +306,7 @@ pub fn token_shift_delta(x: &[f32], h: usize, w: usize, c: usize, head_size: usi
 pub fn lerp_mix(x: &[f32], d: &[f32], mu: &[f32], c: usize) -> Vec<f32> {
     check_len("lerp_mix d", d, x.len());
     check_len("lerp_mix mu", mu, c);
-    assert!(x.len() % c == 0, "ops::lerp_mix: x is not L x {c}");
+    assert!(x.len().is_multiple_of(c), "ops::lerp_mix: x is not L x {c}");
     x.chunks(c)
         .zip(d.chunks(c))
         .flat_map(|(xt, dt)| {
@@ -319,7 +322,7 @@ pub fn lerp_mix(x: &[f32], d: &[f32], mu: &[f32], c: usize) -> Vec<f32> {
 /// `y = x W^T`, `L x out_dim`.
 pub fn linear(x: &[f32], in_dim: usize, weight: &[f32], out_dim: usize) -> Vec<f32> {
     assert!(
-        in_dim > 0 && x.len() % in_dim == 0,
+        in_dim > 0 && x.len().is_multiple_of(in_dim),
         "ops::linear: x is not L x {in_dim}"
     );
     check_len("linear weight", weight, out_dim * in_dim);
@@ -344,7 +347,7 @@ pub fn linear(x: &[f32], in_dim: usize, weight: &[f32], out_dim: usize) -> Vec<f
 /// used as written), returns `L x out_dim`.
 pub fn matmul(x: &[f32], in_dim: usize, m: &[f32], out_dim: usize) -> Vec<f32> {
     assert!(
-        in_dim > 0 && x.len() % in_dim == 0,
+        in_dim > 0 && x.len().is_multiple_of(in_dim),
         "ops::matmul: x is not L x {in_dim}"
     );
     check_len("matmul m", m, in_dim * out_dim);
@@ -475,7 +478,7 @@ pub fn gate(x_g: &[f32], c: usize, g1: &[f32], rank: usize, g2: &[f32]) -> Vec<f
 /// `x / max(||x||_2, eps)` (PyTorch `F.normalize`).
 pub fn l2_normalize_heads(x: &[f32], c: usize, head_size: usize, eps: f32) -> Vec<f32> {
     assert!(
-        head_size > 0 && c % head_size == 0 && x.len() % c == 0,
+        head_size > 0 && c.is_multiple_of(head_size) && x.len().is_multiple_of(c),
         "ops::l2_normalize_heads: bad sizes"
     );
     let mut y = x.to_vec();
@@ -619,7 +622,7 @@ pub fn delta_scan_head(
     let l = h * w;
     let n = head_size;
     assert!(
-        n > 0 && c % n == 0 && head < c / n,
+        n > 0 && c.is_multiple_of(n) && head < c / n,
         "ops::delta_scan_head: head {head} out of range for {c} channels of size {n}"
     );
     for (name, s) in [
@@ -671,7 +674,7 @@ pub fn delta_scan(
     inputs: &ScanInputs<'_>,
 ) -> Vec<f32> {
     assert!(
-        head_size > 0 && c % head_size == 0,
+        head_size > 0 && c.is_multiple_of(head_size),
         "ops::delta_scan: bad head size"
     );
     let heads = c / head_size;
@@ -694,7 +697,7 @@ pub fn delta_scan_all(
     inputs: &ScanInputs<'_>,
 ) -> Vec<f32> {
     assert!(
-        head_size > 0 && c % head_size == 0,
+        head_size > 0 && c.is_multiple_of(head_size),
         "ops::delta_scan_all: bad head size"
     );
     let heads = c / head_size;
@@ -738,7 +741,7 @@ pub fn bonus(
     head_size: usize,
 ) -> Vec<f32> {
     assert!(
-        head_size > 0 && c % head_size == 0 && r.len() % c == 0,
+        head_size > 0 && c.is_multiple_of(head_size) && r.len().is_multiple_of(c),
         "ops::bonus: bad sizes"
     );
     check_len("bonus kt", kt, r.len());
@@ -1027,6 +1030,7 @@ mod tests {
 
     /// A naive f64 transcription of the matrix form of the recurrence.
     #[test]
+    #[allow(clippy::needless_range_loop)]
     fn scan_matches_matrix_form() {
         let (h, w, c, n) = (3, 2, 8, 4);
         let l = h * w;
