@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
+pub use crate::degrade::Baseline;
 use crate::volume::Axis;
 
 /// Which checkpoint an SR result comes from (A, or B when comparing two).
@@ -30,31 +31,8 @@ impl Slot {
     }
 }
 
-/// The interpolation baselines every SR result is compared with.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
-)]
-pub enum Baseline {
-    Nearest,
-    Bicubic,
-    ZeroFilled,
-}
-
-impl Baseline {
-    pub const ALL: [Baseline; 3] = [Baseline::Nearest, Baseline::Bicubic, Baseline::ZeroFilled];
-
-    /// Name shown to the user.
-    pub fn label(self) -> &'static str {
-        match self {
-            Baseline::Nearest => "nearest",
-            Baseline::Bicubic => "bicubic",
-            Baseline::ZeroFilled => "zero-filled",
-        }
-    }
-}
-
 /// A volume whose slices get metrics against the ground truth.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub enum ResultId {
     Sr(Slot),
     Baseline(Baseline),
@@ -66,7 +44,7 @@ impl ResultId {
         match self {
             ResultId::Sr(Slot::A) => "SR".to_string(),
             ResultId::Sr(Slot::B) => "SR (B)".to_string(),
-            ResultId::Baseline(b) => b.label().to_string(),
+            ResultId::Baseline(b) => b.as_str().to_string(),
         }
     }
 
@@ -77,7 +55,7 @@ impl ResultId {
             ResultId::Sr(Slot::B) => "sr_b",
             ResultId::Baseline(Baseline::Nearest) => "nearest",
             ResultId::Baseline(Baseline::Bicubic) => "bicubic",
-            ResultId::Baseline(Baseline::ZeroFilled) => "zerofill",
+            ResultId::Baseline(Baseline::Zerofill) => "zerofill",
         }
     }
 }
