@@ -428,7 +428,11 @@ pub fn bicubic_downsample(hr: &Plane, scale: usize) -> Result<Plane, DegradeErro
     let pos = |x: usize| Degradation::Bicubic.lr_to_hr(x as f64, s);
     let cy = contributions(hr.height, h, s, pos);
     let cx = contributions(hr.width, w, s, pos);
-    Ok(from_f64(w, h, resample2(&to_f64(&hr), hr.width, &cy, h, &cx, w)))
+    Ok(from_f64(
+        w,
+        h,
+        resample2(&to_f64(&hr), hr.width, &cy, h, &cx, w),
+    ))
 }
 
 /// Bicubic (Keys, a = -0.5) upsampling of `lr` by `scale` for an LR image with the geometry of
@@ -554,7 +558,13 @@ mod tests {
 
     #[test]
     fn zerofill_inverts_kspace_truncation_on_band_limited_images() {
-        for &(w, h, s) in &[(32, 24, 2), (48, 40, 4), (30, 18, 3), (22, 26, 2), (26, 22, 2)] {
+        for &(w, h, s) in &[
+            (32, 24, 2),
+            (48, 40, 4),
+            (30, 18, 3),
+            (22, 26, 2),
+            (26, 22, 2),
+        ] {
             let hr = band_limited(w, h, s);
             let lr = kspace_truncate(&hr, s).unwrap();
             let back = zerofill_upsample(&lr, s, Degradation::Kspace).unwrap();
@@ -569,7 +579,8 @@ mod tests {
         let (w, h, s) = (12usize, 10usize, 2usize);
         let tau = 2.0 * std::f64::consts::PI;
         let g = |v: f64, u: f64| {
-            0.4 + 0.3 * (tau * 2.0 * u / w as f64 + 0.2).cos() + 0.2 * (tau * 3.0 * v / h as f64).sin()
+            0.4 + 0.3 * (tau * 2.0 * u / w as f64 + 0.2).cos()
+                + 0.2 * (tau * 3.0 * v / h as f64).sin()
         };
         let lr = plane(w, h, g);
         let hr = zerofill_upsample(&lr, s, Degradation::Bicubic).unwrap();
@@ -636,9 +647,15 @@ mod tests {
     #[test]
     fn rejects_bad_input() {
         let mut p = plane(8, 8, |_, _| 1.0);
-        assert!(matches!(kspace_truncate(&p, 0), Err(DegradeError::BadScale(0))));
+        assert!(matches!(
+            kspace_truncate(&p, 0),
+            Err(DegradeError::BadScale(0))
+        ));
         p.data[5] = f32::NAN;
-        assert!(matches!(bicubic_downsample(&p, 2), Err(DegradeError::NonFinite(1))));
+        assert!(matches!(
+            bicubic_downsample(&p, 2),
+            Err(DegradeError::NonFinite(1))
+        ));
         let bad = Plane {
             width: 4,
             height: 4,

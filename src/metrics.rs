@@ -161,7 +161,11 @@ pub fn ssim(reference: &Plane, test: &Plane, data_range: f64) -> Result<f64, Met
 }
 
 /// SSIM with its per-voxel map (for display).
-pub fn ssim_map(reference: &Plane, test: &Plane, data_range: f64) -> Result<SsimResult, MetricError> {
+pub fn ssim_map(
+    reference: &Plane,
+    test: &Plane,
+    data_range: f64,
+) -> Result<SsimResult, MetricError> {
     let (mean, map) = ssim_impl(reference, test, data_range, true)?;
     Ok(SsimResult {
         mean,
@@ -463,15 +467,33 @@ mod tests {
         b.data[3] = f32::NAN;
         assert!(matches!(
             psnr(&a, &b, 1.0),
-            Err(MetricError::NonFinite { which: "test", count: 1 })
+            Err(MetricError::NonFinite {
+                which: "test",
+                count: 1
+            })
         ));
-        assert!(matches!(ssim(&b, &a, 1.0), Err(MetricError::NonFinite { .. })));
-        assert!(matches!(psnr(&a, &a, 0.0), Err(MetricError::BadDataRange(_))));
-        assert!(matches!(ssim(&a, &a, f64::NAN), Err(MetricError::BadDataRange(_))));
+        assert!(matches!(
+            ssim(&b, &a, 1.0),
+            Err(MetricError::NonFinite { .. })
+        ));
+        assert!(matches!(
+            psnr(&a, &a, 0.0),
+            Err(MetricError::BadDataRange(_))
+        ));
+        assert!(matches!(
+            ssim(&a, &a, f64::NAN),
+            Err(MetricError::BadDataRange(_))
+        ));
         let small = plane(10, 12, |_, _| 0.0);
-        assert!(matches!(ssim(&small, &small, 1.0), Err(MetricError::TooSmall { .. })));
+        assert!(matches!(
+            ssim(&small, &small, 1.0),
+            Err(MetricError::TooSmall { .. })
+        ));
         let other = plane(12, 13, |_, _| 0.0);
-        assert!(matches!(psnr(&a, &other, 1.0), Err(MetricError::SizeMismatch { .. })));
+        assert!(matches!(
+            psnr(&a, &other, 1.0),
+            Err(MetricError::SizeMismatch { .. })
+        ));
         let bad = Plane {
             width: 12,
             height: 12,
