@@ -190,8 +190,10 @@ pub fn render_panes(
     renderer
         .callback_resources
         .insert(DisplayResources::new(device, queue, format));
-    for (id, delta) in &output.textures_delta.set {
-        renderer.update_texture(device, queue, *id, delta);
+    for (id, deltas) in &output.textures_delta.set {
+        for delta in deltas {
+            renderer.update_texture(device, queue, *id, delta);
+        }
     }
     let screen = egui_wgpu::ScreenDescriptor {
         size_in_pixels: [w, h],

@@ -102,7 +102,7 @@ pub struct MetricsCache {
     n_sr_slices: usize,
     data_range: f64,
     versions: HashMap<ResultId, Versions>,
-    entries: HashMap<MetricKey, (u64, SliceMetrics)>,
+    entries: HashMap<MetricKey, (u64, Result<SliceMetrics, String>)>,
     pending: HashSet<(MetricKey, u64)>,
 }
 
@@ -166,7 +166,17 @@ impl MetricsCache {
         let (axis, slice, id) = key;
         let current = self.version(axis, slice, id);
         match self.entries.get(&key) {
-            Some((v, m)) if *v == current => Some(*m),
+            Some((v, Ok(m))) if *v == current => Some(*m),
+            _ => None,
+        }
+    }
+
+    /// Why the value for the current content could not be computed, if it could not.
+    pub fn failure(&self, key: MetricKey) -> Option<&str> {
+        let (axis, slice, id) = key;
+        let current = self.version(axis, slice, id);
+        match self.entries.get(&key) {
+            Some((v, Err(e))) if *v == current => Some(e),
             _ => None,
         }
     }
@@ -175,10 +185,10 @@ impl MetricsCache {
     /// for. When it returns `Some(version)`, the caller computes it and then calls [`Self::insert`]
     /// with that version; the key counts as pending until then.
     pub fn request(&mut self, key: MetricKey) -> Option<u64> {
-        if self.get(key).is_some() {
+        let version = self.version(key.0, key.1, key.2);
+        if self.entries.get(&key).is_some_and(|(v, _)| *v == version) {
             return None;
         }
-        let version = self.version(key.0, key.1, key.2);
         if self.pending.insert((key, version)) {
             Some(version)
         } else {
@@ -190,13 +200,17 @@ impl MetricsCache {
     pub fn insert(&mut self, key: MetricKey, version: u64, metrics: SliceMetrics) {
         self.pending.remove(&(key, version));
         if version == self.version(key.0, key.1, key.2) {
-            self.entries.insert(key, (version, metrics));
+            self.entries.insert(key, (version, Ok(metrics)));
         }
     }
 
-    /// Forgets that `key` was asked for at `version` (the computation failed).
-    pub fn abandon(&mut self, key: MetricKey, version: u64) {
+    /// Records that `key` cannot be computed for this content (e.g. a slice smaller than the
+    /// SSIM window); it is not asked for again until the content changes.
+    pub fn insert_failure(&mut self, key: MetricKey, version: u64, reason: String) {
         self.pending.remove(&(key, version));
+        if version == self.version(key.0, key.1, key.2) {
+            self.entries.insert(key, (version, Err(reason)));
+        }
     }
 
     /// Number of requested computations not yet returned.
@@ -313,8 +327,13 @@ mod tests {
         assert_eq!(c.pending_count(), 0);
         let v2 = c.request(key).expect("recompute");
         assert_ne!(v, v2);
-        c.abandon(key, v2);
-        assert!(c.request(key).is_some(), "an abandoned request can be retried");
+        c.insert_failure(key, v2, "too small".into());
+        assert_eq!(c.request(key), None, "a failure is not retried for the same content");
+        assert_eq!(c.failure(key), Some("too small"));
+        assert!(c.get(key).is_none());
+        c.invalidate_slice(SR, 0);
+        assert!(c.failure(key).is_none());
+        assert!(c.request(key).is_some(), "new content is tried again");
     }
 
     #[test]

@@ -241,7 +241,7 @@ fn interact(
     slot: u32,
     kind: PaneKind,
 ) {
-    let id = ui.id().with(("pane", slot));
+    let id = egui::Id::unique(("deltawkv-pane", slot));
     let resp = ui.interact(rect, id, Sense::click_and_drag());
     let (shift, primary_down) = ui.input(|i| (i.modifiers.shift, i.pointer.primary_down()));
     let Some((size_mm, _, _)) = plane_size_mm(v) else {

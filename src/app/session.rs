@@ -7,7 +7,6 @@
 //! normalised units, PSNR uses a data range of 1, and the viewer multiplies by the recorded
 //! factor to show and export values in the file's units.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};

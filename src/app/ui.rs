@@ -33,7 +33,7 @@ pub fn shortcuts(v: &mut Viewer, ui: &Ui, req: &mut FrameRequests) {
     let none = Modifiers::NONE;
     let ctrl = Modifiers::COMMAND;
     let ctrl_shift = Modifiers::COMMAND | Modifiers::SHIFT;
-    let mut consume = |m: Modifiers, k: Key| ctx.input_mut(|i| i.consume_key(m, k));
+    let consume = |m: Modifiers, k: Key| ctx.input_mut(|i| i.consume_key(m, k));
 
     if consume(ctrl_shift, Key::O) {
         v.dialog(DialogPurpose::OpenFolder, "");
@@ -616,8 +616,13 @@ fn metrics_table(v: &mut Viewer, ui: &mut Ui) {
                         ui.monospace(format!("{:.4}", m.ssim));
                     }
                     None => {
-                        ui.weak("-");
-                        ui.weak("-");
+                        if let Some(why) = v.metrics.failure((axis, index, id)) {
+                            ui.weak("n/a").on_hover_text(why.to_string());
+                            ui.weak("n/a").on_hover_text(why.to_string());
+                        } else {
+                            ui.weak("-");
+                            ui.weak("-");
+                        }
                     }
                 }
                 match v.metrics.volume(id) {

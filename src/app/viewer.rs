@@ -364,8 +364,8 @@ impl Viewer {
             } if session == self.session_id => match result {
                 Ok(m) => self.metrics.insert(key, version, m),
                 Err(e) => {
-                    self.metrics.abandon(key, version);
                     tracing::debug!("metric {key:?} not computed: {e}");
+                    self.metrics.insert_failure(key, version, e);
                 }
             },
             Event::Dialog { purpose, path } => {
@@ -889,7 +889,7 @@ mod tests {
     }
 
     fn load_phantom(v: &mut Viewer) {
-        let vol = phantom([32, 32, 6], [1.0, 1.0, 4.0]);
+        let vol = phantom([32, 32, 12], [1.0, 1.0, 4.0]);
         v.loaded = Some(Loaded {
             path: PathBuf::from("/phantom.nii.gz"),
             canonical: Arc::new(vol),
@@ -920,7 +920,7 @@ mod tests {
         });
         let p = v.prepared.clone().expect("prepared");
         assert!(p.gt.is_none());
-        assert_eq!(p.grid.dims, [64, 64, 6]);
+        assert_eq!(p.grid.dims, [64, 64, 12]);
         assert_eq!(v.pane_rows(), vec![vec![PaneKind::Lr, PaneKind::Sr(Slot::A)]]);
         // No GT: no metrics are requested.
         v.request_metrics();
@@ -936,13 +936,13 @@ mod tests {
         load_phantom(&mut v);
         v.request_metrics();
         let first = v.metrics.pending_count();
-        assert_eq!(first, 3 * 6, "3 baselines x 6 axial slices (current slice included)");
+        assert_eq!(first, 3 * 12, "3 baselines x 12 axial slices (current slice included)");
         v.request_metrics();
         assert_eq!(v.metrics.pending_count(), first, "requests are not repeated");
         wait_until(&mut v, "baseline metrics", |v| v.metrics.pending_count() == 0);
         let id = ResultId::Baseline(Baseline::Zerofill);
         let vm = v.metrics.volume(id).expect("volume metrics");
-        assert_eq!((vm.slices, vm.total), (6, 6));
+        assert_eq!((vm.slices, vm.total), (12, 12));
         assert!(vm.psnr.is_finite() && vm.psnr > 10.0, "{vm:?}");
         // Coronal slices are computed on demand.
         v.set_axis(Axis::Coronal);
@@ -951,6 +951,25 @@ mod tests {
         wait_until(&mut v, "coronal metrics", |v| v.metrics.pending_count() == 0);
         let k = (Axis::Coronal, v.crosshair.slice(), id);
         assert!(v.metrics.get(k).is_some());
+    }
+
+    #[test]
+    fn metrics_of_slices_smaller_than_the_ssim_window_fail_once() {
+        let mut v = viewer();
+        let vol = phantom([32, 32, 6], [1.0, 1.0, 4.0]);
+        v.loaded = Some(Loaded {
+            path: PathBuf::from("/thin.nii.gz"),
+            canonical: Arc::new(vol),
+            orientation: "RAS".into(),
+            load_secs: 0.0,
+        });
+        v.start_prepare();
+        wait_until(&mut v, "preparation", |v| v.prepared.is_some());
+        v.set_axis(Axis::Coronal);
+        wait_until(&mut v, "metrics", |v| v.metrics.pending_count() == 0);
+        let k = (Axis::Coronal, v.crosshair.slice(), ResultId::Baseline(Baseline::Bicubic));
+        assert!(v.metrics.get(k).is_none());
+        assert!(v.metrics.failure(k).is_some_and(|e| e.contains("11")), "{:?}", v.metrics.failure(k));
     }
 
     #[test]
