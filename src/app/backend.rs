@@ -136,15 +136,17 @@ pub fn peek_scale(path: &Path) -> Result<usize, String> {
 /// The backend factory for a device choice; `shared` is eframe's device when it is a real GPU
 /// the engine may use.
 pub fn engine_factory(choice: DeviceChoice, shared: Option<SharedGpu>) -> EngineFactory {
-    Arc::new(move |ckpt: &Checkpoint| -> Result<Box<dyn Upscaler>, EngineError> {
-        match choice {
-            DeviceChoice::Cpu => cpu(ckpt),
-            DeviceChoice::Gpu | DeviceChoice::Auto => {
-                let _ = &shared;
-                cpu(ckpt)
+    Arc::new(
+        move |ckpt: &Checkpoint| -> Result<Box<dyn Upscaler>, EngineError> {
+            match choice {
+                DeviceChoice::Cpu => cpu(ckpt),
+                DeviceChoice::Gpu | DeviceChoice::Auto => {
+                    let _ = &shared;
+                    cpu(ckpt)
+                }
             }
-        }
-    })
+        },
+    )
 }
 
 fn cpu(ckpt: &Checkpoint) -> Result<Box<dyn Upscaler>, EngineError> {

@@ -54,7 +54,11 @@ impl Colormap {
 
     /// Colour (sRGB, 0..1) at `t` in [0, 1] (clamped).
     pub fn eval(self, t: f32) -> [f32; 3] {
-        let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
+        let t = if t.is_finite() {
+            t.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         match self {
             Colormap::Gray => [t, t, t],
             Colormap::Viridis => poly6(&VIRIDIS, t),
@@ -89,7 +93,11 @@ impl Colormap {
 
     /// The lookup entry the shader uses for a value `t` in [0, 1]: same rounding as the shader.
     pub fn lut_index(t: f32) -> usize {
-        let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
+        let t = if t.is_finite() {
+            t.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         ((t * (LUT_SIZE - 1) as f32) + 0.5).floor() as usize
     }
 }
@@ -165,7 +173,8 @@ mod tests {
         // Rec. 709 luma is a rough proxy for lightness; both maps must be monotone in it.
         for cm in [Colormap::Viridis, Colormap::Inferno] {
             let lut = cm.lut();
-            let luma = |c: [u8; 4]| 0.2126 * c[0] as f32 + 0.7152 * c[1] as f32 + 0.0722 * c[2] as f32;
+            let luma =
+                |c: [u8; 4]| 0.2126 * c[0] as f32 + 0.7152 * c[1] as f32 + 0.0722 * c[2] as f32;
             for w in lut.windows(16).step_by(16) {
                 assert!(luma(w[15]) >= luma(w[0]) - 1.0, "{cm:?} not monotone");
             }

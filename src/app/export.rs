@@ -77,10 +77,7 @@ fn finite(x: f64) -> Option<f64> {
 
 /// Collects the metrics computed so far (simulate mode only).
 pub fn metrics_report(v: &Viewer) -> Result<MetricsReport, String> {
-    let p = v
-        .prepared
-        .as_ref()
-        .ok_or("nothing loaded")?;
+    let p = v.prepared.as_ref().ok_or("nothing loaded")?;
     if p.gt.is_none() {
         return Err("no ground truth in upscale mode: there are no metrics".into());
     }
@@ -186,7 +183,8 @@ pub fn render_panes(
         super::panes::pane_grid(v, ui, rect, false);
     });
     let format = wgpu::TextureFormat::Rgba8Unorm;
-    let mut renderer = egui_wgpu::Renderer::new(device, format, egui_wgpu::RendererOptions::default());
+    let mut renderer =
+        egui_wgpu::Renderer::new(device, format, egui_wgpu::RendererOptions::default());
     renderer
         .callback_resources
         .insert(DisplayResources::new(device, queue, format));
@@ -242,8 +240,8 @@ pub fn render_panes(
             .forget_lifetime();
         renderer.render(&mut pass, &prims, &screen);
     }
-    let padded = (w * 4).div_ceil(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT)
-        * wgpu::COPY_BYTES_PER_ROW_ALIGNMENT;
+    let padded =
+        (w * 4).div_ceil(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT) * wgpu::COPY_BYTES_PER_ROW_ALIGNMENT;
     let buffer = device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("deltawkv png readback"),
         size: u64::from(padded) * u64::from(h),
@@ -303,8 +301,11 @@ pub fn save_png(
 ) -> Result<(u32, u32), String> {
     let img = render_panes(v, render_state, size_points, 2.0 * screen_ppp.max(0.5))?;
     let mut bytes = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
-        .map_err(|e| format!("PNG encoding failed: {e}"))?;
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )
+    .map_err(|e| format!("PNG encoding failed: {e}"))?;
     write_atomic(path, &bytes)?;
     Ok((img.width(), img.height()))
 }

@@ -281,14 +281,11 @@ impl Crosshair {
         (self.voxel[ca], self.voxel[ra])
     }
 
-    /// Adapts to a new grid: keeps the voxel when it still fits, else re-centres.
+    /// Adapts to a grid: the same grid keeps the crosshair, a new one centres it.
     pub fn regrid(&mut self, dims: [usize; 3]) {
         if dims != self.dims {
-            let keep = (0..3).all(|a| self.voxel[a] < dims[a]);
             self.dims = dims;
-            if !keep {
-                self.voxel = [dims[0] / 2, dims[1] / 2, dims[2] / 2];
-            }
+            self.voxel = [dims[0] / 2, dims[1] / 2, dims[2] / 2];
         }
     }
 }
@@ -358,7 +355,10 @@ mod tests {
         let n = |a| SliceLayout::new(a, Convention::Neurological).letters();
         assert_eq!((n(Axis::Axial).left, n(Axis::Axial).right), ('L', 'R'));
         assert_eq!((n(Axis::Coronal).left, n(Axis::Coronal).right), ('L', 'R'));
-        assert_eq!((n(Axis::Sagittal).left, n(Axis::Sagittal).right), ('A', 'P'));
+        assert_eq!(
+            (n(Axis::Sagittal).left, n(Axis::Sagittal).right),
+            ('A', 'P')
+        );
     }
 
     #[test]
@@ -370,7 +370,11 @@ mod tests {
                 for (c, r) in [(0, 0), (19, 9), (7, 3)] {
                     let p = plane_to_screen(c, r, image, 20, 10, &l);
                     let (x, y) = screen_to_plane(p, image, 20, 10, &l).expect("inside");
-                    assert_eq!((to_index(x, 20), to_index(y, 10)), (c, r), "{axis:?} {conv:?}");
+                    assert_eq!(
+                        (to_index(x, 20), to_index(y, 10)),
+                        (c, r),
+                        "{axis:?} {conv:?}"
+                    );
                 }
             }
         }
@@ -468,7 +472,13 @@ mod tests {
         );
         // Coronal SR plane: i and k are downsampled, j is shared.
         assert_eq!(
-            lr_voxel_of_sr([8, 9, 12], Axis::Coronal, 4, Degradation::Kspace, [64, 20, 64]),
+            lr_voxel_of_sr(
+                [8, 9, 12],
+                Axis::Coronal,
+                4,
+                Degradation::Kspace,
+                [64, 20, 64]
+            ),
             [2, 9, 3]
         );
     }

@@ -309,9 +309,15 @@ mod tests {
         c.insert(base, v, m(0.03, 0.7));
 
         c.invalidate_slice(SR, 2);
-        assert!(c.get((Axis::Axial, 2, SR)).is_none(), "updated slice is stale");
+        assert!(
+            c.get((Axis::Axial, 2, SR)).is_none(),
+            "updated slice is stale"
+        );
         assert!(c.get((Axis::Axial, 1, SR)).is_some(), "other slices stay");
-        assert!(c.get(cor).is_none(), "a coronal slice crosses the updated slice");
+        assert!(
+            c.get(cor).is_none(),
+            "a coronal slice crosses the updated slice"
+        );
         assert!(c.get(base).is_some(), "other results are untouched");
         assert!(c.request((Axis::Axial, 2, SR)).is_some());
     }
@@ -323,12 +329,19 @@ mod tests {
         let v = c.request(key).expect("compute");
         c.invalidate_slice(SR, 0);
         c.insert(key, v, m(0.5, 0.1));
-        assert!(c.get(key).is_none(), "a value computed on old content is not served");
+        assert!(
+            c.get(key).is_none(),
+            "a value computed on old content is not served"
+        );
         assert_eq!(c.pending_count(), 0);
         let v2 = c.request(key).expect("recompute");
         assert_ne!(v, v2);
         c.insert_failure(key, v2, "too small".into());
-        assert_eq!(c.request(key), None, "a failure is not retried for the same content");
+        assert_eq!(
+            c.request(key),
+            None,
+            "a failure is not retried for the same content"
+        );
         assert_eq!(c.failure(key), Some("too small"));
         assert!(c.get(key).is_none());
         c.invalidate_slice(SR, 0);

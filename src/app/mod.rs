@@ -87,7 +87,10 @@ impl DeltaApp {
         let settings = opts
             .settings
             .clone()
-            .or_else(|| cc.storage.and_then(|s| eframe::get_value(s, eframe::APP_KEY)))
+            .or_else(|| {
+                cc.storage
+                    .and_then(|s| eframe::get_value(s, eframe::APP_KEY))
+            })
             .unwrap_or_default();
         let shared = cc.wgpu_render_state.as_ref().map(|rs| {
             render::install(rs);
@@ -133,8 +136,7 @@ impl DeltaApp {
             return;
         };
         let Some(rs) = self.render_state.clone() else {
-            self.viewer
-                .error("PNG not saved: no wgpu renderer".into());
+            self.viewer.error("PNG not saved: no wgpu renderer".into());
             return;
         };
         let size = self.viewer.panes_size;

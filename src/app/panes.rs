@@ -2,7 +2,9 @@
 //! crosshair, orientation letters and titles on top, and turns mouse input into changes of the
 //! shared navigation state (crosshair, slice, zoom, pan, window/level).
 
-use egui::{Align2, Color32, FontId, PointerButton, Pos2, Rect, Sense, Stroke, Ui, Vec2, pos2, vec2};
+use egui::{
+    Align2, Color32, FontId, PointerButton, Pos2, Rect, Sense, Stroke, Ui, Vec2, pos2, vec2,
+};
 
 use super::colormap::Colormap;
 use super::geometry::{SliceLayout, axis_label, plane_to_screen, screen_to_plane, to_index};
@@ -33,9 +35,22 @@ fn plane_size_mm(v: &Viewer) -> Option<(Vec2, usize, usize)> {
     ))
 }
 
-fn shadow_text(painter: &egui::Painter, pos: Pos2, align: Align2, text: &str, size: f32, color: Color32) {
+fn shadow_text(
+    painter: &egui::Painter,
+    pos: Pos2,
+    align: Align2,
+    text: &str,
+    size: f32,
+    color: Color32,
+) {
     let font = FontId::proportional(size);
-    painter.text(pos + vec2(1.0, 1.0), align, text, font.clone(), Color32::BLACK);
+    painter.text(
+        pos + vec2(1.0, 1.0),
+        align,
+        text,
+        font.clone(),
+        Color32::BLACK,
+    );
     painter.text(pos, align, text, font, color);
 }
 
@@ -90,10 +105,8 @@ pub fn pane_grid(v: &mut Viewer, ui: &mut Ui, rect: Rect, interactive: bool) {
         }
         if is_map_row {
             let used = row.len() as f32 * (col_w + GAP);
-            let bar = Rect::from_min_max(
-                pos2(rect.min.x + used, top),
-                pos2(rect.max.x, top + row_h),
-            );
+            let bar =
+                Rect::from_min_max(pos2(rect.min.x + used, top), pos2(rect.max.x, top + row_h));
             if let Some(kind) = row.first() {
                 colour_bar(v, ui, bar, *kind);
             }
@@ -111,7 +124,14 @@ fn pane_display(v: &Viewer, kind: PaneKind) -> ((f32, f32), Colormap) {
     }
 }
 
-fn draw_pane(v: &mut Viewer, ui: &mut Ui, rect: Rect, kind: PaneKind, slot: u32, interactive: bool) {
+fn draw_pane(
+    v: &mut Viewer,
+    ui: &mut Ui,
+    rect: Rect,
+    kind: PaneKind,
+    slot: u32,
+    interactive: bool,
+) {
     let painter = ui.painter_at(rect);
     painter.rect_filled(rect, 0.0, Color32::BLACK);
     let Some((size_mm, cols, rows)) = plane_size_mm(v) else {
@@ -160,7 +180,14 @@ fn draw_pane(v: &mut Viewer, ui: &mut Ui, rect: Rect, kind: PaneKind, slot: u32,
                 PaneEmpty::Pending => pending_text(v, kind),
                 PaneEmpty::Error(m) => m,
             };
-            shadow_text(&painter, rect.center(), Align2::CENTER_CENTER, &text, big, Color32::LIGHT_GRAY);
+            shadow_text(
+                &painter,
+                rect.center(),
+                Align2::CENTER_CENTER,
+                &text,
+                big,
+                Color32::LIGHT_GRAY,
+            );
         }
     }
 
@@ -175,24 +202,66 @@ fn draw_pane(v: &mut Viewer, ui: &mut Ui, rect: Rect, kind: PaneKind, slot: u32,
     let l = layout.letters();
     let m = 6.0;
     let ls = big + 2.0;
-    shadow_text(&painter, pos2(rect.min.x + m, rect.center().y), Align2::LEFT_CENTER, &l.left.to_string(), ls, LETTER);
-    shadow_text(&painter, pos2(rect.max.x - m, rect.center().y), Align2::RIGHT_CENTER, &l.right.to_string(), ls, LETTER);
-    shadow_text(&painter, pos2(rect.center().x, rect.min.y + m), Align2::CENTER_TOP, &l.top.to_string(), ls, LETTER);
-    shadow_text(&painter, pos2(rect.center().x, rect.max.y - m), Align2::CENTER_BOTTOM, &l.bottom.to_string(), ls, LETTER);
+    shadow_text(
+        &painter,
+        pos2(rect.min.x + m, rect.center().y),
+        Align2::LEFT_CENTER,
+        &l.left.to_string(),
+        ls,
+        LETTER,
+    );
+    shadow_text(
+        &painter,
+        pos2(rect.max.x - m, rect.center().y),
+        Align2::RIGHT_CENTER,
+        &l.right.to_string(),
+        ls,
+        LETTER,
+    );
+    shadow_text(
+        &painter,
+        pos2(rect.center().x, rect.min.y + m),
+        Align2::CENTER_TOP,
+        &l.top.to_string(),
+        ls,
+        LETTER,
+    );
+    shadow_text(
+        &painter,
+        pos2(rect.center().x, rect.max.y - m),
+        Align2::CENTER_BOTTOM,
+        &l.bottom.to_string(),
+        ls,
+        LETTER,
+    );
 
     // Title and slice position.
     let mut title = kind.title();
     if v.flip && kind == PaneKind::Gt && !v.presentation {
         title.push_str("  (flipped: F)");
     }
-    shadow_text(&painter, rect.min + vec2(m, m), Align2::LEFT_TOP, &title, big + 2.0, Color32::WHITE);
+    shadow_text(
+        &painter,
+        rect.min + vec2(m, m),
+        Align2::LEFT_TOP,
+        &title,
+        big + 2.0,
+        Color32::WHITE,
+    );
     let pos = format!(
         "{} {}/{}",
         axis_label(axis),
         v.crosshair.slice() + 1,
         v.crosshair.slice_count()
     );
-    shadow_text(&painter, pos2(rect.max.x - m, rect.min.y + m), Align2::RIGHT_TOP, &pos, big, Color32::LIGHT_GRAY);
+    shadow_text(
+        &painter,
+        pos2(rect.max.x - m, rect.min.y + m),
+        Align2::RIGHT_TOP,
+        &pos,
+        big,
+        Color32::LIGHT_GRAY,
+    );
     if let PaneKind::Sr(s) = kind
         && let Some(run) = &v.runs[s.index()]
     {
@@ -249,7 +318,8 @@ fn interact(
     };
 
     // Pan: middle drag, or shift + left drag.
-    if resp.dragged_by(PointerButton::Middle) || (shift && resp.dragged_by(PointerButton::Primary)) {
+    if resp.dragged_by(PointerButton::Middle) || (shift && resp.dragged_by(PointerButton::Primary))
+    {
         v.view.pan_by(resp.drag_delta(), rect, size_mm);
     } else if resp.is_pointer_button_down_on()
         && primary_down
@@ -348,7 +418,10 @@ fn colour_bar(v: &Viewer, ui: &mut Ui, rect: Rect, kind: PaneKind) {
     for i in 0..=n {
         let t = i as f32 / n as f32;
         let y = bar.max.y - t * bar.height();
-        let c = lut.get(Colormap::lut_index(t)).copied().unwrap_or([0, 0, 0, 255]);
+        let c = lut
+            .get(Colormap::lut_index(t))
+            .copied()
+            .unwrap_or([0, 0, 0, 255]);
         let col = Color32::from_rgb(c[0], c[1], c[2]);
         let base = mesh.vertices.len() as u32;
         mesh.colored_vertex(pos2(bar.min.x, y), col);
@@ -359,18 +432,43 @@ fn colour_bar(v: &Viewer, ui: &mut Ui, rect: Rect, kind: PaneKind) {
         }
     }
     painter.add(egui::Shape::mesh(mesh));
-    painter.rect_stroke(bar, 0.0, Stroke::new(1.0, Color32::GRAY), egui::StrokeKind::Outside);
+    painter.rect_stroke(
+        bar,
+        0.0,
+        Stroke::new(1.0, Color32::GRAY),
+        egui::StrokeKind::Outside,
+    );
     let (title, fmt): (&str, Box<dyn Fn(f32) -> String>) = match kind {
         PaneKind::Map(MapKind::Ssim, _) => ("SSIM", Box::new(|x: f32| format!("{x:.2}"))),
-        PaneKind::Map(MapKind::Signed, _) => ("error", Box::new(move |x: f32| format!("{:+.0}", x * norm))),
-        _ => ("|error|", Box::new(move |x: f32| format!("{:.0}", x * norm))),
+        PaneKind::Map(MapKind::Signed, _) => {
+            ("error", Box::new(move |x: f32| format!("{:+.0}", x * norm)))
+        }
+        _ => (
+            "|error|",
+            Box::new(move |x: f32| format!("{:.0}", x * norm)),
+        ),
     };
     let small = FontId::proportional(11.0);
-    painter.text(pos2(rect.min.x + 4.0, rect.min.y + 4.0), Align2::LEFT_TOP, title, small.clone(), Color32::WHITE);
+    painter.text(
+        pos2(rect.min.x + 4.0, rect.min.y + 4.0),
+        Align2::LEFT_TOP,
+        title,
+        small.clone(),
+        Color32::WHITE,
+    );
     for (t, val) in [(0.0, lo), (0.5, 0.5 * (lo + hi)), (1.0, hi)] {
         let y = bar.max.y - t * bar.height();
-        painter.line_segment([pos2(bar.max.x, y), pos2(bar.max.x + 4.0, y)], Stroke::new(1.0, Color32::GRAY));
-        painter.text(pos2(bar.max.x + 6.0, y), Align2::LEFT_CENTER, fmt(val), small.clone(), Color32::LIGHT_GRAY);
+        painter.line_segment(
+            [pos2(bar.max.x, y), pos2(bar.max.x + 4.0, y)],
+            Stroke::new(1.0, Color32::GRAY),
+        );
+        painter.text(
+            pos2(bar.max.x + 6.0, y),
+            Align2::LEFT_CENTER,
+            fmt(val),
+            small.clone(),
+            Color32::LIGHT_GRAY,
+        );
     }
     painter.text(
         pos2(rect.min.x + 4.0, rect.max.y - 4.0),

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::num::NonZeroU64;
 use std::sync::Arc;
 
-use egui::Rect;
 use eframe::egui_wgpu::{self, wgpu};
+use egui::Rect;
 
 use super::colormap::{Colormap, LUT_SIZE};
 use crate::plane::Plane;
@@ -372,11 +372,7 @@ pub fn install(render_state: &egui_wgpu::RenderState) {
         &render_state.queue,
         render_state.target_format,
     );
-    render_state
-        .renderer
-        .write()
-        .callback_resources
-        .insert(res);
+    render_state.renderer.write().callback_resources.insert(res);
 }
 
 /// The paint callback shape for a pane: drawn within `clip` (the pane rectangle).

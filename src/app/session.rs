@@ -165,10 +165,7 @@ impl Prepared {
 
     /// The baseline volume of `b`.
     pub fn baseline(&self, b: Baseline) -> Option<&Volume> {
-        self.baselines
-            .iter()
-            .find(|(x, _)| *x == b)
-            .map(|(_, v)| v)
+        self.baselines.iter().find(|(x, _)| *x == b).map(|(_, v)| v)
     }
 
     /// Number of SR slices (slices along the SR axis).
@@ -280,7 +277,8 @@ pub fn prepare(
                 affine: vol.affine,
                 meta: meta.clone(),
             };
-            let (ldims, laff) = tmp.downsampled_geometry(s, rescaled_axes(axis), params.degradation);
+            let (ldims, laff) =
+                tmp.downsampled_geometry(s, rescaled_axes(axis), params.degradation);
             let lr_grid = Grid::from_affine(ldims, laff);
             let mut lr = empty_like(&lr_grid, &meta, 0.0);
             for k in 0..n_slices {
@@ -290,7 +288,8 @@ pub fn prepare(
                 let hr = vol
                     .slice(axis, k)
                     .ok_or_else(|| format!("slice {k} out of range"))?;
-                let hr = degrade::crop_to_multiple(&hr, s).map_err(|e| format!("slice {k}: {e}"))?;
+                let hr =
+                    degrade::crop_to_multiple(&hr, s).map_err(|e| format!("slice {k}: {e}"))?;
                 let low = degrade::degrade(&hr, s, params.degradation)
                     .map_err(|e| format!("degrading slice {k}: {e}"))?;
                 gt.set_slice(axis, k, &hr);
@@ -632,8 +631,7 @@ pub fn pane_plane(
                     .get(slot.index())
                     .and_then(|r| r.as_ref())
                     .ok_or(PaneEmpty::NoRun)?;
-                if axis == prepared.params.sr_axis
-                    && !run.done.get(index).copied().unwrap_or(false)
+                if axis == prepared.params.sr_axis && !run.done.get(index).copied().unwrap_or(false)
                 {
                     return Err(PaneEmpty::Pending);
                 }
@@ -649,7 +647,12 @@ pub fn pane_plane(
 
 /// A map of `test` against `gt` (same size). Pending (NaN) voxels stay NaN in the difference
 /// maps; the SSIM map needs a complete slice.
-pub fn map_plane(map: MapKind, gt: &Plane, test: &Plane, data_range: f64) -> Result<Plane, PaneEmpty> {
+pub fn map_plane(
+    map: MapKind,
+    gt: &Plane,
+    test: &Plane,
+    data_range: f64,
+) -> Result<Plane, PaneEmpty> {
     if gt.width != test.width || gt.height != test.height {
         return Err(PaneEmpty::Error(format!(
             "size mismatch: GT {}x{}, result {}x{}",
@@ -662,7 +665,13 @@ pub fn map_plane(map: MapKind, gt: &Plane, test: &Plane, data_range: f64) -> Res
                 .data
                 .iter()
                 .zip(&test.data)
-                .map(|(g, t)| if map == MapKind::AbsDiff { (t - g).abs() } else { t - g })
+                .map(|(g, t)| {
+                    if map == MapKind::AbsDiff {
+                        (t - g).abs()
+                    } else {
+                        t - g
+                    }
+                })
                 .collect();
             Ok(Plane {
                 width: gt.width,
@@ -810,9 +819,23 @@ pub(crate) mod tests {
         use PaneKind::*;
         let sim = layout(Mode::Simulate, false, None, Baseline::Bicubic);
         assert_eq!(sim, vec![vec![Lr, Sr(Slot::A), Gt]]);
-        let up = layout(Mode::Upscale, false, Some(MapKind::AbsDiff), Baseline::Bicubic);
-        assert_eq!(up, vec![vec![Lr, Sr(Slot::A)]], "no GT and no maps in upscale mode");
-        let ab = layout(Mode::Simulate, true, Some(MapKind::Ssim), Baseline::Zerofill);
+        let up = layout(
+            Mode::Upscale,
+            false,
+            Some(MapKind::AbsDiff),
+            Baseline::Bicubic,
+        );
+        assert_eq!(
+            up,
+            vec![vec![Lr, Sr(Slot::A)]],
+            "no GT and no maps in upscale mode"
+        );
+        let ab = layout(
+            Mode::Simulate,
+            true,
+            Some(MapKind::Ssim),
+            Baseline::Zerofill,
+        );
         assert_eq!(ab[0], vec![Lr, Sr(Slot::A), Sr(Slot::B), Gt]);
         assert_eq!(
             ab[1],
@@ -822,8 +845,14 @@ pub(crate) mod tests {
                 Map(MapKind::Ssim, ResultId::Sr(Slot::B)),
             ]
         );
-        assert_eq!(presentation_cycle(Mode::Simulate, false), vec![Lr, Sr(Slot::A), Gt]);
-        assert_eq!(presentation_cycle(Mode::Upscale, false), vec![Lr, Sr(Slot::A)]);
+        assert_eq!(
+            presentation_cycle(Mode::Simulate, false),
+            vec![Lr, Sr(Slot::A), Gt]
+        );
+        assert_eq!(
+            presentation_cycle(Mode::Upscale, false),
+            vec![Lr, Sr(Slot::A)]
+        );
     }
 
     #[test]
@@ -831,19 +860,36 @@ pub(crate) mod tests {
         let v = phantom([16, 16, 3], [1.0, 1.0, 2.0]);
         let p = prepare(&v, "RAS", params(Mode::Simulate, 2), &|| false).expect("prepare");
         let mut runs: [Option<SrRun>; 2] = [Some(SrRun::new(Slot::A, 1, "t".into(), &p)), None];
-        let lr = pane_plane(&p, &runs, PaneKind::Lr, Axis::Axial, 1, Baseline::Nearest)
-            .expect("lr");
+        let lr =
+            pane_plane(&p, &runs, PaneKind::Lr, Axis::Axial, 1, Baseline::Nearest).expect("lr");
         assert_eq!((lr.width, lr.height), (16, 16));
         assert_eq!(
-            pane_plane(&p, &runs, PaneKind::Sr(Slot::A), Axis::Axial, 1, Baseline::Nearest),
+            pane_plane(
+                &p,
+                &runs,
+                PaneKind::Sr(Slot::A),
+                Axis::Axial,
+                1,
+                Baseline::Nearest
+            ),
             Err(PaneEmpty::Pending)
         );
         assert_eq!(
-            pane_plane(&p, &runs, PaneKind::Sr(Slot::B), Axis::Axial, 1, Baseline::Nearest),
+            pane_plane(
+                &p,
+                &runs,
+                PaneKind::Sr(Slot::B),
+                Axis::Axial,
+                1,
+                Baseline::Nearest
+            ),
             Err(PaneEmpty::NoRun)
         );
         // Fill slice 1 of the SR with the GT: the |SR - GT| map is then zero.
-        let g = p.gt.as_ref().and_then(|g| g.slice(Axis::Axial, 1)).expect("gt");
+        let g =
+            p.gt.as_ref()
+                .and_then(|g| g.slice(Axis::Axial, 1))
+                .expect("gt");
         let run = runs[0].as_mut().expect("run");
         assert!(run.apply_slice(Axis::Axial, 1, &g));
         assert!(!run.apply_slice(Axis::Axial, 1, &Plane::zeros(3, 3)));
@@ -883,7 +929,14 @@ pub(crate) mod tests {
         // Upscale mode has no GT.
         let pu = prepare(&v, "RAS", params(Mode::Upscale, 2), &|| false).expect("prepare");
         assert_eq!(
-            pane_plane(&pu, &[None, None], PaneKind::Gt, Axis::Axial, 0, Baseline::Nearest),
+            pane_plane(
+                &pu,
+                &[None, None],
+                PaneKind::Gt,
+                Axis::Axial,
+                0,
+                Baseline::Nearest
+            ),
             Err(PaneEmpty::NoGroundTruth)
         );
     }

@@ -110,8 +110,7 @@ impl Settings {
         if self.lr_interp != Baseline::Nearest && self.lr_interp != Baseline::Bicubic {
             self.lr_interp = Baseline::Nearest;
         }
-        if !(self.presentation_zoom.is_finite() && (1.0..=4.0).contains(&self.presentation_zoom))
-        {
+        if !(self.presentation_zoom.is_finite() && (1.0..=4.0).contains(&self.presentation_zoom)) {
             self.presentation_zoom = 1.6;
         }
         self.recent.truncate(MAX_RECENT);
@@ -126,34 +125,118 @@ pub struct Shortcut {
 
 /// Every shortcut the viewer handles (the help window lists exactly these).
 pub const SHORTCUTS: &[Shortcut] = &[
-    Shortcut { keys: "F1 or ?", action: "show / hide this help" },
-    Shortcut { keys: "Ctrl+O", action: "open a volume file (NIfTI, DICOM)" },
-    Shortcut { keys: "Ctrl+Shift+O", action: "open a DICOM folder" },
-    Shortcut { keys: "Left click / drag", action: "move the crosshair (all panes)" },
-    Shortcut { keys: "Mouse wheel", action: "previous / next slice" },
-    Shortcut { keys: "Up / Down arrow", action: "next / previous slice" },
-    Shortcut { keys: "Page Up / Page Down", action: "10 slices forward / back" },
-    Shortcut { keys: "Home / End", action: "first / last slice" },
-    Shortcut { keys: "Z / Y / X", action: "axial / coronal / sagittal slices" },
-    Shortcut { keys: "Ctrl+wheel, + / -", action: "zoom in / out (all panes)" },
-    Shortcut { keys: "Middle drag or Shift+left drag", action: "pan (all panes)" },
-    Shortcut { keys: "0", action: "reset zoom and pan" },
-    Shortcut { keys: "Right drag", action: "window (horizontal) / level (vertical); on a map: its scale" },
-    Shortcut { keys: "W", action: "automatic window (2nd-98th percentile)" },
-    Shortcut { keys: "1 / 2 / 3 / 4", action: "window presets: auto, wide, full, contrast" },
-    Shortcut { keys: "M", action: "map row: off / |error| / signed error / SSIM map" },
-    Shortcut { keys: "B", action: "baseline of the map row: bicubic / zero-filled / nearest" },
-    Shortcut { keys: "C", action: "colour map of the |error| and SSIM maps" },
-    Shortcut { keys: "F", action: "flip: show GT in the SR pane (press again for SR)" },
-    Shortcut { keys: "I", action: "LR pane interpolation: nearest / bicubic" },
-    Shortcut { keys: "S", action: "smooth (bilinear) display on / off" },
-    Shortcut { keys: "F11 or P", action: "presentation mode (full screen, one large pane)" },
-    Shortcut { keys: "Space or Tab", action: "presentation: next pane (LR / SR / GT)" },
-    Shortcut { keys: "Esc", action: "leave presentation mode / close help" },
-    Shortcut { keys: "Ctrl+Period", action: "cancel inference" },
-    Shortcut { keys: "Ctrl+S", action: "export the SR volume as NIfTI" },
-    Shortcut { keys: "F12", action: "save a PNG of the panes at 2x resolution" },
-    Shortcut { keys: "Ctrl+E", action: "export metrics (CSV)" },
+    Shortcut {
+        keys: "F1 or ?",
+        action: "show / hide this help",
+    },
+    Shortcut {
+        keys: "Ctrl+O",
+        action: "open a volume file (NIfTI, DICOM)",
+    },
+    Shortcut {
+        keys: "Ctrl+Shift+O",
+        action: "open a DICOM folder",
+    },
+    Shortcut {
+        keys: "Left click / drag",
+        action: "move the crosshair (all panes)",
+    },
+    Shortcut {
+        keys: "Mouse wheel",
+        action: "previous / next slice",
+    },
+    Shortcut {
+        keys: "Up / Down arrow",
+        action: "next / previous slice",
+    },
+    Shortcut {
+        keys: "Page Up / Page Down",
+        action: "10 slices forward / back",
+    },
+    Shortcut {
+        keys: "Home / End",
+        action: "first / last slice",
+    },
+    Shortcut {
+        keys: "Z / Y / X",
+        action: "axial / coronal / sagittal slices",
+    },
+    Shortcut {
+        keys: "Ctrl+wheel, + / -",
+        action: "zoom in / out (all panes)",
+    },
+    Shortcut {
+        keys: "Middle drag or Shift+left drag",
+        action: "pan (all panes)",
+    },
+    Shortcut {
+        keys: "0",
+        action: "reset zoom and pan",
+    },
+    Shortcut {
+        keys: "Right drag",
+        action: "window (horizontal) / level (vertical); on a map: its scale",
+    },
+    Shortcut {
+        keys: "W",
+        action: "automatic window (2nd-98th percentile)",
+    },
+    Shortcut {
+        keys: "1 / 2 / 3 / 4",
+        action: "window presets: auto, wide, full, contrast",
+    },
+    Shortcut {
+        keys: "M",
+        action: "map row: off / |error| / signed error / SSIM map",
+    },
+    Shortcut {
+        keys: "B",
+        action: "baseline of the map row: bicubic / zero-filled / nearest",
+    },
+    Shortcut {
+        keys: "C",
+        action: "colour map of the |error| and SSIM maps",
+    },
+    Shortcut {
+        keys: "F",
+        action: "flip: show GT in the SR pane (press again for SR)",
+    },
+    Shortcut {
+        keys: "I",
+        action: "LR pane interpolation: nearest / bicubic",
+    },
+    Shortcut {
+        keys: "S",
+        action: "smooth (bilinear) display on / off",
+    },
+    Shortcut {
+        keys: "F11 or P",
+        action: "presentation mode (full screen, one large pane)",
+    },
+    Shortcut {
+        keys: "Space or Tab",
+        action: "presentation: next pane (LR / SR / GT)",
+    },
+    Shortcut {
+        keys: "Esc",
+        action: "leave presentation mode / close help",
+    },
+    Shortcut {
+        keys: "Ctrl+Period",
+        action: "cancel inference",
+    },
+    Shortcut {
+        keys: "Ctrl+S",
+        action: "export the SR volume as NIfTI",
+    },
+    Shortcut {
+        keys: "F12",
+        action: "save a PNG of the panes at 2x resolution",
+    },
+    Shortcut {
+        keys: "Ctrl+E",
+        action: "export metrics (CSV)",
+    },
 ];
 
 #[cfg(test)]

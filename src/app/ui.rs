@@ -42,10 +42,16 @@ pub fn shortcuts(v: &mut Viewer, ui: &Ui, req: &mut FrameRequests) {
         v.dialog(DialogPurpose::OpenFile, "");
     }
     if consume(ctrl, Key::S) {
-        v.dialog(DialogPurpose::ExportNifti, &format!("{}.nii.gz", v.export_stem()));
+        v.dialog(
+            DialogPurpose::ExportNifti,
+            &format!("{}.nii.gz", v.export_stem()),
+        );
     }
     if consume(ctrl, Key::E) {
-        v.dialog(DialogPurpose::ExportCsv, &format!("{}_metrics.csv", v.export_stem()));
+        v.dialog(
+            DialogPurpose::ExportCsv,
+            &format!("{}_metrics.csv", v.export_stem()),
+        );
     }
     if consume(ctrl, Key::Period) {
         for s in Slot::ALL {
@@ -55,7 +61,8 @@ pub fn shortcuts(v: &mut Viewer, ui: &Ui, req: &mut FrameRequests) {
     if consume(none, Key::F12) {
         req.save_png = true;
     }
-    if consume(none, Key::F1) || ctx.input_mut(|i| i.consume_key(Modifiers::SHIFT, Key::Questionmark))
+    if consume(none, Key::F1)
+        || ctx.input_mut(|i| i.consume_key(Modifiers::SHIFT, Key::Questionmark))
         || consume(none, Key::Questionmark)
     {
         v.show_help = !v.show_help;
@@ -103,10 +110,12 @@ pub fn shortcuts(v: &mut Viewer, ui: &Ui, req: &mut FrameRequests) {
     let pane_area = egui::Rect::from_min_size(egui::Pos2::ZERO, v.panes_size);
     let size_mm = egui::vec2(1.0, 1.0);
     if consume(none, Key::Plus) || consume(none, Key::Equals) {
-        v.view.zoom_about(1.25, pane_area.center(), pane_area, size_mm);
+        v.view
+            .zoom_about(1.25, pane_area.center(), pane_area, size_mm);
     }
     if consume(none, Key::Minus) {
-        v.view.zoom_about(0.8, pane_area.center(), pane_area, size_mm);
+        v.view
+            .zoom_about(0.8, pane_area.center(), pane_area, size_mm);
     }
     if consume(none, Key::Num0) {
         v.view = Default::default();
@@ -169,23 +178,35 @@ pub fn menu_bar(v: &mut Viewer, ui: &mut Ui, req: &mut FrameRequests) {
                 }
                 for p in recent {
                     let label = p.display().to_string();
-                    if ui.add_enabled(p.exists(), egui::Button::new(label)).clicked() {
+                    if ui
+                        .add_enabled(p.exists(), egui::Button::new(label))
+                        .clicked()
+                    {
                         v.open(p, None);
                     }
                 }
             });
             ui.separator();
             if ui.button("Export SR as NIfTI...  (Ctrl+S)").clicked() {
-                v.dialog(DialogPurpose::ExportNifti, &format!("{}.nii.gz", v.export_stem()));
+                v.dialog(
+                    DialogPurpose::ExportNifti,
+                    &format!("{}.nii.gz", v.export_stem()),
+                );
             }
             if ui.button("Save PNG of the panes (2x)...  (F12)").clicked() {
                 req.save_png = true;
             }
             if ui.button("Export metrics as CSV...  (Ctrl+E)").clicked() {
-                v.dialog(DialogPurpose::ExportCsv, &format!("{}_metrics.csv", v.export_stem()));
+                v.dialog(
+                    DialogPurpose::ExportCsv,
+                    &format!("{}_metrics.csv", v.export_stem()),
+                );
             }
             if ui.button("Export metrics as JSON...").clicked() {
-                v.dialog(DialogPurpose::ExportJson, &format!("{}_metrics.json", v.export_stem()));
+                v.dialog(
+                    DialogPurpose::ExportJson,
+                    &format!("{}_metrics.json", v.export_stem()),
+                );
             }
             ui.separator();
             if ui.button("Quit").clicked() {
@@ -238,7 +259,9 @@ fn checkpoint_menu(v: &mut Viewer, ui: &mut Ui) {
             let s = backend::peek_scale(&f).ok();
             let label = format!(
                 "{}  ({})",
-                f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                f.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
                 s.map(|s| format!("x{s}")).unwrap_or_else(|| "?".into())
             );
             let current = v.checkpoints[slot.index()]
@@ -362,10 +385,7 @@ pub fn toolbar(v: &mut Viewer, ui: &mut Ui) {
             for m in MapKind::ALL {
                 ui.selectable_value(&mut v.settings.map, Some(m), m.label());
             }
-            if ui
-                .selectable_label(v.flip, "flip SR/GT (F)")
-                .clicked()
-            {
+            if ui.selectable_label(v.flip, "flip SR/GT (F)").clicked() {
                 v.flip = !v.flip;
             }
         }
@@ -468,7 +488,11 @@ fn display_controls(v: &mut Viewer, ui: &mut Ui) {
         ui.label("level");
         let a = ui.add(egui::DragValue::new(&mut level).speed(norm * 0.002));
         ui.label("width");
-        let b = ui.add(egui::DragValue::new(&mut width).speed(norm * 0.002).range(0.0..=f32::MAX));
+        let b = ui.add(
+            egui::DragValue::new(&mut width)
+                .speed(norm * 0.002)
+                .range(0.0..=f32::MAX),
+        );
         if a.changed() || b.changed() {
             v.window = WindowLevel {
                 center: level / norm,
@@ -476,7 +500,11 @@ fn display_controls(v: &mut Viewer, ui: &mut Ui) {
             };
         }
     });
-    ui.weak(format!("window {:.0} .. {:.0} (right-drag in a pane)", lo * norm, hi * norm));
+    ui.weak(format!(
+        "window {:.0} .. {:.0} (right-drag in a pane)",
+        lo * norm,
+        hi * norm
+    ));
     ui.horizontal_wrapped(|ui| {
         for (i, p) in WindowPreset::ALL.into_iter().enumerate() {
             if ui
@@ -514,12 +542,19 @@ fn display_controls(v: &mut Viewer, ui: &mut Ui) {
         ui.horizontal(|ui| {
             ui.label("|error| scale");
             if ui
-                .add(egui::DragValue::new(&mut scale).speed(norm * 0.001).range(0.0..=f32::MAX))
+                .add(
+                    egui::DragValue::new(&mut scale)
+                        .speed(norm * 0.001)
+                        .range(0.0..=f32::MAX),
+                )
                 .changed()
             {
                 v.diff_scale = (scale / norm).max(1e-4);
             }
-            if ui.small_button("auto").on_hover_text("99th percentile of |bicubic - GT|").clicked()
+            if ui
+                .small_button("auto")
+                .on_hover_text("99th percentile of |bicubic - GT|")
+                .clicked()
                 && let Some(p) = &v.prepared
             {
                 v.diff_scale = p.diff_scale;
@@ -566,7 +601,9 @@ fn checkpoint_info(v: &mut Viewer, ui: &mut Ui) {
                         d.as_secs_f64()
                     ),
                     RunState::Failed(e) => format!("failed: {e}"),
-                    RunState::Cancelled => format!("cancelled at {}/{}", run.n_done, run.done.len()),
+                    RunState::Cancelled => {
+                        format!("cancelled at {}/{}", run.n_done, run.done.len())
+                    }
                 };
                 ui.weak(state);
             }
@@ -699,7 +736,11 @@ pub fn progress(v: &mut Viewer, ui: &mut Ui) {
     if let Some((p, t)) = &v.loading {
         ui.horizontal(|ui| {
             ui.spinner();
-            ui.label(format!("loading {} ({:.1} s)", p.display(), t.elapsed().as_secs_f32()));
+            ui.label(format!(
+                "loading {} ({:.1} s)",
+                p.display(),
+                t.elapsed().as_secs_f32()
+            ));
         });
     }
 }
@@ -722,7 +763,10 @@ pub fn psnr_plot(v: &mut Viewer, ui: &mut Ui) {
                 .sr_axis_series(id)
                 .into_iter()
                 .enumerate()
-                .filter_map(|(k, m)| m.filter(|m| m.psnr.is_finite()).map(|m| [k as f64 + 1.0, m.psnr]))
+                .filter_map(|(k, m)| {
+                    m.filter(|m| m.psnr.is_finite())
+                        .map(|m| [k as f64 + 1.0, m.psnr])
+                })
                 .collect();
             (id.label(), pts)
         })
@@ -763,7 +807,10 @@ pub fn readout(v: &Viewer, ui: &mut Ui) {
         ui.weak("move the mouse over a pane for voxel, position and values");
         return;
     };
-    let world = voxel_to_world(&p.grid.affine, [vox[0] as f64, vox[1] as f64, vox[2] as f64]);
+    let world = voxel_to_world(
+        &p.grid.affine,
+        [vox[0] as f64, vox[1] as f64, vox[2] as f64],
+    );
     let mut parts = vec![format!(
         "voxel ({}, {}, {})  {:.1}, {:.1}, {:.1} mm",
         vox[0], vox[1], vox[2], world[0], world[1], world[2]
@@ -847,22 +894,28 @@ pub fn series_window(v: &mut Viewer, ctx: &egui::Context) {
         .collapsible(false)
         .show(ctx, |ui| {
             ui.label(choice.folder.display().to_string());
-            egui::Grid::new("series").num_columns(4).striped(true).show(ui, |ui| {
-                for s in &choice.series {
-                    if ui.button("open").clicked() {
-                        picked = Some(s.uid.clone());
+            egui::Grid::new("series")
+                .num_columns(4)
+                .striped(true)
+                .show(ui, |ui| {
+                    for s in &choice.series {
+                        if ui.button("open").clicked() {
+                            picked = Some(s.uid.clone());
+                        }
+                        let desc = if s.description.is_empty() {
+                            "(no description)"
+                        } else {
+                            s.description.as_str()
+                        };
+                        ui.label(desc);
+                        ui.label(format!(
+                            "{} {}x{}x{}",
+                            s.modality, s.dims[0], s.dims[1], s.dims[2]
+                        ));
+                        ui.label(format!("{} files", s.files));
+                        ui.end_row();
                     }
-                    let desc = if s.description.is_empty() {
-                        "(no description)"
-                    } else {
-                        s.description.as_str()
-                    };
-                    ui.label(desc);
-                    ui.label(format!("{} {}x{}x{}", s.modality, s.dims[0], s.dims[1], s.dims[2]));
-                    ui.label(format!("{} files", s.files));
-                    ui.end_row();
-                }
-            });
+                });
         });
     if let Some(uid) = picked {
         v.open(choice.folder.clone(), Some(uid));
@@ -873,8 +926,13 @@ pub fn series_window(v: &mut Viewer, ctx: &egui::Context) {
 
 /// Files dropped on the window open (the first one).
 pub fn dropped_files(v: &mut Viewer, ctx: &egui::Context) {
-    let dropped: Vec<std::path::PathBuf> =
-        ctx.input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).collect());
+    let dropped: Vec<std::path::PathBuf> = ctx.input(|i| {
+        i.raw
+            .dropped_files
+            .iter()
+            .map(|f| f.path().to_path_buf())
+            .collect()
+    });
     if let Some(p) = dropped.into_iter().next() {
         v.open(p, None);
     }

@@ -130,7 +130,12 @@ const MAX_IMAGES: usize = 64;
 
 impl Viewer {
     /// A viewer with `settings`; opens what `opts` says.
-    pub fn new(opts: AppOptions, settings: Settings, shared: Option<SharedGpu>, waker: Waker) -> Self {
+    pub fn new(
+        opts: AppOptions,
+        settings: Settings,
+        shared: Option<SharedGpu>,
+        waker: Waker,
+    ) -> Self {
         let mut settings = settings;
         settings.sanitize();
         let factory = opts
@@ -391,7 +396,9 @@ impl Viewer {
         }
         match purpose {
             DialogPurpose::OpenFile | DialogPurpose::OpenFolder => self.open(path, None),
-            DialogPurpose::Checkpoint(slot) => self.set_checkpoint(slot, CheckpointSource::File(path)),
+            DialogPurpose::Checkpoint(slot) => {
+                self.set_checkpoint(slot, CheckpointSource::File(path))
+            }
             DialogPurpose::ExportNifti => self.export_nifti(path),
             DialogPurpose::ExportPng => self.pending_png = Some(path),
             DialogPurpose::ExportCsv => self.export_metrics(path, false),
@@ -883,7 +890,10 @@ mod tests {
         while !cond(v) {
             v.poll();
             v.request_metrics();
-            assert!(t0.elapsed() < Duration::from_secs(60), "timed out waiting for {what}");
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "timed out waiting for {what}"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -907,7 +917,10 @@ mod tests {
         let p = v.prepared.clone().expect("prepared");
         assert_eq!(p.params.mode, Mode::Simulate);
         assert_eq!(p.params.sr_axis, Axis::Axial);
-        assert_eq!(v.pane_rows(), vec![vec![PaneKind::Lr, PaneKind::Sr(Slot::A), PaneKind::Gt]]);
+        assert_eq!(
+            v.pane_rows(),
+            vec![vec![PaneKind::Lr, PaneKind::Sr(Slot::A), PaneKind::Gt]]
+        );
         // The auto window is the 2-98 % range of the GT.
         let (lo, hi) = v.window.range();
         assert_eq!(Some(lo), p.summary.get(2.0));
@@ -916,12 +929,17 @@ mod tests {
         v.set_mode(Mode::Upscale);
         assert!(v.preparing.is_some());
         wait_until(&mut v, "upscale session", |v| {
-            v.prepared.as_ref().is_some_and(|p| p.params.mode == Mode::Upscale)
+            v.prepared
+                .as_ref()
+                .is_some_and(|p| p.params.mode == Mode::Upscale)
         });
         let p = v.prepared.clone().expect("prepared");
         assert!(p.gt.is_none());
         assert_eq!(p.grid.dims, [64, 64, 12]);
-        assert_eq!(v.pane_rows(), vec![vec![PaneKind::Lr, PaneKind::Sr(Slot::A)]]);
+        assert_eq!(
+            v.pane_rows(),
+            vec![vec![PaneKind::Lr, PaneKind::Sr(Slot::A)]]
+        );
         // No GT: no metrics are requested.
         v.request_metrics();
         assert_eq!(v.metrics.pending_count(), 0);
@@ -936,10 +954,20 @@ mod tests {
         load_phantom(&mut v);
         v.request_metrics();
         let first = v.metrics.pending_count();
-        assert_eq!(first, 3 * 12, "3 baselines x 12 axial slices (current slice included)");
+        assert_eq!(
+            first,
+            3 * 12,
+            "3 baselines x 12 axial slices (current slice included)"
+        );
         v.request_metrics();
-        assert_eq!(v.metrics.pending_count(), first, "requests are not repeated");
-        wait_until(&mut v, "baseline metrics", |v| v.metrics.pending_count() == 0);
+        assert_eq!(
+            v.metrics.pending_count(),
+            first,
+            "requests are not repeated"
+        );
+        wait_until(&mut v, "baseline metrics", |v| {
+            v.metrics.pending_count() == 0
+        });
         let id = ResultId::Baseline(Baseline::Zerofill);
         let vm = v.metrics.volume(id).expect("volume metrics");
         assert_eq!((vm.slices, vm.total), (12, 12));
@@ -948,7 +976,9 @@ mod tests {
         v.set_axis(Axis::Coronal);
         v.request_metrics();
         assert_eq!(v.metrics.pending_count(), 3);
-        wait_until(&mut v, "coronal metrics", |v| v.metrics.pending_count() == 0);
+        wait_until(&mut v, "coronal metrics", |v| {
+            v.metrics.pending_count() == 0
+        });
         let k = (Axis::Coronal, v.crosshair.slice(), id);
         assert!(v.metrics.get(k).is_some());
     }
@@ -967,9 +997,17 @@ mod tests {
         wait_until(&mut v, "preparation", |v| v.prepared.is_some());
         v.set_axis(Axis::Coronal);
         wait_until(&mut v, "metrics", |v| v.metrics.pending_count() == 0);
-        let k = (Axis::Coronal, v.crosshair.slice(), ResultId::Baseline(Baseline::Bicubic));
+        let k = (
+            Axis::Coronal,
+            v.crosshair.slice(),
+            ResultId::Baseline(Baseline::Bicubic),
+        );
         assert!(v.metrics.get(k).is_none());
-        assert!(v.metrics.failure(k).is_some_and(|e| e.contains("11")), "{:?}", v.metrics.failure(k));
+        assert!(
+            v.metrics.failure(k).is_some_and(|e| e.contains("11")),
+            "{:?}",
+            v.metrics.failure(k)
+        );
     }
 
     #[test]
@@ -977,7 +1015,10 @@ mod tests {
         let mut v = viewer();
         load_phantom(&mut v);
         v.flip = true;
-        assert_eq!(v.pane_rows()[0], vec![PaneKind::Lr, PaneKind::Gt, PaneKind::Gt]);
+        assert_eq!(
+            v.pane_rows()[0],
+            vec![PaneKind::Lr, PaneKind::Gt, PaneKind::Gt]
+        );
         v.flip = false;
         v.presentation = true;
         v.presentation_index = 0;
@@ -1002,7 +1043,10 @@ mod tests {
         assert_ne!(a.stamp, c.stamp);
         assert_ne!(a.plane, c.plane);
         // No checkpoint: the SR pane says so.
-        assert_eq!(v.pane_image(PaneKind::Sr(Slot::A)).map(|_| ()), Err(PaneEmpty::NoRun));
+        assert_eq!(
+            v.pane_image(PaneKind::Sr(Slot::A)).map(|_| ()),
+            Err(PaneEmpty::NoRun)
+        );
     }
 
     #[test]

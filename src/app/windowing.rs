@@ -212,24 +212,34 @@ mod tests {
         assert_eq!(p.get(0.0), Some(1.0));
         assert_eq!(p.get(100.0), Some(3.0));
         assert_eq!(Percentiles::new(&[]).get(50.0), None);
-        assert!(Percentiles::new(&[f32::NAN]).window(WindowPreset::Robust).is_none());
+        assert!(
+            Percentiles::new(&[f32::NAN])
+                .window(WindowPreset::Robust)
+                .is_none()
+        );
     }
 
     #[test]
     fn robust_window_ignores_outliers_and_degenerate_falls_back() {
         let mut data: Vec<f32> = (0..1000).map(|v| (v % 100) as f32).collect();
         data.push(1e6);
-        let w = Percentiles::new(&data).window(WindowPreset::Robust).expect("window");
+        let w = Percentiles::new(&data)
+            .window(WindowPreset::Robust)
+            .expect("window");
         let (lo, hi) = w.range();
         assert!(lo >= 1.0 && lo < 3.0, "{lo}");
         assert!(hi > 96.0 && hi < 99.0, "{hi}");
         // 99 % background zeros: 2-98 % collapses to [0, 0]; the window falls back to min-max.
         let mut bg = vec![0.0f32; 990];
         bg.extend((1..=10).map(|v| v as f32 * 10.0));
-        let w = Percentiles::new(&bg).window(WindowPreset::Robust).expect("window");
+        let w = Percentiles::new(&bg)
+            .window(WindowPreset::Robust)
+            .expect("window");
         assert_eq!(w.range(), (0.0, 100.0));
         // A constant image gets a unit-width window.
-        let w = Percentiles::new(&[5.0; 10]).window(WindowPreset::Full).expect("window");
+        let w = Percentiles::new(&[5.0; 10])
+            .window(WindowPreset::Full)
+            .expect("window");
         assert_eq!(w.range(), (5.0, 6.0));
     }
 }
