@@ -10,7 +10,6 @@ use eframe::egui_wgpu::wgpu;
 use super::jobs::EngineFactory;
 use crate::engine::{DeviceChoice, EngineError, Upscaler};
 use crate::model::Checkpoint;
-use crate::model::cpu::CpuUpscaler;
 
 /// eframe's wgpu device, shared with the inference engine.
 #[derive(Clone, Debug)]
@@ -133,26 +132,26 @@ pub fn peek_scale(path: &Path) -> Result<usize, String> {
         .ok_or_else(|| format!("{}: no scale in the checkpoint metadata", path.display()))
 }
 
-/// The backend factory for a device choice; `shared` is eframe's device when it is a real GPU
-/// the engine may use.
+/// The backend factory for a device choice (see [`crate::engine::create`]). With a real GPU under
+/// eframe, the WGSL engine runs on eframe's own device (`shared`). A software adapter is not
+/// shared: compute work queued on it would hold up the UI's frames, so the engine gets its own
+/// device, or the CPU reference where that measures faster (`auto`).
 pub fn engine_factory(choice: DeviceChoice, shared: Option<SharedGpu>) -> EngineFactory {
     Arc::new(
         move |ckpt: &Checkpoint| -> Result<Box<dyn Upscaler>, EngineError> {
-            match choice {
-                DeviceChoice::Cpu => cpu(ckpt),
-                DeviceChoice::Gpu | DeviceChoice::Auto => {
-                    let _ = &shared;
-                    cpu(ckpt)
-                }
+            match (&shared, choice) {
+                (_, DeviceChoice::Cpu) => crate::engine::create(ckpt.clone(), DeviceChoice::Cpu),
+                (Some(s), _) if !s.is_software() => crate::engine::create_with_device(
+                    ckpt.clone(),
+                    choice,
+                    s.device.clone(),
+                    s.queue.clone(),
+                    s.info.clone(),
+                ),
+                _ => crate::engine::create(ckpt.clone(), choice),
             }
         },
     )
-}
-
-fn cpu(ckpt: &Checkpoint) -> Result<Box<dyn Upscaler>, EngineError> {
-    CpuUpscaler::new(ckpt.clone())
-        .map(|u| Box::new(u) as Box<dyn Upscaler>)
-        .map_err(|e| EngineError::Other(e.to_string()))
 }
 
 #[cfg(test)]

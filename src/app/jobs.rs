@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, Sender};
 
 use super::metrics_cache::{MetricKey, SliceMetrics, Slot};
 use super::session::{self, PrepareParams, Prepared};
@@ -78,6 +78,8 @@ pub struct Loaded {
 pub enum SrEvent {
     /// The engine exists (its description).
     EngineReady(String),
+    /// Something the user should know, the run goes on.
+    Warning(String),
     /// One slice is done.
     Slice {
         index: usize,
@@ -403,6 +405,15 @@ fn run_inference(job: &InferenceJob, send: &dyn Fn(SrEvent)) -> Result<bool, Str
             ckpt.config.scale
         ));
     }
+    let geometry = job.prepared.params.degradation;
+    if ckpt.config.degradation != geometry {
+        send(SrEvent::Warning(format!(
+            "checkpoint {} was trained on {} LR images, but this LR is {}: expect worse results",
+            job.checkpoint.label(),
+            ckpt.config.degradation.as_str(),
+            geometry.as_str()
+        )));
+    }
     if job.cancel.load(Ordering::Relaxed) {
         return Ok(false);
     }
@@ -418,11 +429,8 @@ fn run_inference(job: &InferenceJob, send: &dyn Fn(SrEvent)) -> Result<bool, Str
     loop {
         // The latest priority request that is still pending goes first.
         let mut wanted = None;
-        loop {
-            match job.priority.try_recv() {
-                Ok(k) => wanted = Some(k),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-            }
+        while let Ok(k) = job.priority.try_recv() {
+            wanted = Some(k);
         }
         let next = match wanted.filter(|&k| k < n && !done.get(k).copied().unwrap_or(true)) {
             Some(k) => Some(k),
@@ -471,6 +479,9 @@ fn run_inference(job: &InferenceJob, send: &dyn Fn(SrEvent)) -> Result<bool, Str
         plane.data.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
         if let Some(d) = done.get_mut(k) {
             *d = true;
+        }
+        for n in engine.take_notices() {
+            send(SrEvent::Warning(n));
         }
         send(SrEvent::Slice {
             index: k,

@@ -196,6 +196,13 @@ impl MetricsCache {
         }
     }
 
+    /// Whether [`Self::request`] would ask for a computation (cheap check before gathering inputs).
+    pub fn needs(&self, key: MetricKey) -> bool {
+        let version = self.version(key.0, key.1, key.2);
+        !self.entries.get(&key).is_some_and(|(v, _)| *v == version)
+            && !self.pending.contains(&(key, version))
+    }
+
     /// Stores a computed value; ignored when its content version is out of date.
     pub fn insert(&mut self, key: MetricKey, version: u64, metrics: SliceMetrics) {
         self.pending.remove(&(key, version));
@@ -284,7 +291,9 @@ mod tests {
     fn request_insert_get_cycle() {
         let mut c = MetricsCache::new(Axis::Axial, 4, 1.0);
         let key = (Axis::Axial, 1, SR);
+        assert!(c.needs(key));
         let v = c.request(key).expect("first request computes");
+        assert!(!c.needs(key), "pending");
         assert_eq!(c.request(key), None, "second request waits for the first");
         assert_eq!(c.pending_count(), 1);
         c.insert(key, v, m(0.01, 0.9));

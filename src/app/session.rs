@@ -2,10 +2,11 @@
 //! the ground truth (simulate mode), the interpolation baselines and the SR runs, all on one
 //! display grid (the SR grid), plus the pure functions that cut pane slices from them.
 //!
-//! Intensities. Like `deltawkv eval` and training, volumes are divided by their 99.5th percentile
-//! and clipped to [0, 1] before degradation and inference; every volume here is in those
-//! normalised units, PSNR uses a data range of 1, and the viewer multiplies by the recorded
-//! factor to show and export values in the file's units.
+//! Intensities. Exactly as `deltawkv eval` (src/cli/eval.rs) and training, the opened volume is
+//! divided by its robust maximum (the 99.5th percentile of its finite voxels, or their maximum
+//! when that is not positive) and clipped to [0, 1]; non-finite voxels become 0. Baselines and SR
+//! outputs are clamped to [0, 1]. Every volume here is in those normalised units, PSNR uses a
+//! data range of 1, and the viewer multiplies by the factor to show and export file units.
 
 use std::time::{Duration, Instant};
 
@@ -179,24 +180,44 @@ impl Prepared {
     }
 }
 
-/// Divides by the 99.5th percentile and clips to [0, 1]; non-finite voxels become 0.
-/// Returns the factor. Errors when the percentile is not positive (an empty or negative image).
-pub fn normalise(v: &mut Volume) -> Result<f32, String> {
-    let p = crate::volume::percentiles(&v.data, &[NORM_PERCENTILE]);
-    let m = p.first().copied().unwrap_or(f32::NAN);
+/// The robust maximum of `deltawkv eval`: the [`NORM_PERCENTILE`]th percentile of the finite
+/// voxels (f64, linear interpolation as NumPy), or their maximum when that is not positive.
+pub fn robust_max(data: &[f32]) -> Result<f64, String> {
+    let mut v: Vec<f64> = data
+        .iter()
+        .filter(|x| x.is_finite())
+        .map(|&x| f64::from(x))
+        .collect();
+    if v.is_empty() {
+        return Err("cannot normalise intensities: no finite voxels".into());
+    }
+    v.sort_unstable_by(f64::total_cmp);
+    let last = v.len() - 1;
+    let pos = NORM_PERCENTILE / 100.0 * last as f64;
+    let lo = (pos.floor() as usize).min(last);
+    let hi = (lo + 1).min(last);
+    let (a, b) = (v.get(lo).copied().unwrap_or(0.0), v.get(hi).copied().unwrap_or(0.0));
+    let p = a + (b - a) * (pos - lo as f64);
+    let m = if p > 0.0 { p } else { v.get(last).copied().unwrap_or(0.0) };
     if !(m.is_finite() && m > 0.0) {
         return Err(format!(
-            "cannot normalise intensities: the {NORM_PERCENTILE}th percentile is {m}, not positive"
+            "cannot normalise intensities: the largest finite voxel is {m}, not positive"
         ));
     }
+    Ok(m)
+}
+
+/// Divides by [`robust_max`] and clips to [0, 1]; non-finite voxels become 0. Returns the factor.
+pub fn normalise(v: &mut Volume) -> Result<f32, String> {
+    let m = robust_max(&v.data)?;
     for x in &mut v.data {
         *x = if x.is_finite() {
-            (*x / m).clamp(0.0, 1.0)
+            (f64::from(*x) / m).clamp(0.0, 1.0) as f32
         } else {
             0.0
         };
     }
-    Ok(m)
+    Ok(m as f32)
 }
 
 /// Which in-plane axes the SR grid rescales for `axis` slices.
@@ -320,8 +341,10 @@ pub fn prepare(
             let low = lr
                 .slice(axis, k)
                 .ok_or_else(|| format!("LR slice {k} out of range"))?;
-            let up = degrade::upsample(&low, s, b, params.degradation)
+            let mut up = degrade::upsample(&low, s, b, params.degradation)
                 .map_err(|e| format!("{} upsampling of slice {k}: {e}", b.as_str()))?;
+            // Clamped to [0, 1] like every output (as `deltawkv eval`).
+            up.data.iter_mut().for_each(|x| *x = x.clamp(0.0, 1.0));
             if !out.set_slice(axis, k, &up) {
                 return Err(format!(
                     "{} upsampling of slice {k} gave {}x{}, expected {}x{}",
@@ -785,10 +808,22 @@ pub(crate) mod tests {
         let mut z = phantom([8, 8, 2], [1.0, 1.0, 1.0]);
         z.data.iter_mut().for_each(|x| *x = 0.0);
         let e = prepare(&z, "RAS", params(Mode::Simulate, 2), &|| false).unwrap_err();
-        assert!(e.contains("percentile"), "{e}");
+        assert!(e.contains("not positive"), "{e}");
         let v = phantom([16, 16, 2], [1.0, 1.0, 1.0]);
         let e = prepare(&v, "RAS", params(Mode::Simulate, 2), &|| true).unwrap_err();
         assert_eq!(e, "cancelled");
+    }
+
+    #[test]
+    fn robust_max_follows_eval() {
+        // Same cases as cli/eval.rs: p99.5 of 0..=999 is 994.005; mostly zeros use the maximum.
+        let v: Vec<f32> = (0..1000).map(|x| x as f32).collect();
+        assert!((robust_max(&v).expect("max") - 994.005).abs() < 1e-9);
+        let mut z = vec![0.0f32; 1000];
+        z[3] = 5.0;
+        assert_eq!(robust_max(&z), Ok(5.0));
+        assert!(robust_max(&[0.0, -1.0]).is_err());
+        assert!(robust_max(&[f32::NAN]).is_err());
     }
 
     #[test]

@@ -258,10 +258,12 @@ mod tests {
 
     #[test]
     fn settings_round_trip_and_tolerate_missing_or_bad_fields() {
-        let mut s = Settings::default();
-        s.scale = 4;
-        s.map = Some(MapKind::Ssim);
-        s.view_axis = Axis::Sagittal;
+        let s = Settings {
+            scale: 4,
+            map: Some(MapKind::Ssim),
+            view_axis: Axis::Sagittal,
+            ..Default::default()
+        };
         let json = serde_json::to_string(&s).expect("serialise");
         let back: Settings = serde_json::from_str(&json).expect("deserialise");
         assert_eq!(back, s);

@@ -525,6 +525,7 @@ impl Viewer {
                     run.state = RunState::Running;
                 }
             }
+            SrEvent::Warning(w) => self.info(w),
             SrEvent::Slice { index, plane, secs } => {
                 if run.apply_slice(axis, index, &plane) {
                     run.slice_secs.push(secs);
@@ -707,7 +708,7 @@ impl Viewer {
                     continue;
                 }
             }
-            if self.metrics.get(key).is_some() {
+            if !self.metrics.needs(key) {
                 continue;
             }
             let Some(test_vol) = session::result_volume(&p, &self.runs, id) else {

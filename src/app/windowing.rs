@@ -99,64 +99,6 @@ impl WindowPreset {
     }
 }
 
-/// Sorted finite samples of a volume (subsampled to at most `MAX_SAMPLES` values), from which any
-/// percentile is read in O(1). Built once per volume.
-#[derive(Clone, Debug, Default)]
-pub struct Percentiles {
-    sorted: Vec<f32>,
-}
-
-const MAX_SAMPLES: usize = 1 << 20;
-
-impl Percentiles {
-    /// Sorts the finite values of `data` (every n-th value when there are many).
-    pub fn new(data: &[f32]) -> Self {
-        let step = data.len().div_ceil(MAX_SAMPLES).max(1);
-        let mut sorted: Vec<f32> = data
-            .iter()
-            .step_by(step)
-            .copied()
-            .filter(|v| v.is_finite())
-            .collect();
-        sorted.sort_unstable_by(f32::total_cmp);
-        Self { sorted }
-    }
-
-    /// The `p`-th percentile (0..=100) by linear interpolation between order statistics
-    /// (NumPy's default); `None` when there is no finite value.
-    pub fn get(&self, p: f32) -> Option<f32> {
-        let n = self.sorted.len();
-        if n == 0 {
-            return None;
-        }
-        let pos = (p.clamp(0.0, 100.0) / 100.0) * (n - 1) as f32;
-        let i = pos.floor() as usize;
-        let f = pos - i as f32;
-        let a = *self.sorted.get(i)?;
-        let b = *self.sorted.get((i + 1).min(n - 1))?;
-        Some(a + (b - a) * f)
-    }
-
-    /// The window of a preset; never of zero width (a constant image gets a unit window).
-    pub fn window(&self, preset: WindowPreset) -> Option<WindowLevel> {
-        let (pl, ph) = preset.percentiles();
-        let (lo, mut hi) = (self.get(pl)?, self.get(ph)?);
-        if hi <= lo {
-            // Robust percentiles of a mostly-background image can coincide; fall back to min-max.
-            hi = self.get(100.0)?.max(lo + 1.0);
-        }
-        Some(WindowLevel::from_range(lo, hi))
-    }
-
-    /// Maximum minus minimum of the finite samples.
-    pub fn full_range(&self) -> f32 {
-        match (self.sorted.first(), self.sorted.last()) {
-            (Some(a), Some(b)) => b - a,
-            _ => 0.0,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,56 +132,5 @@ mod tests {
         let mut z = WindowLevel::from_range(0.0, 1.0);
         z.drag(10.0, 0.0, 0.0);
         assert!(z.width > 1.0);
-    }
-
-    #[test]
-    fn percentiles_interpolate_like_numpy() {
-        let data: Vec<f32> = (0..=100).map(|v| v as f32).collect();
-        let p = Percentiles::new(&data);
-        assert_eq!(p.get(0.0), Some(0.0));
-        assert_eq!(p.get(2.0), Some(2.0));
-        assert_eq!(p.get(98.0), Some(98.0));
-        assert_eq!(p.get(100.0), Some(100.0));
-        // np.percentile([0, 1, 2, 3], 50) = 1.5
-        let q = Percentiles::new(&[3.0, 0.0, 2.0, 1.0]);
-        assert_eq!(q.get(50.0), Some(1.5));
-        assert_eq!(p.full_range(), 100.0);
-    }
-
-    #[test]
-    fn percentiles_skip_non_finite_and_empty() {
-        let p = Percentiles::new(&[f32::NAN, 1.0, f32::INFINITY, 3.0]);
-        assert_eq!(p.get(0.0), Some(1.0));
-        assert_eq!(p.get(100.0), Some(3.0));
-        assert_eq!(Percentiles::new(&[]).get(50.0), None);
-        assert!(
-            Percentiles::new(&[f32::NAN])
-                .window(WindowPreset::Robust)
-                .is_none()
-        );
-    }
-
-    #[test]
-    fn robust_window_ignores_outliers_and_degenerate_falls_back() {
-        let mut data: Vec<f32> = (0..1000).map(|v| (v % 100) as f32).collect();
-        data.push(1e6);
-        let w = Percentiles::new(&data)
-            .window(WindowPreset::Robust)
-            .expect("window");
-        let (lo, hi) = w.range();
-        assert!(lo >= 1.0 && lo < 3.0, "{lo}");
-        assert!(hi > 96.0 && hi < 99.0, "{hi}");
-        // 99 % background zeros: 2-98 % collapses to [0, 0]; the window falls back to min-max.
-        let mut bg = vec![0.0f32; 990];
-        bg.extend((1..=10).map(|v| v as f32 * 10.0));
-        let w = Percentiles::new(&bg)
-            .window(WindowPreset::Robust)
-            .expect("window");
-        assert_eq!(w.range(), (0.0, 100.0));
-        // A constant image gets a unit-width window.
-        let w = Percentiles::new(&[5.0; 10])
-            .window(WindowPreset::Full)
-            .expect("window");
-        assert_eq!(w.range(), (5.0, 6.0));
     }
 }
