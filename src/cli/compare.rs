@@ -142,7 +142,10 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
             reference.dims[1],
             reference.dims[2]
         );
-        println!("PSNR {:.3} dB  (data range {data_range}, MSE {:.6e})", vm.psnr, vm.mse);
+        println!(
+            "PSNR {:.3} dB  (data range {data_range}, MSE {:.6e})",
+            vm.psnr, vm.mse
+        );
         println!("SSIM {:.5}  (mean of {} axial slices)", vm.ssim, vm.slices);
         if args.per_slice {
             for (k, m) in per.iter().enumerate() {

@@ -113,7 +113,9 @@ fn parse_slices(spec: Option<&str>, n: usize) -> anyhow::Result<(usize, usize)> 
         }
     };
     if a >= b || b > n {
-        bail!("--slices {spec:?} selects nothing in 0..{n} (the volume has {n} slices on this axis)");
+        bail!(
+            "--slices {spec:?} selects nothing in 0..{n} (the volume has {n} slices on this axis)"
+        );
     }
     Ok((a, b))
 }
@@ -232,9 +234,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot load {}", args.gt.display()))?;
     let n = vol.slice_count(args.axis);
     let (a, b) = parse_slices(args.slices.as_deref(), n)?;
-    let robust_max = robust_max(&vol.data).with_context(|| {
-        format!("{}: cannot normalise to [0, 1]", args.gt.display())
-    })?;
+    let robust_max = robust_max(&vol.data)
+        .with_context(|| format!("{}: cannot normalise to [0, 1]", args.gt.display()))?;
     let non_finite = vol.data.iter().filter(|v| !v.is_finite()).count();
     let mut gt = Vec::with_capacity(b - a);
     for k in a..b {
@@ -299,7 +300,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         seconds_sr = Some(t.elapsed().as_secs_f64());
         pb.finish_and_clear();
         if srs.len() != gt.len() {
-            bail!("the engine returned {} planes for {} inputs", srs.len(), gt.len());
+            bail!(
+                "the engine returned {} planes for {} inputs",
+                srs.len(),
+                gt.len()
+            );
         }
         if let Some((o, g)) = srs
             .iter()
@@ -318,18 +323,21 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         results.insert(0, ("sr", score(&gt, &srs, "the SR output")?));
     }
     let seconds = t0.elapsed().as_secs_f64();
-    report(&args, &Report {
-        results: &results,
-        degradation,
-        range: (a, b),
-        robust_max,
-        non_finite,
-        hr: (hr_w, hr_h),
-        device: device.as_deref(),
-        weights: weights.as_deref(),
-        seconds,
-        seconds_sr,
-    });
+    report(
+        &args,
+        &Report {
+            results: &results,
+            degradation,
+            range: (a, b),
+            robust_max,
+            non_finite,
+            hr: (hr_w, hr_h),
+            device: device.as_deref(),
+            weights: weights.as_deref(),
+            seconds,
+            seconds_sr,
+        },
+    );
     Ok(())
 }
 
@@ -375,8 +383,10 @@ fn report(args: &EvalArgs, r: &Report<'_>) {
         });
         for name in ["sr", "zerofill", "bicubic", "nearest"] {
             let m = get(name);
-            obj[format!("psnr_{name}")] = m.map_or(serde_json::Value::Null, |m| json_num(m.volume.psnr));
-            obj[format!("ssim_{name}")] = m.map_or(serde_json::Value::Null, |m| json_num(m.volume.ssim));
+            obj[format!("psnr_{name}")] =
+                m.map_or(serde_json::Value::Null, |m| json_num(m.volume.psnr));
+            obj[format!("ssim_{name}")] =
+                m.map_or(serde_json::Value::Null, |m| json_num(m.volume.ssim));
             // The mean of the slices' PSNRs (not the volume PSNR): what per-slice averages over
             // a data set use.
             obj[format!("mean_slice_psnr_{name}")] = m.map_or(serde_json::Value::Null, |m| {
