@@ -6,8 +6,17 @@ use std::sync::atomic::AtomicBool;
 use crate::plane::Plane;
 
 /// Which backend the user asked for (`--device gpu|cpu|auto`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[derive(clap::ValueEnum)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
 pub enum DeviceChoice {
     /// A real GPU when there is one; otherwise whichever of the software adapter and the CPU
     /// reference measures faster.

@@ -6,4 +6,4 @@ pub mod config;
 pub mod cpu;
 
 pub use checkpoint::{Checkpoint, CheckpointError, Tensor};
-pub use config::{Degradation, ModelConfig};
+pub use config::{ConfigError, Degradation, ModelConfig};
