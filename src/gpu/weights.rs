@@ -70,6 +70,38 @@ pub struct PackedWeights {
     pub conv_last: ConvW,
 }
 
+/// Re-lays a PyTorch conv weight `[c_out][c_in][3][3]` out as `[tap][c_in][c_out]`.
+pub fn pack_conv(weight: &[f32], cin: usize, cout: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; weight.len()];
+    for co in 0..cout {
+        for ci in 0..cin {
+            for tap in 0..9 {
+                if let (Some(d), Some(s)) = (
+                    out.get_mut((tap * cin + ci) * cout + co),
+                    weight.get((co * cin + ci) * 9 + tap),
+                ) {
+                    *d = *s;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Transposes a row-major `[rows][cols]` matrix (a PyTorch `[out, in]` linear weight to the
+/// `[in][out]` the matmul kernel reads).
+pub fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; m.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            if let (Some(d), Some(s)) = (out.get_mut(c * rows + r), m.get(r * cols + c)) {
+                *d = *s;
+            }
+        }
+    }
+    out
+}
+
 struct Packer<'a> {
     ck: &'a Checkpoint,
     data: Vec<f32>,
@@ -107,14 +139,8 @@ impl Packer<'_> {
     /// Appends a `[out, in]` linear weight transposed to `[in, out]`.
     fn transposed(&mut self, name: &str, out: usize, inp: usize) -> Result<u32, EngineError> {
         let off = self.offset()?;
-        let src = self.tensor(name, &[out, inp])?.to_vec();
-        let base = self.data.len();
-        self.data.resize(base + out * inp, 0.0);
-        for o in 0..out {
-            for i in 0..inp {
-                self.data[base + i * out + o] = src[o * inp + i];
-            }
-        }
+        let t = transpose(self.tensor(name, &[out, inp])?, out, inp);
+        self.data.extend_from_slice(&t);
         Ok(off)
     }
 
@@ -136,17 +162,9 @@ impl Packer<'_> {
                 )));
             }
         };
-        let src = self.tensor(&wname, &[cout, cin, 3, 3])?.to_vec();
+        let packed = pack_conv(self.tensor(&wname, &[cout, cin, 3, 3])?, cin, cout);
         let w = self.offset()?;
-        let base = self.data.len();
-        self.data.resize(base + src.len(), 0.0);
-        for co in 0..cout {
-            for ci in 0..cin {
-                for tap in 0..9 {
-                    self.data[base + (tap * cin + ci) * cout + co] = src[(co * cin + ci) * 9 + tap];
-                }
-            }
-        }
+        self.data.extend_from_slice(&packed);
         let b = self.plain(&format!("{prefix}.bias"), &[cout])?;
         Ok(ConvW {
             w,
