@@ -181,8 +181,20 @@ class SpatialMix(nn.Module):
         w: int,
         v_first: Optional[torch.Tensor],
         scan_impl="chunked",
+        rec: Optional[Dict[str, torch.Tensor]] = None,
+        prefix: str = "",
     ):
-        """``x``: ``[B, L, C]`` normalised tokens. Returns ``(out, v_first)``."""
+        """``x``: ``[B, L, C]`` normalised tokens. Returns ``(out, v_first)``.
+
+        If ``rec`` is a dict, internal values (``[B, L, C]`` tokens) are stored in it under
+        ``prefix + name`` for name in r, k, v (after the value residual), decay, a, kk, kt, gate,
+        y (sum of the four scans), y_ln (after ln_x), out.
+        """
+
+        def keep(name, t):
+            if rec is not None:
+                rec[prefix + name] = t.detach()
+
         B, L, C = x.shape
         H, N = self.heads, self.head_size
         d = token_shift(x, h, w, self.quarter) - x
@@ -207,15 +219,27 @@ class SpatialMix(nn.Module):
                 raise ValueError(f"block {self.layer_id} needs v_first from block 0")
             v = v + (v_first - v) * torch.sigmoid(self.v0 + (xv @ self.v1) @ self.v2)
         gate = torch.sigmoid(xg @ self.g1) @ self.g2
+        keep("r", r)
+        keep("k", k)
+        keep("v", v)
+        keep("decay", decay)
+        keep("a", a)
+        keep("gate", gate)
 
         kk = F.normalize((k * self.k_k).view(B, L, H, N), p=2.0, dim=-1, eps=1e-12).view(B, L, C)
         kt = k * (1 + (a - 1) * self.k_a)
+        keep("kk", kk)
+        keep("kt", kt)
 
         y = self.recurrence(r, decay, log_decay, kk, a, kt, v, h, w, scan_impl)
+        keep("y", y)
         y = self.ln_x(y.reshape(B * L, C)).view(B, L, C)
+        keep("y_ln", y)
         bonus = (r * kt * self.r_k.reshape(C)).view(B, L, H, N).sum(-1, keepdim=True)
         y = y + (bonus * v.view(B, L, H, N)).view(B, L, C)
-        return self.output(y * gate), v_first
+        out = self.output(y * gate)
+        keep("out", out)
+        return out, v_first
 
     def recurrence(self, r, decay, log_decay, kk, a, kt, v, h, w, scan_impl) -> torch.Tensor:
         """``y = y_0 + y_1 + y_2 + y_3`` (all ``[B, L, C]``); the four directions run as one
@@ -283,12 +307,18 @@ class Block(nn.Module):
         self.att.reset_parameters(n_layer)
         self.ffn.reset_parameters(n_layer)
 
-    def forward(self, x, h, w, v_first, scan_impl="chunked"):
-        """Returns ``(x, v_first)``."""
-        dx, v_first = self.att(self.ln1(x), h, w, v_first, scan_impl)
+    def forward(self, x, h, w, v_first, scan_impl="chunked", rec=None, prefix=""):
+        """Returns ``(x, v_first)``. With a dict ``rec``, stores ``prefix + "ln1"``, the spatial
+        mix internals under ``prefix + "att."`` and ``prefix + "ffn.out"``."""
+        xn = self.ln1(x)
+        if rec is not None:
+            rec[prefix + "ln1"] = xn.detach()
+        dx, v_first = self.att(xn, h, w, v_first, scan_impl, rec, prefix + "att.")
         x = x + dx
-        x = x + self.ffn(self.ln2(x), h, w)
-        return x, v_first
+        dx = self.ffn(self.ln2(x), h, w)
+        if rec is not None:
+            rec[prefix + "ffn.out"] = dx.detach()
+        return x + dx, v_first
 
 
 class ResidualGroup(nn.Module):
@@ -344,7 +374,10 @@ class DeltaWKV(nn.Module):
         return [blk for grp in self.groups for blk in grp.blocks]
 
     def forward(
-        self, x: torch.Tensor, intermediates: Optional[Dict[str, torch.Tensor]] = None
+        self,
+        x: torch.Tensor,
+        intermediates: Optional[Dict[str, torch.Tensor]] = None,
+        internals: bool = False,
     ) -> torch.Tensor:
         """``x``: ``[B, 1, h, w]`` LR slices in [0, 1]; returns ``[B, 1, s*h, s*w]``.
 
@@ -352,7 +385,8 @@ class DeltaWKV(nn.Module):
         ``conv_first`` (F0, image), ``patch_norm`` (tokens), ``block.{l}`` (tokens after global
         block l), ``group.{g}`` (tokens after group g incl. its conv and skip), ``norm``
         (tokens), ``body`` (Fd, image), ``before_upsample`` (image, after LeakyReLU),
-        ``upsample.{i}`` (image, after PixelShuffle).
+        ``upsample.{i}`` (image, after PixelShuffle). With ``internals`` also each block's
+        internals under ``block.{l}.`` (see :meth:`Block.forward`).
         """
         if x.dim() != 4 or x.shape[1] != 1:
             raise ValueError(f"expected input [B, 1, h, w], got {tuple(x.shape)}")
@@ -371,7 +405,8 @@ class DeltaWKV(nn.Module):
         for g, grp in enumerate(self.groups):
             t_in = t
             for blk in grp.blocks:
-                t, v_first = blk(t, h, w, v_first, self.scan_impl)
+                inner = rec if internals else None
+                t, v_first = blk(t, h, w, v_first, self.scan_impl, inner, f"block.{blk.layer_id}.")
                 keep(f"block.{blk.layer_id}", t)
             t = tokens(grp.conv(image(t, h, w))) + t_in
             keep(f"group.{g}", t)

@@ -335,3 +335,59 @@ def test_input_validation():
         ModelConfig(scale=3)
     with pytest.raises(ValueError):
         ModelConfig(dim=30, head_size=8)
+
+
+# ------------------------------------------------------------------------------------------
+# Committed golden vectors (tests/data/golden, made by train/tools/gen_golden.py)
+
+GOLDEN = Path(__file__).resolve().parents[2] / "tests" / "data" / "golden"
+
+
+def _golden(stem):
+    pytest.importorskip("safetensors")
+    from safetensors.torch import load_file
+
+    from dwkv.checkpoint import load_checkpoint
+
+    ckpt = GOLDEN / f"model_{stem}.safetensors"
+    vec_path = GOLDEN / f"vectors_{stem}.safetensors"
+    if not ckpt.exists() or not vec_path.exists():
+        pytest.fail(f"golden files missing in {GOLDEN}")
+    return ckpt, load_file(str(vec_path)), load_checkpoint
+
+
+@pytest.mark.parametrize("stem", ["x2", "x4"])
+def test_golden_vectors_reproduce_float64(stem):
+    ckpt, vec, load_checkpoint = _golden(stem)
+    model, meta = load_checkpoint(ckpt, dtype=torch.float64, scan_impl="loop")
+    assert meta["trained_on"] == "golden-random"
+    tags = sorted(k[len("input."):] for k in vec if k.startswith("input."))
+    assert len(tags) == 4
+    for tag in tags:
+        rec = {}
+        with torch.no_grad():
+            y = model(vec[f"input.{tag}"][None], intermediates=rec, internals=True)[0]
+        want = vec[f"output.{tag}"]
+        assert ((y - want).norm() / want.norm()).item() < 1e-12, tag
+        for k, t in vec.items():
+            if k.startswith(f"inter.{tag}."):
+                got = rec[k[len(f"inter.{tag}."):]][0]
+                assert ((got - t).norm() / t.norm()).item() < 1e-12, k
+
+
+@pytest.mark.parametrize("stem", ["x2", "x4"])
+def test_float32_chunked_meets_parity_bound_on_goldens(stem, capsys):
+    """The training path (float32, chunked scan) against the float64 goldens: the spec's 1e-4."""
+    ckpt, vec, load_checkpoint = _golden(stem)
+    model, _ = load_checkpoint(ckpt, dtype=torch.float32, scan_impl="chunked")
+    worst = 0.0
+    for k in vec:
+        if k.startswith("input."):
+            tag = k[len("input."):]
+            with torch.no_grad():
+                y = model(vec[k].float()[None])[0].double()
+            want = vec[f"output.{tag}"]
+            worst = max(worst, ((y - want).norm() / want.norm()).item())
+    with capsys.disabled():
+        print(f"\n[golden {stem}] float32 chunked vs float64 loop: worst rel err {worst:.2e}")
+    assert worst < 1e-4

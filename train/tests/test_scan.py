@@ -193,3 +193,42 @@ def test_timing_report(capsys):
         print(f"\n[scan timing B*H=12 L=1024 N=32 f32 CPU] loop {t1 - t0:.3f}s, "
               f"chunked {t2 - t1:.3f}s, rel diff {rel(y, ref):.2e}")
     assert rel(y, ref) < 1e-5
+
+
+def test_golden_scan_direction_vectors():
+    """tests/data/golden/scan_dirs.safetensors against the spec's pi_d written out literally."""
+    pytest.importorskip("safetensors")
+    from safetensors import safe_open
+
+    path = Path(__file__).resolve().parents[2] / "tests" / "data" / "golden" / "scan_dirs.safetensors"
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+        vec = {k: f.get_tensor(k) for k in f.keys()}
+    h, w, H, N = (int(meta[k]) for k in ("h", "w", "heads", "head_size"))
+    L = h * w
+
+    def pi(d, t):
+        if d == 0:
+            return t
+        if d == 1:
+            return L - 1 - t
+        if d == 2:
+            return (t % h) * w + t // h
+        return pi(2, L - 1 - t)
+
+    names = ["dir0_rows_forward", "dir1_rows_backward", "dir2_cols_forward", "dir3_cols_backward"]
+    total = torch.zeros(L, H * N, dtype=torch.float64)
+    for d, name in enumerate(names):
+        order = [pi(d, t) for t in range(L)]
+        ins = [vec[f"scan.{n}"][order].view(L, H, N).permute(1, 0, 2)[None]
+               for n in ["r", "decay", "kk", "a", "kt", "v"]]
+        y = scan_loop(*ins)[0].permute(1, 0, 2).reshape(L, H * N)
+        canon = torch.empty_like(y)
+        canon[order] = y
+        assert torch.allclose(canon, vec[f"scan.y.{name}"], rtol=0, atol=1e-12), name
+        total += canon
+    assert torch.allclose(total, vec["scan.y.sum"], rtol=0, atol=1e-12)
+    # the four directions really differ (a swapped direction cannot pass)
+    for i in range(4):
+        for j in range(i + 1, 4):
+            assert (vec[f"scan.y.{names[i]}"] - vec[f"scan.y.{names[j]}"]).abs().max() > 0.1
