@@ -6,12 +6,14 @@
 //! - [`weights`]: the checkpoint packed into one storage buffer.
 //! - [`network`]: the forward pass of `docs/model-spec.md` as a graph.
 //! - [`engine`]: [`GpuEngine`], the [`crate::engine::Upscaler`] on the GPU.
+//! - [`select`]: backend choice (GPU, software adapter or CPU by measurement) and CPU fallback.
 
 pub mod context;
 pub mod engine;
 pub mod graph;
 pub mod kernels;
 pub mod network;
+pub mod select;
 pub mod weights;
 
 pub use context::GpuContext;
