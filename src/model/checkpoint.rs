@@ -262,6 +262,13 @@ impl Checkpoint {
                 limit: MAX_FILE_BYTES,
             });
         }
+        // A safetensors file is an 8-byte header length followed by a JSON object.
+        if bytes.len() > 8 && bytes[8] != b'{' {
+            return Err(CheckpointError::NotSafetensors {
+                file,
+                reason: "no JSON header after the 8-byte length".into(),
+            });
+        }
         let st = SafeTensors::deserialize(bytes).map_err(|e| safetensors_error(&file, e))?;
         let (_, header) =
             SafeTensors::read_metadata(bytes).map_err(|e| safetensors_error(&file, e))?;
