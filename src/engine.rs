@@ -87,7 +87,10 @@ pub trait Upscaler: Send {
 /// A GPU backend falls back to the CPU reference if the device is lost or runs out of memory
 /// even at batch 1 (after halving the batch), with a notice ([`Upscaler::take_notices`]).
 /// [`Upscaler::describe`] names the backend and why it was chosen.
-pub fn create(checkpoint: Checkpoint, choice: DeviceChoice) -> Result<Box<dyn Upscaler>, EngineError> {
+pub fn create(
+    checkpoint: Checkpoint,
+    choice: DeviceChoice,
+) -> Result<Box<dyn Upscaler>, EngineError> {
     let ctx = match choice {
         DeviceChoice::Cpu => Err(EngineError::NoAdapter("the CPU was requested".into())),
         _ => GpuContext::new().map(Arc::new),

@@ -38,7 +38,11 @@ fn conv_case(
     let b_off = packed.len() as u32;
     packed.extend_from_slice(&bias);
     let wts = hs.input(&packed);
-    let dst = if accumulate { hs.input(&prev) } else { hs.zeros(out_len) };
+    let dst = if accumulate {
+        hs.input(&prev)
+    } else {
+        hs.zeros(out_len)
+    };
     hs.graph
         .conv3x3(&ConvArgs {
             src: src.at(0),
@@ -81,37 +85,100 @@ fn conv_case(
 
 #[test]
 fn conv3x3_plain() {
-    conv_case("conv3x3 5->11 on 2x7x5", 10, (2, 7, 5), 5, 11, false, None, false);
+    conv_case(
+        "conv3x3 5->11 on 2x7x5",
+        10,
+        (2, 7, 5),
+        5,
+        11,
+        false,
+        None,
+        false,
+    );
 }
 
 #[test]
 fn conv3x3_wide_channels() {
-    conv_case("conv3x3 19->37 on 1x9x10", 11, (1, 9, 10), 19, 37, false, None, false);
+    conv_case(
+        "conv3x3 19->37 on 1x9x10",
+        11,
+        (1, 9, 10),
+        19,
+        37,
+        false,
+        None,
+        false,
+    );
 }
 
 #[test]
 fn conv3x3_single_input_channel() {
-    conv_case("conv3x3 1->24 (conv_first) on 2x7x5", 12, (2, 7, 5), 1, 24, false, None, false);
+    conv_case(
+        "conv3x3 1->24 (conv_first) on 2x7x5",
+        12,
+        (2, 7, 5),
+        1,
+        24,
+        false,
+        None,
+        false,
+    );
 }
 
 #[test]
 fn conv3x3_single_output_channel() {
-    conv_case("conv3x3 6->1 (conv_last) on 2x11x9", 13, (2, 11, 9), 6, 1, false, None, false);
+    conv_case(
+        "conv3x3 6->1 (conv_last) on 2x11x9",
+        13,
+        (2, 11, 9),
+        6,
+        1,
+        false,
+        None,
+        false,
+    );
 }
 
 #[test]
 fn conv3x3_residual_add() {
-    conv_case("conv3x3 + residual 9->9 on 2x7x5", 14, (2, 7, 5), 9, 9, true, None, false);
+    conv_case(
+        "conv3x3 + residual 9->9 on 2x7x5",
+        14,
+        (2, 7, 5),
+        9,
+        9,
+        true,
+        None,
+        false,
+    );
 }
 
 #[test]
 fn conv3x3_leaky_relu() {
-    conv_case("conv3x3 + leaky relu 7->10 on 1x7x5", 15, (1, 7, 5), 7, 10, false, Some(0.01), false);
+    conv_case(
+        "conv3x3 + leaky relu 7->10 on 1x7x5",
+        15,
+        (1, 7, 5),
+        7,
+        10,
+        false,
+        Some(0.01),
+        false,
+    );
 }
 
 #[test]
 fn conv3x3_pixel_shuffle() {
-    conv_case("conv3x3 + pixel shuffle 6->20 on 2x5x7", 16, (2, 5, 7), 6, 20, false, None, true);
+    conv_case(
+        "conv3x3 + pixel shuffle 6->20 on 2x5x7",
+        16,
+        (2, 5, 7),
+        6,
+        20,
+        false,
+        None,
+        true,
+    );
 }
 
 /// `x W^T` for a PyTorch `[n, k]` weight, through the transposed layout, batched over z = 3.
@@ -144,7 +211,9 @@ fn matmul_linear_batched() {
         .unwrap();
     hs.run();
     let gpu = hs.read(y, 0, 3 * m * n);
-    let cpu: Vec<f32> = (0..3).flat_map(|z| ops::linear(&xs[z], k, &ws[z], n)).collect();
+    let cpu: Vec<f32> = (0..3)
+        .flat_map(|z| ops::linear(&xs[z], k, &ws[z], n))
+        .collect();
     check("matmul linear 37x19 -> 45, z = 3", &gpu, &cpu, REDUCTION);
 }
 
@@ -157,7 +226,11 @@ fn matmul_act_case(name: &str, seed: u64, act: Act, accumulate: bool) {
     let mut hs = Harness::new(ctx);
     let x = hs.input(&xv);
     let w = hs.input(&wv);
-    let y = if accumulate { hs.input(&prev) } else { hs.zeros(m * n) };
+    let y = if accumulate {
+        hs.input(&prev)
+    } else {
+        hs.zeros(m * n)
+    };
     hs.graph
         .matmul(&MatmulArgs {
             x: x.at(0),
@@ -201,7 +274,12 @@ fn matmul_sigmoid() {
 
 #[test]
 fn matmul_relu_squared() {
-    matmul_act_case("matmul + relu^2 (channel mix key)", 42, Act::ReluSquared, false);
+    matmul_act_case(
+        "matmul + relu^2 (channel mix key)",
+        42,
+        Act::ReluSquared,
+        false,
+    );
 }
 
 #[test]
@@ -245,7 +323,9 @@ fn shift_mix_case(name: &str, nmix: usize) {
     let (b, h, w, c, n) = (2usize, 7usize, 5usize, 24usize, 8usize);
     let total = b * h * w * c;
     let xv = rand_vec(60, total, -1.0, 1.0);
-    let mus: Vec<Vec<f32>> = (0..nmix).map(|z| rand_vec(61 + z as u64, c, 0.0, 1.0)).collect();
+    let mus: Vec<Vec<f32>> = (0..nmix)
+        .map(|z| rand_vec(61 + z as u64, c, 0.0, 1.0))
+        .collect();
     let mut hs = Harness::new(ctx);
     let x = hs.input(&xv);
     let wts = hs.input(&mus.concat());
@@ -328,7 +408,11 @@ fn att_prep_case(first: bool) {
     let lora_d = hs.zeros(4 * m * r);
     let lora_u = hs.zeros(4 * mc);
     let outs = hs.zeros(5 * mc);
-    let vf = if first { hs.zeros(mc) } else { hs.input(&vfirst) };
+    let vf = if first {
+        hs.zeros(mc)
+    } else {
+        hs.input(&vfirst)
+    };
     let acts = [Act::Tanh, Act::None, Act::None, Act::Sigmoid];
     for z in 0..4 {
         hs.graph
@@ -403,15 +487,40 @@ fn att_prep_case(first: bool) {
     let kt = ops::replacement_key(&k, &a, c, &k_a);
     let gate = ops::gate(&xin[3], c, &downs[3], r, &ups[3]);
     let tag = if first { " (block 0)" } else { "" };
-    check(&format!("att_prep lambda{tag}"), &out[..mc], &lam, ELEMENTWISE);
+    check(
+        &format!("att_prep lambda{tag}"),
+        &out[..mc],
+        &lam,
+        ELEMENTWISE,
+    );
     let kneg: Vec<f32> = kk.iter().map(|x| -x).collect();
-    check(&format!("att_prep -kk{tag}"), &out[mc..2 * mc], &kneg, ELEMENTWISE);
-    check(&format!("att_prep kk*a{tag}"), &out[2 * mc..3 * mc], &ops::mul(&kk, &a), ELEMENTWISE);
-    check(&format!("att_prep kt{tag}"), &out[3 * mc..4 * mc], &kt, ELEMENTWISE);
+    check(
+        &format!("att_prep -kk{tag}"),
+        &out[mc..2 * mc],
+        &kneg,
+        ELEMENTWISE,
+    );
+    check(
+        &format!("att_prep kk*a{tag}"),
+        &out[2 * mc..3 * mc],
+        &ops::mul(&kk, &a),
+        ELEMENTWISE,
+    );
+    check(
+        &format!("att_prep kt{tag}"),
+        &out[3 * mc..4 * mc],
+        &kt,
+        ELEMENTWISE,
+    );
     check(&format!("gate LoRA{tag}"), &gate_gpu, &gate, REDUCTION);
     if first {
         check("att_prep v (block 0)", &out[4 * mc..], &v, ELEMENTWISE);
-        check("att_prep v_first written", &hs.read(vf, 0, mc), &v, ELEMENTWISE);
+        check(
+            "att_prep v_first written",
+            &hs.read(vf, 0, mc),
+            &v,
+            ELEMENTWISE,
+        );
     } else {
         let vr = ops::value_residual(&v, &vfirst, &xin[2], c, &v0, &downs[2], r, &ups[2]);
         check("att_prep value residual", &out[4 * mc..], &vr, ELEMENTWISE);
@@ -489,7 +598,12 @@ fn scan_case(dir: ops::ScanDirection) {
         };
         cpu.extend(ops::delta_scan(dir, h, w, c, n, &inputs));
     }
-    check(&format!("scan direction {}", dir.index()), &gpu, &cpu, REDUCTION);
+    check(
+        &format!("scan direction {}", dir.index()),
+        &gpu,
+        &cpu,
+        REDUCTION,
+    );
 
     // y at the last visited token = S_final r there.
     let p_last = dir.position(l - 1, h, w);
@@ -505,7 +619,12 @@ fn scan_case(dir: ops::ScanDirection) {
             }
         }
     }
-    check(&format!("scan direction {} final state", dir.index()), &from_state, &expected, REDUCTION);
+    check(
+        &format!("scan direction {} final state", dir.index()),
+        &from_state,
+        &expected,
+        REDUCTION,
+    );
 }
 
 #[test]
@@ -577,5 +696,10 @@ fn combine() {
     let gn = ops::group_norm(&y, c, n, &gw, &gb, ops::GN_EPS);
     let bonus = ops::bonus(&r, &kt, &v, &rk, c, n);
     let cpu = ops::mul(&ops::add(&gn, &bonus), &gate);
-    check("combine (sum of directions, group norm, bonus, gate)", &gpu, &cpu, REDUCTION);
+    check(
+        "combine (sum of directions, group norm, bonus, gate)",
+        &gpu,
+        &cpu,
+        REDUCTION,
+    );
 }

@@ -49,8 +49,11 @@ fn quiet(_: usize, _: usize) {}
 /// All golden inputs of one checkpoint in ONE call (four shapes: the engine groups them).
 fn golden_case(scale: usize) {
     let Some(ctx) = ctx() else { return };
-    let ck = Checkpoint::from_bytes(&golden(&format!("model_x{scale}.safetensors")), "golden model")
-        .expect("golden checkpoint");
+    let ck = Checkpoint::from_bytes(
+        &golden(&format!("model_x{scale}.safetensors")),
+        "golden model",
+    )
+    .expect("golden checkpoint");
     let bytes = golden(&format!("vectors_x{scale}.safetensors"));
     let st = SafeTensors::deserialize(&bytes).expect("golden vectors");
     let tags = ["16x16", "12x16", "9x7", "5x6"];
@@ -67,7 +70,12 @@ fn golden_case(scale: usize) {
         .expect("upscale");
     for ((tag, o), e) in tags.iter().zip(&out).zip(&expected) {
         assert_eq!(o.width * o.height, e.len());
-        check(&format!("network x{scale} {tag} vs PyTorch golden"), &o.data, e, PARITY);
+        check(
+            &format!("network x{scale} {tag} vs PyTorch golden"),
+            &o.data,
+            e,
+            PARITY,
+        );
     }
 }
 
@@ -108,7 +116,8 @@ fn golden_scan_directions() {
     let len = (h * w * c) as u32;
     for (dir, name) in names.iter().enumerate() {
         let mut hs = Harness::new(ctx.clone());
-        let ins = hs.input(&[lam.clone(), kneg.clone(), kb.clone(), kt.clone(), v.clone()].concat());
+        let ins =
+            hs.input(&[lam.clone(), kneg.clone(), kb.clone(), kt.clone(), v.clone()].concat());
         let rb = hs.input(&r);
         let y = hs.zeros(h * w * c);
         let state = hs.zeros(2 * n * n);
@@ -132,7 +141,12 @@ fn golden_scan_directions() {
             })
             .unwrap();
         hs.run();
-        check(&format!("scan {name} vs PyTorch golden"), &hs.read(y, 0, h * w * c), &g(name), PARITY);
+        check(
+            &format!("scan {name} vs PyTorch golden"),
+            &hs.read(y, 0, h * w * c),
+            &g(name),
+            PARITY,
+        );
     }
 }
 
@@ -158,7 +172,9 @@ fn test_planes(seed: u64, shapes: &[(usize, usize)]) -> Vec<Plane> {
     shapes
         .iter()
         .enumerate()
-        .map(|(i, &(h, w))| Plane::from_vec(w, h, rand_vec(seed + i as u64, h * w, 0.0, 1.0)).unwrap())
+        .map(|(i, &(h, w))| {
+            Plane::from_vec(w, h, rand_vec(seed + i as u64, h * w, 0.0, 1.0)).unwrap()
+        })
         .collect()
 }
 
@@ -180,7 +196,15 @@ fn cpu_parity_case(scale: usize) {
     for (i, (inp, o)) in inputs.iter().zip(&out).enumerate() {
         let reference = cpu::forward(&ck, inp).expect("cpu forward");
         assert_eq!((o.width, o.height), (reference.width, reference.height));
-        check(&format!("network x{scale} slice {i} ({}x{}) vs CPU forward", inp.height, inp.width), &o.data, &reference.data, PARITY);
+        check(
+            &format!(
+                "network x{scale} slice {i} ({}x{}) vs CPU forward",
+                inp.height, inp.width
+            ),
+            &o.data,
+            &reference.data,
+            PARITY,
+        );
     }
     let p = progress.lock().unwrap();
     assert_eq!(p.first(), Some(&(0, 4)));
@@ -230,8 +254,14 @@ fn bad_input_is_an_error() {
     let mut planes = test_planes(1, &[(4, 4), (4, 4)]);
     planes[1].data[3] = f32::NAN;
     let r = eng.upscale(&planes, &quiet, &AtomicBool::new(false));
-    assert!(matches!(r, Err(EngineError::BadInput { index: 1, .. })), "{r:?}");
+    assert!(
+        matches!(r, Err(EngineError::BadInput { index: 1, .. })),
+        "{r:?}"
+    );
     let empty = [Plane::zeros(0, 3)];
     let r = eng.upscale(&empty, &quiet, &AtomicBool::new(false));
-    assert!(matches!(r, Err(EngineError::BadInput { index: 0, .. })), "{r:?}");
+    assert!(
+        matches!(r, Err(EngineError::BadInput { index: 0, .. })),
+        "{r:?}"
+    );
 }

@@ -78,7 +78,8 @@ impl GpuContext {
     /// adapter's own limits (large storage buffers, big workgroups). The `WGPU_BACKEND` variable
     /// restricts the backends as wgpu documents.
     pub fn new() -> Result<Self, EngineError> {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let mut adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
         if adapters.is_empty() {
             return Err(EngineError::NoAdapter(
@@ -113,12 +114,13 @@ impl GpuContext {
                 Ok((device, queue)) => {
                     let ctx = Self::build(device, queue, info, limits);
                     let sink = ctx.sink.clone();
-                    ctx.device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-                        tracing::error!("uncaptured wgpu error: {e}");
-                        if let Ok(mut m) = sink.messages.lock() {
-                            m.push(e.to_string());
-                        }
-                    }));
+                    ctx.device
+                        .on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                            tracing::error!("uncaptured wgpu error: {e}");
+                            if let Ok(mut m) = sink.messages.lock() {
+                                m.push(e.to_string());
+                            }
+                        }));
                     return Ok(ctx);
                 }
                 Err(e) => last_err = format!("{}: {e}", describe_adapter(&info)),

@@ -51,7 +51,11 @@ impl std::fmt::Debug for GpuEngine {
 
 impl GpuEngine {
     /// Packs and uploads `checkpoint` to the device of `ctx`.
-    pub fn new(ctx: Arc<GpuContext>, checkpoint: &Checkpoint, opts: GpuOptions) -> Result<Self, EngineError> {
+    pub fn new(
+        ctx: Arc<GpuContext>,
+        checkpoint: &Checkpoint,
+        opts: GpuOptions,
+    ) -> Result<Self, EngineError> {
         let mut pw = PackedWeights::pack(checkpoint)?;
         let weight_bytes = pw.data.len() as u64 * 4;
         if weight_bytes > ctx.limits.max_storage_buffer_binding_size {
@@ -74,7 +78,10 @@ impl GpuEngine {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(|mb| mb << 20);
         let budget = opts.memory_budget.or(env_budget).unwrap_or(default_budget);
-        let max_batch = opts.max_batch.unwrap_or(if software { 4 } else { 32 }).max(1);
+        let max_batch = opts
+            .max_batch
+            .unwrap_or(if software { 4 } else { 32 })
+            .max(1);
         Ok(Self {
             ctx,
             pw,
@@ -124,7 +131,13 @@ impl GpuEngine {
         Ok(b)
     }
 
-    fn ensure_arena(&mut self, h: usize, w: usize, batch: usize, capacity: usize) -> Result<(), EngineError> {
+    fn ensure_arena(
+        &mut self,
+        h: usize,
+        w: usize,
+        batch: usize,
+        capacity: usize,
+    ) -> Result<(), EngineError> {
         let ok = self
             .arena
             .as_ref()
@@ -157,7 +170,12 @@ impl GpuEngine {
 
     /// Runs one batch of same-shaped slices (allocating buffers for `capacity` slices if the
     /// current ones do not fit). Checks `cancel` between blocks.
-    pub fn run_batch(&mut self, planes: &[&Plane], capacity: usize, cancel: &AtomicBool) -> Result<Vec<Plane>, EngineError> {
+    pub fn run_batch(
+        &mut self,
+        planes: &[&Plane],
+        capacity: usize,
+        cancel: &AtomicBool,
+    ) -> Result<Vec<Plane>, EngineError> {
         let Some(first) = planes.first() else {
             return Ok(Vec::new());
         };
@@ -173,8 +191,11 @@ impl GpuEngine {
             .arena
             .as_ref()
             .ok_or_else(|| EngineError::Other("no activation buffers allocated".into()))?;
-        self.ctx
-            .scoped(|| self.ctx.queue.write_buffer(arena.input(), 0, bytemuck::cast_slice(&data)))?;
+        self.ctx.scoped(|| {
+            self.ctx
+                .queue
+                .write_buffer(arena.input(), 0, bytemuck::cast_slice(&data))
+        })?;
         let plan = &self.plans[pi].1;
         plan.execute(&self.ctx, cancel, |_| {})?;
         let s = self.pw.config.scale;
@@ -204,7 +225,11 @@ pub fn validate_inputs(inputs: &[Plane]) -> Result<(), EngineError> {
             return Err(bad("empty slice"));
         }
         if p.data.len() != p.width * p.height {
-            return Err(bad(&format!("{} values for {} pixels", p.data.len(), p.width * p.height)));
+            return Err(bad(&format!(
+                "{} values for {} pixels",
+                p.data.len(),
+                p.width * p.height
+            )));
         }
         if p.data.iter().any(|v| !v.is_finite()) {
             return Err(bad("contains NaN or infinite values"));
@@ -259,7 +284,10 @@ impl Upscaler for GpuEngine {
                         start = end;
                     }
                     Err(EngineError::OutOfMemory(msg)) if cap > 1 => {
-                        tracing::warn!("GPU out of memory at batch {cap} ({msg}); retrying with {}", cap / 2);
+                        tracing::warn!(
+                            "GPU out of memory at batch {cap} ({msg}); retrying with {}",
+                            cap / 2
+                        );
                         self.arena = None;
                         self.plans.clear();
                         cap /= 2;
@@ -271,7 +299,9 @@ impl Upscaler for GpuEngine {
         }
         out.into_iter()
             .enumerate()
-            .map(|(i, p)| p.ok_or_else(|| EngineError::Other(format!("slice {i} was not computed"))))
+            .map(|(i, p)| {
+                p.ok_or_else(|| EngineError::Other(format!("slice {i} was not computed")))
+            })
             .collect()
     }
 }

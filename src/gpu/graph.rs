@@ -116,10 +116,16 @@ impl Graph {
             )));
         }
         if params.len() * 4 > PARAM_BYTES as usize {
-            return Err(EngineError::Other(format!("{:?}: parameter block too large", key.kind)));
+            return Err(EngineError::Other(format!(
+                "{:?}: parameter block too large",
+                key.kind
+            )));
         }
         if bufs.iter().any(|b| b.0 >= self.buffers.len()) {
-            return Err(EngineError::Other(format!("{:?}: unknown buffer", key.kind)));
+            return Err(EngineError::Other(format!(
+                "{:?}: unknown buffer",
+                key.kind
+            )));
         }
         if groups.contains(&0) {
             return Ok(());
@@ -418,7 +424,11 @@ pub fn staging_buffer(ctx: &GpuContext, elems: u64) -> wgpu::Buffer {
 
 /// Maps a staging buffer (after the copies into it completed) and returns its first `elems`
 /// values.
-pub fn read_staging(ctx: &GpuContext, buf: &wgpu::Buffer, elems: usize) -> Result<Vec<f32>, EngineError> {
+pub fn read_staging(
+    ctx: &GpuContext,
+    buf: &wgpu::Buffer,
+    elems: usize,
+) -> Result<Vec<f32>, EngineError> {
     let bytes = (elems as u64 * 4).max(4);
     let slice = buf.slice(0..bytes);
     let (tx, rx) = std::sync::mpsc::channel();
@@ -428,15 +438,33 @@ pub fn read_staging(ctx: &GpuContext, buf: &wgpu::Buffer, elems: usize) -> Resul
     ctx.wait(None)?;
     match rx.recv() {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(EngineError::Device(format!("mapping the readback buffer: {e}"))),
-        Err(_) => return Err(EngineError::Device("readback buffer was never mapped".into())),
+        Ok(Err(e)) => {
+            return Err(EngineError::Device(format!(
+                "mapping the readback buffer: {e}"
+            )));
+        }
+        Err(_) => {
+            return Err(EngineError::Device(
+                "readback buffer was never mapped".into(),
+            ));
+        }
     }
     let out = {
         let view = slice
             .get_mapped_range()
             .map_err(|e| EngineError::Device(format!("reading the readback buffer: {e}")))?;
         let floats: &[f32] = bytemuck::cast_slice(&view);
-        floats[..elems].to_vec()
+        floats
+            .get(..elems)
+            .map(<[f32]>::to_vec)
+            .ok_or_else(|| EngineError::Device("readback buffer too small".into()))
+    };
+    let out = match out {
+        Ok(v) => v,
+        Err(e) => {
+            buf.unmap();
+            return Err(e);
+        }
     };
     buf.unmap();
     Ok(out)
@@ -444,7 +472,12 @@ pub fn read_staging(ctx: &GpuContext, buf: &wgpu::Buffer, elems: usize) -> Resul
 
 /// Reads `elems` f32 values of a storage buffer starting at element `off` (a one-off copy through
 /// a staging buffer; for tests and debugging).
-pub fn read_buffer(ctx: &GpuContext, buf: &wgpu::Buffer, off: u64, elems: usize) -> Result<Vec<f32>, EngineError> {
+pub fn read_buffer(
+    ctx: &GpuContext,
+    buf: &wgpu::Buffer,
+    off: u64,
+    elems: usize,
+) -> Result<Vec<f32>, EngineError> {
     let staging = ctx.scoped(|| {
         let staging = staging_buffer(ctx, elems as u64);
         let mut enc = ctx

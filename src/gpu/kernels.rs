@@ -192,7 +192,11 @@ fn f(x: f32) -> u32 {
 
 /// Converts a size to `u32`, the index type of the kernels.
 pub fn u32_of(n: usize, what: &str) -> Result<u32, EngineError> {
-    u32::try_from(n).map_err(|_| EngineError::Other(format!("{what} ({n}) exceeds the 32-bit index range of the kernels")))
+    u32::try_from(n).map_err(|_| {
+        EngineError::Other(format!(
+            "{what} ({n}) exceeds the 32-bit index range of the kernels"
+        ))
+    })
 }
 
 /// Activation fused into a matrix product's epilogue.
@@ -370,7 +374,11 @@ impl Graph {
     pub fn conv3x3(&mut self, a: &ConvArgs) -> Result<(), EngineError> {
         let (tw, th) = (8u32, 8u32);
         let ci_t = a.cin.clamp(1, 8);
-        let (co_t, px_pt, co_pt) = if a.cout <= 4 { (4u32, 1u32, 4u32) } else { (32, 4, 4) };
+        let (co_t, px_pt, co_pt) = if a.cout <= 4 {
+            (4u32, 1u32, 4u32)
+        } else {
+            (32, 4, 4)
+        };
         let npg = tw * th / px_pt;
         let ncg = co_t / co_pt;
         let key = KernelKey {
@@ -393,7 +401,7 @@ impl Graph {
                 ("SHUFFLE", a.shuffle as u32),
             ],
         };
-        if a.shuffle && a.cout % 4 != 0 {
+        if a.shuffle && !a.cout.is_multiple_of(4) {
             return Err(EngineError::Other(format!(
                 "pixel shuffle needs a multiple of 4 channels, got {}",
                 a.cout
@@ -419,7 +427,12 @@ impl Graph {
         ];
         let [gx, gy] = grid_1d(tiles_x * tiles_y, self.max_groups());
         let gz = a.batch * co_tiles;
-        self.dispatch(key, vec![a.src.buf, a.weights, a.dst.buf], params, [gx, gy, gz])
+        self.dispatch(
+            key,
+            vec![a.src.buf, a.weights, a.dst.buf],
+            params,
+            [gx, gy, gz],
+        )
     }
 
     /// Appends a (batched) matrix product.
@@ -445,7 +458,12 @@ impl Graph {
             a.m, a.n, a.k, a.x.off, a.x_zs, a.w.off, a.w_zs, a.y.off, a.y_zs, tiles_n, tiles,
         ];
         let [gx, gy] = grid_1d(tiles, self.max_groups());
-        self.dispatch(key, vec![a.x.buf, a.w.buf, a.y.buf], params, [gx, gy, a.batch_z])
+        self.dispatch(
+            key,
+            vec![a.x.buf, a.w.buf, a.y.buf],
+            params,
+            [gx, gy, a.batch_z],
+        )
     }
 
     /// Appends a LayerNorm.
@@ -493,14 +511,35 @@ impl Graph {
         let rows = rows_for(n);
         let key = KernelKey {
             kind: Kind::AttPrep,
-            consts: vec![("N", n), ("ROWS", rows), ("WG", n * rows), ("FIRST", a.first as u32)],
+            consts: vec![
+                ("N", n),
+                ("ROWS", rows),
+                ("WG", n * rows),
+                ("FIRST", a.first as u32),
+            ],
         };
         let heads = a.c / n;
         let pairs = a.m * heads;
         let params = vec![
-            pairs, a.c, heads, a.k_off, a.v_off, a.wu_off, a.au_off, a.vu_off, a.w0_off,
-            a.a0_off, a.v0_off, a.kk_off, a.ka_off, a.lam_off, a.kneg_off, a.kb_off, a.kt_off,
-            a.vo_off, a.vfirst.off,
+            pairs,
+            a.c,
+            heads,
+            a.k_off,
+            a.v_off,
+            a.wu_off,
+            a.au_off,
+            a.vu_off,
+            a.w0_off,
+            a.a0_off,
+            a.v0_off,
+            a.kk_off,
+            a.ka_off,
+            a.lam_off,
+            a.kneg_off,
+            a.kb_off,
+            a.kt_off,
+            a.vo_off,
+            a.vfirst.off,
         ];
         let [gx, gy] = grid_1d(pairs.div_ceil(rows), self.max_groups());
         self.dispatch(
@@ -523,8 +562,19 @@ impl Graph {
         };
         let heads = a.c / n;
         let params = vec![
-            a.height, a.width, a.c, heads, a.dir, a.r.off, a.lam_off, a.kneg_off, a.kb_off,
-            a.kt_off, a.v_off, a.y.off, a.state.off,
+            a.height,
+            a.width,
+            a.c,
+            heads,
+            a.dir,
+            a.r.off,
+            a.lam_off,
+            a.kneg_off,
+            a.kb_off,
+            a.kt_off,
+            a.v_off,
+            a.y.off,
+            a.state.off,
         ];
         self.dispatch(
             key,

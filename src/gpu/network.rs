@@ -9,7 +9,7 @@
 use crate::engine::EngineError;
 
 use super::context::GpuContext;
-use super::graph::{BufId, Graph, storage_buffer, staging_buffer};
+use super::graph::{BufId, Graph, staging_buffer, storage_buffer};
 use super::kernels::{
     Act, AttPrepArgs, CombineArgs, ConvArgs, LayerNormArgs, MatmulArgs, ScanArgs, ShiftMixArgs,
     u32_of,
@@ -239,7 +239,10 @@ pub fn build_forward(
     let lora_u = g.add_buffer(arena.lora_u.clone());
     let ydir = g.add_buffer(arena.ydir.clone());
     let state = g.add_buffer(arena.state.clone());
-    let hr = [g.add_buffer(arena.hr[0].clone()), g.add_buffer(arena.hr[1].clone())];
+    let hr = [
+        g.add_buffer(arena.hr[0].clone()),
+        g.add_buffer(arena.hr[1].clone()),
+    ];
     let output = g.add_buffer(arena.output.clone());
     let staging = g.add_buffer(arena.staging.clone());
 
@@ -268,7 +271,15 @@ pub fn build_forward(
         u32_of(cfg.lora_rank_g, "rank")?,
     );
 
-    let conv = |g: &mut Graph, cw: &super::weights::ConvW, src: BufId, dst: BufId, hh: u32, ww: u32, accumulate: bool, leaky: Option<f32>, shuffle: bool| {
+    let conv = |g: &mut Graph,
+                cw: &super::weights::ConvW,
+                src: BufId,
+                dst: BufId,
+                hh: u32,
+                ww: u32,
+                accumulate: bool,
+                leaky: Option<f32>,
+                shuffle: bool| {
         g.conv3x3(&ConvArgs {
             src: src.at(0),
             weights: wts,
@@ -297,7 +308,16 @@ pub fn build_forward(
             eps: LN_EPS,
         })
     };
-    let mm = |g: &mut Graph, x: BufId, x_off: u32, w_off: u32, y: BufId, y_off: u32, nn: u32, k: u32, act: Act, accumulate: bool| {
+    let mm = |g: &mut Graph,
+              x: BufId,
+              x_off: u32,
+              w_off: u32,
+              y: BufId,
+              y_off: u32,
+              nn: u32,
+              k: u32,
+              act: Act,
+              accumulate: bool| {
         g.matmul(&MatmulArgs {
             x: x.at(x_off),
             x_zs: 0,
@@ -315,7 +335,17 @@ pub fn build_forward(
     };
 
     // Shallow features.
-    conv(&mut g, &pw.conv_first, input, f0, h32, w32, false, None, false)?;
+    conv(
+        &mut g,
+        &pw.conv_first,
+        input,
+        f0,
+        h32,
+        w32,
+        false,
+        None,
+        false,
+    )?;
     ln(&mut g, f0, t_a, pw.patch_norm)?;
     g.mark();
 
@@ -358,19 +388,107 @@ pub fn build_forward(
             })?;
             // LoRAs: inputs x_w = xs[3], x_a = xs[4], x_v = xs[2], x_g = xs[5].
             let d = |slot: u32| slot * m * rmax;
-            mm(&mut g, xs, 3 * mc, bw.w1, lora_d, d(0), rw, c, Act::Tanh, false)?;
-            mm(&mut g, lora_d, d(0), bw.w2, lora_u, 0, c, rw, Act::None, false)?;
-            mm(&mut g, xs, 4 * mc, bw.a1, lora_d, d(1), ra, c, Act::None, false)?;
-            mm(&mut g, lora_d, d(1), bw.a2, lora_u, mc, c, ra, Act::None, false)?;
+            mm(
+                &mut g,
+                xs,
+                3 * mc,
+                bw.w1,
+                lora_d,
+                d(0),
+                rw,
+                c,
+                Act::Tanh,
+                false,
+            )?;
+            mm(
+                &mut g,
+                lora_d,
+                d(0),
+                bw.w2,
+                lora_u,
+                0,
+                c,
+                rw,
+                Act::None,
+                false,
+            )?;
+            mm(
+                &mut g,
+                xs,
+                4 * mc,
+                bw.a1,
+                lora_d,
+                d(1),
+                ra,
+                c,
+                Act::None,
+                false,
+            )?;
+            mm(
+                &mut g,
+                lora_d,
+                d(1),
+                bw.a2,
+                lora_u,
+                mc,
+                c,
+                ra,
+                Act::None,
+                false,
+            )?;
             let v0_off = if let Some((v0, v1, v2)) = bw.v_lora {
-                mm(&mut g, xs, 2 * mc, v1, lora_d, d(2), rv, c, Act::None, false)?;
-                mm(&mut g, lora_d, d(2), v2, lora_u, 2 * mc, c, rv, Act::None, false)?;
+                mm(
+                    &mut g,
+                    xs,
+                    2 * mc,
+                    v1,
+                    lora_d,
+                    d(2),
+                    rv,
+                    c,
+                    Act::None,
+                    false,
+                )?;
+                mm(
+                    &mut g,
+                    lora_d,
+                    d(2),
+                    v2,
+                    lora_u,
+                    2 * mc,
+                    c,
+                    rv,
+                    Act::None,
+                    false,
+                )?;
                 v0
             } else {
                 0
             };
-            mm(&mut g, xs, 5 * mc, bw.g1, lora_d, d(3), rg, c, Act::Sigmoid, false)?;
-            mm(&mut g, lora_d, d(3), bw.g2, lora_u, 3 * mc, c, rg, Act::None, false)?;
+            mm(
+                &mut g,
+                xs,
+                5 * mc,
+                bw.g1,
+                lora_d,
+                d(3),
+                rg,
+                c,
+                Act::Sigmoid,
+                false,
+            )?;
+            mm(
+                &mut g,
+                lora_d,
+                d(3),
+                bw.g2,
+                lora_u,
+                3 * mc,
+                c,
+                rg,
+                Act::None,
+                false,
+            )?;
             // Scan inputs overwrite xs: lambda, -kk, kk*a, kt, v.
             g.att_prep(&AttPrepArgs {
                 proj: rkv,
@@ -451,7 +569,18 @@ pub fn build_forward(
                 c,
                 head_size: n,
             })?;
-            mm(&mut g, xs, 0, bw.ffn_k, rkv, 0, hid, c, Act::ReluSquared, false)?;
+            mm(
+                &mut g,
+                xs,
+                0,
+                bw.ffn_k,
+                rkv,
+                0,
+                hid,
+                c,
+                Act::ReluSquared,
+                false,
+            )?;
             mm(&mut g, rkv, 0, bw.ffn_v, cur, 0, c, hid, Act::None, true)?;
             g.mark();
             l += 1;
@@ -464,8 +593,28 @@ pub fn build_forward(
 
     // Reconstruction.
     ln(&mut g, cur, xln, pw.norm)?;
-    conv(&mut g, &pw.conv_after_body, xln, f0, h32, w32, true, None, false)?;
-    conv(&mut g, &pw.conv_before_upsample, f0, xs, h32, w32, false, Some(LEAKY), false)?;
+    conv(
+        &mut g,
+        &pw.conv_after_body,
+        xln,
+        f0,
+        h32,
+        w32,
+        true,
+        None,
+        false,
+    )?;
+    conv(
+        &mut g,
+        &pw.conv_before_upsample,
+        f0,
+        xs,
+        h32,
+        w32,
+        false,
+        Some(LEAKY),
+        false,
+    )?;
     let (mut hh, mut ww) = (h32, w32);
     let mut src = xs;
     for (i, up) in pw.upsample.iter().enumerate() {
@@ -475,7 +624,17 @@ pub fn build_forward(
         ww *= 2;
         src = dst;
     }
-    conv(&mut g, &pw.conv_last, src, output, hh, ww, false, None, false)?;
+    conv(
+        &mut g,
+        &pw.conv_last,
+        src,
+        output,
+        hh,
+        ww,
+        false,
+        None,
+        false,
+    )?;
     g.copy_bytes(output, 0, staging, 0, sz.output * 4);
     g.mark();
     Ok(g)

@@ -79,16 +79,19 @@ impl Upscaler for GpuWithFallback {
     ) -> Result<Vec<Plane>, EngineError> {
         if let Some(gpu) = self.gpu.as_mut() {
             match gpu.upscale(inputs, progress, cancel) {
-                Err(e @ (EngineError::Device(_) | EngineError::OutOfMemory(_) | EngineError::NoAdapter(_))) => {
+                Err(
+                    e @ (EngineError::Device(_)
+                    | EngineError::OutOfMemory(_)
+                    | EngineError::NoAdapter(_)),
+                ) => {
                     let msg = format!("the GPU failed ({e}); continuing on the CPU reference");
                     tracing::warn!("{msg}");
                     self.notices.push(msg.clone());
                     self.reason = Some(msg);
                     self.gpu = None;
-                    let ck = self
-                        .checkpoint
-                        .take()
-                        .ok_or_else(|| EngineError::Other("no checkpoint for the CPU fallback".into()))?;
+                    let ck = self.checkpoint.take().ok_or_else(|| {
+                        EngineError::Other("no checkpoint for the CPU fallback".into())
+                    })?;
                     self.cpu = Some(cpu_upscaler(ck)?);
                 }
                 other => return other,
@@ -300,7 +303,8 @@ pub fn select(
                             p
                         }
                         Err(e) => {
-                            let reason = format!("auto: the software adapter failed a test run ({e})");
+                            let reason =
+                                format!("auto: the software adapter failed a test run ({e})");
                             tracing::warn!("{reason}");
                             return Ok(Box::new(ChosenCpu {
                                 cpu,
@@ -313,7 +317,11 @@ pub fn select(
             let reason = probe.summary(&ctx.info.name);
             tracing::info!("{reason}");
             if probe.gpu_wins() {
-                Ok(Box::new(GpuWithFallback::new(gpu, checkpoint, Some(reason))))
+                Ok(Box::new(GpuWithFallback::new(
+                    gpu,
+                    checkpoint,
+                    Some(reason),
+                )))
             } else {
                 Ok(Box::new(ChosenCpu {
                     cpu: cpu_upscaler(checkpoint)?,

@@ -181,7 +181,7 @@ impl PackedWeights {
         let cfg = ck.config.clone();
         let c = cfg.dim;
         let n = cfg.head_size;
-        if c == 0 || n == 0 || c % n != 0 {
+        if c == 0 || n == 0 || !c.is_multiple_of(n) {
             return Err(EngineError::Other(format!(
                 "checkpoint dim {c} is not a multiple of head size {n}"
             )));
@@ -282,14 +282,18 @@ impl PackedWeights {
             }
             let gc = p.conv(&format!("groups.{g}.conv"), c)?;
             if gc.cout as usize != c {
-                return Err(EngineError::Other(format!("groups.{g}.conv must map {c} to {c} channels")));
+                return Err(EngineError::Other(format!(
+                    "groups.{g}.conv must map {c} to {c} channels"
+                )));
             }
             group_convs.push(gc);
         }
         let norm = (p.plain("norm.weight", &[c])?, p.plain("norm.bias", &[c])?);
         let conv_after_body = p.conv("conv_after_body", c)?;
         if conv_after_body.cout as usize != c {
-            return Err(EngineError::Other(format!("conv_after_body must map {c} to {c} channels")));
+            return Err(EngineError::Other(format!(
+                "conv_after_body must map {c} to {c} channels"
+            )));
         }
         let conv_before_upsample = p.conv("conv_before_upsample", c)?;
         let cup = conv_before_upsample.cout as usize;
@@ -308,7 +312,10 @@ impl PackedWeights {
         }
         let conv_last = p.conv("conv_last", cup)?;
         if conv_last.cout != 1 {
-            return Err(EngineError::Other(format!("conv_last has {} outputs, expected 1", conv_last.cout)));
+            return Err(EngineError::Other(format!(
+                "conv_last has {} outputs, expected 1",
+                conv_last.cout
+            )));
         }
         Ok(Self {
             data: p.data,

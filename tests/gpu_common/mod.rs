@@ -20,7 +20,9 @@ pub fn ctx() -> Option<Arc<GpuContext>> {
                 eprintln!("skipping GPU test: {e}");
                 None
             } else {
-                panic!("no GPU adapter ({e}); install mesa-vulkan-drivers or set DELTAWKV_SKIP_GPU_TESTS=1");
+                panic!(
+                    "no GPU adapter ({e}); install mesa-vulkan-drivers or set DELTAWKV_SKIP_GPU_TESTS=1"
+                );
             }
         }
     }
@@ -50,7 +52,10 @@ pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
 /// Asserts the relative error is below `tol`, printing it (the figures of the report).
 pub fn check(name: &str, gpu: &[f32], cpu: &[f32], tol: f64) {
     let e = rel_err(gpu, cpu);
-    eprintln!("{name}: rel. error {e:.3e} (tolerance {tol:.0e}, {} values)", cpu.len());
+    eprintln!(
+        "{name}: rel. error {e:.3e} (tolerance {tol:.0e}, {} values)",
+        cpu.len()
+    );
     assert!(e < tol, "{name}: rel. error {e:.3e} >= {tol:.0e}");
 }
 
@@ -95,7 +100,12 @@ impl Harness {
 pub fn nhwc_to_chw(x: &[f32], b: usize, h: usize, w: usize, c: usize) -> Vec<Vec<f32>> {
     (0..b)
         .map(|i| {
-            deltawkv::model::cpu::ops::tokens_to_image(&x[i * h * w * c..(i + 1) * h * w * c], c, h, w)
+            deltawkv::model::cpu::ops::tokens_to_image(
+                &x[i * h * w * c..(i + 1) * h * w * c],
+                c,
+                h,
+                w,
+            )
         })
         .collect()
 }
