@@ -28,7 +28,7 @@ ScanFn = Callable[..., torch.Tensor]
 _REGISTRY: Dict[str, ScanFn] = {}
 
 #: Chunk length used by :func:`scan_chunked` when none is given.
-DEFAULT_CHUNK = 32
+DEFAULT_CHUNK = 64
 
 
 def register_scan(name: str, fn: ScanFn, *, overwrite: bool = False) -> None:
@@ -107,6 +107,8 @@ def scan_chunked(
     *,
     log_decay: Optional[torch.Tensor] = None,
     chunk: int = DEFAULT_CHUNK,
+    across: str = "doubling",
+    recompute: bool = False,
 ) -> torch.Tensor:
     """Chunked (WY-form) evaluation of the same recurrence in plain PyTorch, differentiable.
 
@@ -115,23 +117,51 @@ def scan_chunked(
     ``S_t = S0 diag(exp g_t) + sum_{u<=t} (v_u kt_u^T - e_u b_u^T) diag(exp(g_t - g_u))``. The
     ``e_t`` solve a unit lower-triangular system ``(I + A_kb) E = Khat S0^T + A_kk V``, so each
     chunk reduces to state-independent matrices computed for all chunks in parallel:
-    ``Y = Q S0^T + Y0`` and ``S_next = S0 P + Z``; only these two matmuls run sequentially.
+    ``Y = Q S0^T + Y0`` and ``S_next = S0 P + Z``. The chunk start states ``S0`` come from the
+    affine recurrence ``S_next = S0 P + Z`` over chunks: ``across="doubling"`` (default) solves it
+    as a parallel prefix in ``log2(#chunks)`` batched steps (few kernel launches: fast on a GPU),
+    ``across="sequential"`` with one step per chunk (fewer FLOPs).
 
     Pairwise decay factors ``exp(g_t - g_u)`` are factorised around the chunk's middle token, so
     the largest intermediate factor is ``exp(|log decay| * chunk / 2)``: with the model's decays
     (``log decay >= -exp(-0.5)``) and ``chunk <= 64`` this stays far from float32 overflow.
-    Requires ``decay > 0``.
+    Requires ``decay > 0``. Half-precision inputs are computed in float32 (autocast disabled
+    inside) and the result cast back: the triangular solve is not safe in bf16/fp16.
+
+    ``recompute=True`` (registered as ``"chunked_lowmem"``) keeps none of the scan's internals for
+    the backward pass and recomputes them there (activation checkpointing): much less memory for
+    about one more forward of the scan.
     """
     _check(r, decay, kk, a, kt, v)
-    if chunk < 1:
-        raise ValueError(f"chunk must be positive, got {chunk}")
-    B, H, L, N = r.shape
-    if L == 0:
-        return r.new_zeros(B, H, 0, N)
     if log_decay is None:
         log_decay = torch.log(decay)
     elif log_decay.shape != r.shape:
         raise ValueError(f"log_decay has shape {tuple(log_decay.shape)}, expected {tuple(r.shape)}")
+    if chunk < 1:
+        raise ValueError(f"chunk must be positive, got {chunk}")
+    out_dtype = r.dtype
+    low = r.dtype in (torch.float16, torch.bfloat16) or torch.is_autocast_enabled(r.device.type)
+    ins = (r, kk, a, kt, v, log_decay)
+    if low:
+        ins = tuple(t.float() for t in ins)
+
+    def run(*xs):
+        with torch.autocast(device_type=r.device.type, enabled=False):
+            return _scan_chunked_impl(*xs, chunk=chunk, across=across)
+
+    if recompute and torch.is_grad_enabled() and any(t.requires_grad for t in ins):
+        from torch.utils.checkpoint import checkpoint
+
+        y = checkpoint(run, *ins, use_reentrant=False)
+    else:
+        y = run(*ins)
+    return y.to(out_dtype) if low else y
+
+
+def _scan_chunked_impl(r, kk, a, kt, v, log_decay, *, chunk, across):
+    B, H, L, N = r.shape
+    if L == 0:
+        return r.new_zeros(B, H, 0, N)
     T = min(chunk, L)
     nc = -(-L // T)
     pad = nc * T - L
@@ -183,18 +213,45 @@ def scan_chunked(
     P = torch.diag_embed(torch.exp(glast[:, :, :, 0, :])) - W.transpose(-1, -2) @ b_tail
     Z = v.transpose(-1, -2) @ kt_tail - U.transpose(-1, -2) @ b_tail
 
-    S = r.new_zeros(B, H, N, N)
-    ys = []
-    for c in range(nc):
-        ys.append(Q[:, :, c] @ S.transpose(-1, -2) + Y0[:, :, c])
-        if c + 1 < nc:
-            S = S @ P[:, :, c] + Z[:, :, c]
-    y = torch.stack(ys, dim=2).reshape(B, H, nc * T, N)
+    if across == "sequential" or nc == 1:
+        S = r.new_zeros(B, H, N, N)
+        ys = []
+        for c in range(nc):
+            ys.append(Q[:, :, c] @ S.transpose(-1, -2) + Y0[:, :, c])
+            if c + 1 < nc:
+                S = S @ P[:, :, c] + Z[:, :, c]
+        y = torch.stack(ys, dim=2)
+    elif across == "doubling":
+        # Inclusive prefix over chunks of the affine maps S -> S P_c + Z_c (Hillis-Steele):
+        # combining (P1, Z1) then (P2, Z2) gives (P1 P2, Z1 P2 + Z2). log2(nc) batched steps.
+        Pc, Zc = P, Z
+        off = 1
+        while off < nc:
+            Zn = Zc[:, :, :-off] @ Pc[:, :, off:] + Zc[:, :, off:]
+            Zc = torch.cat([Zc[:, :, :off], Zn], dim=2)
+            if 2 * off < nc:
+                Pn = Pc[:, :, :-off] @ Pc[:, :, off:]
+                Pc = torch.cat([Pc[:, :, :off], Pn], dim=2)
+            off *= 2
+        # Zc[c] is the state after chunk c (start state 0); chunk c starts from Zc[c-1].
+        S0 = torch.cat([torch.zeros_like(Zc[:, :, :1]), Zc[:, :, :-1]], dim=2)
+        y = Q @ S0.transpose(-1, -2) + Y0
+    else:
+        raise ValueError(f"across must be 'doubling' or 'sequential', got {across!r}")
+    y = y.reshape(B, H, nc * T, N)
     return y[:, :, :L] if pad else y
 
 
 register_scan("loop", scan_loop)
 register_scan("chunked", scan_chunked)
+
+
+def scan_chunked_lowmem(r, decay, kk, a, kt, v, *, log_decay=None, **kwargs):
+    """:func:`scan_chunked` with ``recompute=True`` (activation checkpointing of the scan)."""
+    return scan_chunked(r, decay, kk, a, kt, v, log_decay=log_decay, recompute=True, **kwargs)
+
+
+register_scan("chunked_lowmem", scan_chunked_lowmem)
 
 
 def delta_scan(

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-torch = pytest.importorskip("torch")
+try:  # skip (not fail) where torch is absent or cannot load (e.g. missing CUDA libraries)
+    import torch
+except ImportError as e:
+    pytest.skip(f"torch not importable: {e}", allow_module_level=True)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dwkv.scan import (  # noqa: E402
@@ -71,13 +74,14 @@ def test_loop_matches_spec_recurrence_elementwise():
             assert abs(y[0, 0, t, i].item() - want) < 1e-12
 
 
-@pytest.mark.parametrize("L", [1, 5, 16, 31, 32, 33, 64, 100, 257])
-@pytest.mark.parametrize("chunk", [16, 32, 64])
-def test_chunked_equals_loop_float64(L, chunk):
+@pytest.mark.parametrize("L", [1, 5, 16, 31, 32, 33, 64, 100, 257, 700])
+@pytest.mark.parametrize("chunk", [8, 16, 32, 64])
+@pytest.mark.parametrize("across", ["doubling", "sequential"])
+def test_chunked_equals_loop_float64(L, chunk, across):
     x = random_inputs(2, 3, L, 8, seed=L)
     ref = scan_loop(x["r"], x["decay"], x["kk"], x["a"], x["kt"], x["v"])
     y = scan_chunked(x["r"], x["decay"], x["kk"], x["a"], x["kt"], x["v"],
-                     log_decay=x["log_decay"], chunk=chunk)
+                     log_decay=x["log_decay"], chunk=chunk, across=across)
     assert y.shape == ref.shape
     assert rel(y, ref) < 1e-10
     # without log_decay (computed from decay) too
@@ -85,30 +89,57 @@ def test_chunked_equals_loop_float64(L, chunk):
     assert rel(y2, ref) < 1e-10
 
 
-@pytest.mark.parametrize("L", [7, 100, 1024])
-def test_chunked_float32_close_to_float64_loop(L):
-    x = random_inputs(1, 2, L, 32, seed=10 + L)
-    ref = scan_loop(x["r"], x["decay"], x["kk"], x["a"], x["kt"], x["v"])
+_REF_CACHE = {}
+
+
+def _f64_problem(L):
+    if L not in _REF_CACHE:
+        x = random_inputs(1, 2, L, 32, seed=10 + L)
+        _REF_CACHE[L] = (x, scan_loop(x["r"], x["decay"], x["kk"], x["a"], x["kt"], x["v"]))
+    return _REF_CACHE[L]
+
+
+@pytest.mark.parametrize("L,chunk,across", [
+    (L, c, ac) for L in (7, 100, 1024) for c in (16, 32, 64) for ac in ("doubling", "sequential")
+] + [(4096, 64, "doubling")])
+def test_chunked_float32_close_to_float64_loop(L, chunk, across):
+    x, ref = _f64_problem(L)
     x32 = {k: t.float() for k, t in x.items()}
     y = scan_chunked(x32["r"], x32["decay"], x32["kk"], x32["a"], x32["kt"], x32["v"],
-                     log_decay=x32["log_decay"])
+                     log_decay=x32["log_decay"], chunk=chunk, across=across)
     assert y.dtype == torch.float32
     assert rel(y, ref) < 1e-5
+
+
+def test_chunked_half_inputs_run_in_float32():
+    x = random_inputs(1, 2, 100, 16, seed=4)
+    names = ["r", "decay", "kk", "a", "kt", "v"]
+    xb = [x[n].to(torch.bfloat16) for n in names]
+    ref = scan_loop(*[t.double() for t in xb])  # exact reference on the rounded inputs
+    y = scan_chunked(*xb)
+    assert y.dtype == torch.bfloat16
+    assert rel(y, ref) < 1e-2  # bf16 output rounding only (the scan itself ran in float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y32 = scan_chunked(*[t.float() for t in xb])
+    assert y32.dtype == torch.float32 and rel(y32, ref) < 1e-5
 
 
 def test_chunked_gradients_match_loop():
     x = random_inputs(1, 2, 45, 4, seed=3)
     names = ["r", "decay", "kk", "a", "kt", "v"]
     grads = []
-    for fn in (scan_loop, scan_chunked):
+    for fn, kw in ((scan_loop, {}), (scan_chunked, {"chunk": 8}),
+                   (scan_chunked, {"chunk": 16, "across": "sequential"}),
+                   (scan_chunked, {"chunk": 8, "recompute": True})):
         leaves = {n: x[n].clone().requires_grad_(True) for n in names}
-        kw = {"chunk": 16} if fn is scan_chunked else {}
         y = fn(*[leaves[n] for n in names], **kw)
         weight = torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)
         (y * weight).sum().backward()
         grads.append({n: leaves[n].grad for n in names})
     for n in names:
         assert rel(grads[1][n], grads[0][n]) < 1e-9, n
+        assert rel(grads[2][n], grads[0][n]) < 1e-9, n
+        assert rel(grads[3][n], grads[0][n]) < 1e-9, n
 
 
 def test_state_does_not_carry_between_batch_entries():
@@ -119,12 +150,13 @@ def test_state_does_not_carry_between_batch_entries():
 
 
 def test_registry_and_dispatch():
-    assert {"loop", "chunked"} <= set(available_scans())
+    assert {"loop", "chunked", "chunked_lowmem"} <= set(available_scans())
     x = random_inputs(1, 1, 10, 4, seed=7)
     args = [x[n] for n in ["r", "decay", "kk", "a", "kt", "v"]]
     ref = scan_loop(*args)
     assert rel(delta_scan(*args, impl="chunked"), ref) < 1e-12
     assert rel(delta_scan(*args, impl=scan_chunked, chunk=4), ref) < 1e-12
+    assert rel(delta_scan(*args, impl="chunked_lowmem", chunk=4), ref) < 1e-12
     calls = []
 
     def spy(r, decay, kk, a, kt, v, *, log_decay=None):
