@@ -613,6 +613,13 @@ fn read_voxels(
         remaining -= want as u64;
         done += want as u64;
     }
+    if gz {
+        // Read the rest of the stream (up to 64 MiB more: all of it for all but very large 4-D
+        // files) so the gzip CRC check runs and a corrupt stream is reported instead of silently
+        // giving wrong voxels.
+        std::io::copy(&mut reader.take(64 << 20), &mut std::io::sink())
+            .map_err(|e| map_read_error(path, gz, e, "cannot read"))?;
+    }
     Ok(())
 }
 
