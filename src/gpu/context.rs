@@ -78,9 +78,20 @@ impl GpuContext {
     /// adapter's own limits (large storage buffers, big workgroups). The `WGPU_BACKEND` variable
     /// restricts the backends as wgpu documents.
     pub fn new() -> Result<Self, EngineError> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-        let mut adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+        let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        // `WGPU_BACKEND` narrows the choice; otherwise the native APIs first, GL (whose probing
+        // logs errors on machines without EGL drivers) only when they offer nothing.
+        let explicit = std::env::var_os("WGPU_BACKEND").is_some();
+        let backends = desc.backends;
+        let instance = wgpu::Instance::new(desc);
+        let mut adapters = if explicit {
+            pollster::block_on(instance.enumerate_adapters(backends))
+        } else {
+            pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY))
+        };
+        if adapters.is_empty() && !explicit {
+            adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::GL));
+        }
         if adapters.is_empty() {
             return Err(EngineError::NoAdapter(
                 "wgpu found no adapter (install a Vulkan driver, e.g. mesa-vulkan-drivers for \

@@ -4,6 +4,7 @@
 //! - [`kernels`]: shader variants, the pipeline cache, one launch function per kernel.
 //! - [`graph`]: recorded dispatch sequences and their replayable, finalised plans.
 //! - [`weights`]: the checkpoint packed into one storage buffer.
+//! - [`measure`]: measured f32 rate of the adapter (for the floor of `deltawkv bench`).
 //! - [`network`]: the forward pass of `docs/model-spec.md` as a graph.
 //! - [`engine`]: [`GpuEngine`], the [`crate::engine::Upscaler`] on the GPU.
 //! - [`select`]: backend choice (GPU, software adapter or CPU by measurement) and CPU fallback.
@@ -12,6 +13,7 @@ pub mod context;
 pub mod engine;
 pub mod graph;
 pub mod kernels;
+pub mod measure;
 pub mod network;
 pub mod select;
 pub mod weights;
