@@ -73,6 +73,7 @@ fn open_crop(settings: Settings) -> Harness<'static, DeltaApp> {
     let mut h = harness(AppOptions {
         path: Some(data("pd_crop_96x96x6.nii.gz")),
         checkpoint: Some(tiny_checkpoint(settings.scale)),
+        no_weights_discovery: true,
         settings: Some(settings),
         ..Default::default()
     });
@@ -126,7 +127,11 @@ fn opens_a_volume_upscales_it_and_steps_slices() {
     assert_eq!(h.state().viewer.crosshair.slice(), 4);
     h.key_press(Key::PageDown);
     h.run_steps(2);
-    assert_eq!(h.state().viewer.crosshair.slice(), 0, "clamped at the first slice");
+    assert_eq!(
+        h.state().viewer.crosshair.slice(),
+        0,
+        "clamped at the first slice"
+    );
     h.key_press(Key::Y);
     h.run_steps(2);
     assert_eq!(h.state().viewer.crosshair.axis, Axis::Coronal);
@@ -168,14 +173,17 @@ fn maps_flip_and_metrics() {
     let slices = |vol: &deltawkv::volume::Volume| -> Vec<deltawkv::plane::Plane> {
         (0..6).filter_map(|k| vol.slice(Axis::Axial, k)).collect()
     };
-    let (direct, _) = deltawkv::metrics::volume_metrics(&slices(gt), &slices(bic), 1.0)
-        .expect("metrics");
+    let (direct, _) =
+        deltawkv::metrics::volume_metrics(&slices(gt), &slices(bic), 1.0).expect("metrics");
     let shown = v
         .metrics
         .volume(ResultId::Baseline(Baseline::Bicubic))
         .expect("shown");
     assert_eq!(shown.slices, 6);
-    assert!((shown.psnr - direct.psnr).abs() < 1e-9, "{shown:?} {direct:?}");
+    assert!(
+        (shown.psnr - direct.psnr).abs() < 1e-9,
+        "{shown:?} {direct:?}"
+    );
     assert!((shown.ssim - direct.ssim).abs() < 1e-12);
     let sr = v.metrics.volume(ResultId::Sr(Slot::A)).expect("SR metrics");
     assert_eq!(sr.slices, 6);
@@ -202,7 +210,10 @@ fn upscale_mode_presentation_and_png_export() {
     h.key_press(Key::P);
     h.run_steps(2);
     assert!(h.state().viewer.presentation);
-    assert_eq!(h.state().viewer.pane_rows(), vec![vec![PaneKind::Sr(Slot::A)]]);
+    assert_eq!(
+        h.state().viewer.pane_rows(),
+        vec![vec![PaneKind::Sr(Slot::A)]]
+    );
     h.key_press(Key::Space);
     h.run_steps(2);
     assert_eq!(h.state().viewer.pane_rows(), vec![vec![PaneKind::Lr]]);
@@ -214,9 +225,10 @@ fn upscale_mode_presentation_and_png_export() {
     // PNG of the panes at twice the pixel density.
     let dir = tempfile::tempdir().expect("tempdir");
     let png = dir.path().join("panes.png");
-    h.state_mut().viewer.pending_png = Some(png.clone());
-    h.run_steps(2);
+    h.run_steps(4);
     let size = h.state().viewer.panes_size;
+    h.state_mut().viewer.pending_png = Some(png.clone());
+    h.step();
     let img = image::open(&png).expect("png written");
     assert_eq!(img.width(), (size.x * 2.0).round() as u32);
     assert_eq!(img.height(), (size.y * 2.0).round() as u32);
@@ -234,6 +246,7 @@ fn bad_inputs_show_messages_not_crashes() {
     let mut h = harness(AppOptions {
         path: Some(data("pd_crop_96x96x6.nii.gz")),
         checkpoint: Some(CheckpointSource::File(bad_ckpt)),
+        no_weights_discovery: true,
         settings: Some(test_settings()),
         ..Default::default()
     });

@@ -172,13 +172,16 @@ pub fn render_panes(
         return Err(format!("cannot render {w}x{h} pixels (limit {max})"));
     }
     let ctx = egui::Context::default();
-    ctx.set_pixels_per_point(pixels_per_point);
-    let raw = egui::RawInput {
+    let mut raw = egui::RawInput {
         screen_rect: Some(egui::Rect::from_min_size(egui::Pos2::ZERO, size_points)),
         max_texture_side: Some(max as usize),
         ..Default::default()
     };
-    let output = ctx.run_ui(raw, |ui| {
+    // As the windowing integrations do: the density is the viewport's native one.
+    if let Some(vp) = raw.viewports.get_mut(&egui::ViewportId::ROOT) {
+        vp.native_pixels_per_point = Some(pixels_per_point);
+    }
+    let mut output = ctx.run_ui(raw, |ui| {
         let rect = ui.max_rect();
         super::panes::pane_grid(v, ui, rect, false);
     });
@@ -188,11 +191,17 @@ pub fn render_panes(
     renderer
         .callback_resources
         .insert(DisplayResources::new(device, queue, format));
-    for (id, deltas) in &output.textures_delta.set {
+    #[expect(
+        clippy::iter_over_hash_type,
+        reason = "texture updates are independent"
+    )]
+    for (id, deltas) in output.textures_delta.set.drain() {
         for delta in deltas {
-            renderer.update_texture(device, queue, *id, delta);
+            renderer.update_texture(device, queue, id, &delta);
         }
     }
+    // The renderer is dropped with this function: nothing to free.
+    output.textures_delta.clear();
     let screen = egui_wgpu::ScreenDescriptor {
         size_in_pixels: [w, h],
         pixels_per_point: output.pixels_per_point,

@@ -34,6 +34,8 @@ pub struct AppOptions {
     pub open_nothing: bool,
     /// Checkpoint for slot A, overriding the settings and `weights/`.
     pub checkpoint: Option<CheckpointSource>,
+    /// Never pick checkpoints from `weights/` (tests that must not run the shipped network).
+    pub no_weights_discovery: bool,
     /// Settings to use instead of the persisted ones.
     pub settings: Option<Settings>,
     /// Backend factory instead of the default (GPU when there is one, else CPU).
@@ -117,6 +119,8 @@ pub struct Viewer {
     pub persist: bool,
     /// Screenshot path waiting for the next frame (F12 after the dialog).
     pub pending_png: Option<PathBuf>,
+    /// Pick checkpoints from `weights/` when none fits.
+    discover_weights: bool,
     /// Display-grid voxel under the mouse, if any.
     pub hover: Option<[usize; 3]>,
     /// Accumulated smooth-scroll distance (touchpads), in points.
@@ -186,6 +190,7 @@ impl Viewer {
             adapter: shared.as_ref().map(|s| s.describe()),
             persist: true,
             pending_png: None,
+            discover_weights: !opts.no_weights_discovery,
             hover: None,
             wheel_accum: 0.0,
             panes_size: egui::vec2(1200.0, 500.0),
@@ -441,7 +446,7 @@ impl Viewer {
             Some(CheckpointSource::Memory { checkpoint, .. }) => checkpoint.config.scale == scale,
             None => false,
         };
-        if fits {
+        if fits || !self.discover_weights {
             return;
         }
         if let Some(found) = backend::find_weights(scale).into_iter().next() {
@@ -881,6 +886,7 @@ mod tests {
     fn viewer() -> Viewer {
         let opts = AppOptions {
             open_nothing: true,
+            no_weights_discovery: true,
             ..Default::default()
         };
         Viewer::new(opts, Settings::default(), None, Arc::new(|| {}))
