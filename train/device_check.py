@@ -72,8 +72,9 @@ def speed(dev, batch, amp, compile_, steps, scan="fla", lr_crop=64):
     m = DeltaWKV(ModelConfig(scale=2), scan_impl=scan).to(dev)
     opt = torch.optim.AdamW(m.parameters(), lr=1e-4, fused=True)
     if compile_:
-        for blk in m.blocks():
-            blk.compile(dynamic=False)
+        from train import compile_blocks
+
+        compile_blocks(m)
     x = torch.rand(batch, 1, lr_crop, lr_crop, device=dev)
     y = torch.rand(batch, 1, 2 * lr_crop, 2 * lr_crop, device=dev)
 

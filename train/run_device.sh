@@ -6,6 +6,7 @@
 # Run from the repository root with `carry: [".devdata", ".devstate", ".whl"]`. Environment:
 #   BUDGET  seconds this call may take in all (default 570, under the 600 s command limit)
 #   CHECK=1 run train/device_check.py first (environment, fla accuracy, steps/s table)
+#   NOCACHE=1 do not bring the compiler caches back (saves a file and ~9 MB of the transfer)
 # Writes into $OUT (at most 7 files, as a device call brings back 8):
 #   x$SCALE/{model.pt,ema.pt,adam.pt,logs.tar.gz,best_x$SCALE.safetensors}, check.json,
 #   cache.tar.gz (Triton + Inductor caches; the next call unpacks .devstate/cache.tar.gz).
@@ -36,7 +37,7 @@ python3 train/train.py --scale "$SCALE" --out "$WORK" --mirror "$OUT/x$SCALE" "$
 if [ -f "$OUT/x$SCALE/logs.tar.gz" ]; then
   (cd "$WORK" && tar -czf "$OUT/x$SCALE/logs.tar.gz" train_log.csv val_log.csv val_detail.jsonl plot.png run.log 2>/dev/null)
 fi
-if [ -d /tmp/dwkv-cache ]; then
+if [ "${NOCACHE:-0}" != 1 ] && [ -d /tmp/dwkv-cache ]; then
   tar -czf /tmp/cache.tar.gz -C /tmp dwkv-cache
   SIZE=$(stat -c %s /tmp/cache.tar.gz)
   echo "cache.tar.gz: $SIZE bytes"

@@ -79,6 +79,39 @@ def lr_at(step: int, peak: float, warmup: int, total: int, floor: float) -> floa
     return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * p)))
 
 
+def _block_forward(blk, x, h, w, v_first, scan_impl):
+    from dwkv.model import Block
+
+    return Block.forward(blk, x, h, w, v_first, scan_impl)
+
+
+_compiled_block_forward = None
+
+
+def compile_blocks(model) -> None:
+    """``torch.compile`` every block through one compiled function that takes the block as an
+    argument: the blocks share its graphs (one for block 0, one for the others) instead of
+    recompiling per block (the model passes each block a different ``prefix`` string, which
+    compiling ``Block.forward`` itself would specialise on). The fla scan is a graph break.
+    Calls that record intermediates (``rec``) run eagerly."""
+    global _compiled_block_forward
+    import torch._dynamo
+
+    from dwkv.model import Block
+
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 16)
+    if _compiled_block_forward is None:
+        _compiled_block_forward = torch.compile(_block_forward, dynamic=False)
+    fast = _compiled_block_forward
+    for blk in model.blocks():
+        def fwd(x, h, w, v_first, scan_impl="chunked", rec=None, prefix="", _blk=blk):
+            if rec is not None:
+                return Block.forward(_blk, x, h, w, v_first, scan_impl, rec, prefix)
+            return fast(_blk, x, h, w, v_first, scan_impl)
+
+        blk.forward = fwd
+
+
 def make_config(args) -> ModelConfig:
     if args.tiny:
         return ModelConfig(scale=args.scale, dim=16, head_size=8, groups=1, blocks_per_group=2,
@@ -117,6 +150,9 @@ class Trainer:
         self.best = {"psnr": -1.0, "step": -1, "weights": None}
         self.init_note = None
         self.history = []  # (step, mean train loss since the previous log line)
+        # learning-rate schedule origin (step, trained seconds): moved by --restart-schedule
+        self.sched_step0 = 0
+        self.sched_seconds0 = 0.0
 
         self.crop_lr = args.lr_crop
         self.margin = args.margin
@@ -128,11 +164,15 @@ class Trainer:
             self.load_state(Path(args.resume))
         elif args.init_from:
             self.init_from(Path(args.init_from))
+        if args.restart_schedule and self.step > 0:
+            # a new warm-up + cosine cycle from here, its length measured again
+            self.sched_step0, self.sched_seconds0 = self.step, self.train_seconds
+            self.total_steps = args.total_steps and self.step + args.total_steps
+            print(f"schedule restarted at step {self.step} (peak lr {args.lr})")
 
         self.train_step_fn = self._train_step
         if args.compile and self.device.type == "cuda":
-            for blk in self.model.blocks():
-                blk.compile(dynamic=False)
+            compile_blocks(self.model)
 
     # ---- data ----------------------------------------------------------------------------
 
@@ -188,8 +228,8 @@ class Trainer:
 
     def set_lr(self):
         a = self.args
-        total = self.total_steps if self.total_steps > 0 else 10**9
-        lr = lr_at(self.step, a.lr, a.warmup, total, a.lr_floor)
+        total = self.total_steps - self.sched_step0 if self.total_steps > 0 else 10**9
+        lr = lr_at(self.step - self.sched_step0, a.lr, a.warmup, total, a.lr_floor)
         for g in self.opt.param_groups:
             g["lr"] = lr
         return lr
@@ -268,6 +308,8 @@ class Trainer:
             "args": vars(self.args),
             "compact": compact,
             "init_note": self.init_note,
+            "sched_step0": self.sched_step0,
+            "sched_seconds0": self.sched_seconds0,
         }
         for name, obj in (("model.pt", meta), ("ema.pt", {"ema": esd, "compact": compact}),
                           ("adam.pt", {"state": state, "param_groups": osd["param_groups"]})):
@@ -324,6 +366,8 @@ class Trainer:
         self.total_steps = meta["total_steps"]
         self.best = meta["best"]
         self.init_note = meta.get("init_note")
+        self.sched_step0 = meta.get("sched_step0", 0)
+        self.sched_seconds0 = meta.get("sched_seconds0", 0.0)
         self._pending_rng = meta["rng"]
         print(f"resumed from {d} at step {self.step} (total {self.total_steps}, "
               f"{self.train_seconds:.0f} s trained, best {self.best})")
@@ -465,7 +509,7 @@ class Trainer:
                     print(f"torch.compile failed ({type(e).__name__}: {e}); running eager",
                           flush=True)
                     for blk in self.model.blocks():
-                        blk._compiled_call_impl = None
+                        blk.__dict__.pop("forward", None)
                     loss, gn = self.train_step_fn(lr_img, hr_img)
             else:
                 loss, gn = self.train_step_fn(lr_img, hr_img)
@@ -487,7 +531,7 @@ class Trainer:
                     open_window()
                 if self.total_steps == 0 and timing and run_steps >= a.skip_timing + 40 \
                         and sps == sps:
-                    remaining = max(a.train_seconds - self.train_seconds, 0)
+                    remaining = max(a.train_seconds - (self.train_seconds - self.sched_seconds0), 0)
                     self.total_steps = self.step + int(sps * remaining)
                     print(f"measured {sps:.2f} steps/s: schedule length set to "
                           f"{self.total_steps} steps", flush=True)
@@ -618,6 +662,9 @@ def parse_args(argv=None):
     ap.add_argument("--total-steps", type=int, default=0,
                     help="schedule length; 0: measured steps/s x --train-seconds")
     ap.add_argument("--train-seconds", type=float, default=850.0)
+    ap.add_argument("--restart-schedule", action="store_true",
+                    help="on resume: start a new warm-up + cosine cycle (--lr, --warmup, "
+                         "--total-steps or --train-seconds) from the resumed step")
     ap.add_argument("--max-steps", type=int, default=0, help="stop this run after N steps")
     ap.add_argument("--clip", type=float, default=1.0)
     ap.add_argument("--ema-decay", type=float, default=0.998)

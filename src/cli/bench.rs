@@ -1,8 +1,339 @@
-//! `deltawkv bench`.
+//! `deltawkv bench`: inference speed of the WGSL engine against the CPU reference in the same run,
+//! with the floor given by the network's operation count over the adapter's measured f32 rate.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+
+use crate::engine::{DeviceChoice, Upscaler};
+use crate::gpu::network::network_macs;
+use crate::gpu::{GpuContext, GpuEngine, GpuOptions, measure};
+use crate::model::cpu::CpuUpscaler;
+use crate::model::{Checkpoint, ModelConfig};
+use crate::plane::Plane;
+
+/// Arguments of `deltawkv bench`.
 #[derive(clap::Args, Debug)]
-pub struct BenchArgs {}
+pub struct BenchArgs {
+    /// Upscaling factor.
+    #[arg(long, default_value_t = 2)]
+    pub scale: usize,
+    /// LR slice size, HxW.
+    #[arg(long, default_value = "64x64", value_parser = parse_size)]
+    pub size: (usize, usize),
+    /// Number of slices (one volume) the GPU upscales per timed run.
+    #[arg(long, default_value_t = 8)]
+    pub slices: usize,
+    /// Checkpoint; without one, a random checkpoint of the DWKV-3M configuration (same cost).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// gpu: the WGSL engine (and the CPU reference for the ratio); cpu: the CPU reference only;
+    /// auto: the GPU engine when an adapter exists.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    /// Slices the CPU reference runs for the GPU/CPU ratio (0: skip the CPU reference).
+    #[arg(long, default_value_t = 1)]
+    pub cpu_slices: usize,
+    /// Largest GPU batch (default: the engine's, limited by its memory budget).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Timed GPU runs after the warm-up run; the fastest is reported.
+    #[arg(long, default_value_t = 2)]
+    pub repeat: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_args: BenchArgs) -> anyhow::Result<()> {
-    anyhow::bail!("`deltawkv bench` is not available yet")
+fn parse_size(s: &str) -> Result<(usize, usize), String> {
+    let (h, w) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("expected HxW, got `{s}`"))?;
+    let h: usize = h
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad height in `{s}`"))?;
+    let w: usize = w
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad width in `{s}`"))?;
+    if h == 0 || w == 0 || h > 4096 || w > 4096 {
+        return Err(format!("size `{s}` out of range (1..=4096)"));
+    }
+    Ok((h, w))
+}
+
+/// Deterministic, smooth, MRI-like test slices in [0, 1].
+fn test_slices(n: usize, h: usize, w: usize) -> Vec<Plane> {
+    (0..n)
+        .map(|k| {
+            let ph = k as f32 * 0.3;
+            let data = (0..h * w)
+                .map(|i| {
+                    let (r, c) = ((i / w) as f32 / h as f32, (i % w) as f32 / w as f32);
+                    let blob = (-((r - 0.5).powi(2) + (c - 0.5).powi(2)) * 6.0).exp();
+                    (0.6 * blob + 0.2 * (17.0 * r + ph).sin() * (11.0 * c - ph).cos() + 0.2)
+                        .clamp(0.0, 1.0)
+                })
+                .collect();
+            Plane {
+                width: w,
+                height: h,
+                data,
+            }
+        })
+        .collect()
+}
+
+fn quiet(_: usize, _: usize) {}
+
+fn rel_err(a: &[f32], b: &[f32]) -> f64 {
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for (x, y) in a.iter().zip(b) {
+        num += (f64::from(*x) - f64::from(*y)).powi(2);
+        den += f64::from(*y).powi(2);
+    }
+    if den > 0.0 {
+        (num / den).sqrt()
+    } else {
+        num.sqrt()
+    }
+}
+
+#[derive(serde::Serialize)]
+struct GpuReport {
+    adapter: String,
+    backend: String,
+    device_type: String,
+    batch: usize,
+    first_run_seconds: f64,
+    seconds_per_slice: f64,
+    slices_per_second: f64,
+    buffer_bytes: u64,
+    weight_bytes: u64,
+    matmul_gflops: f64,
+    floor_seconds_per_slice: f64,
+    ratio_to_floor: f64,
+}
+
+#[derive(serde::Serialize)]
+struct CpuReport {
+    slices: usize,
+    threads: usize,
+    seconds_per_slice: f64,
+    slices_per_second: f64,
+}
+
+/// Runs `deltawkv bench`.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let (h, w) = args.size;
+    if args.slices == 0 {
+        bail!("--slices must be at least 1");
+    }
+    let (ck, weights_note) = match &args.weights {
+        Some(p) => {
+            let ck = Checkpoint::load(p).with_context(|| format!("cannot load {}", p.display()))?;
+            if ck.config.scale != args.scale {
+                bail!(
+                    "{} is a x{} checkpoint, not x{}",
+                    p.display(),
+                    ck.config.scale,
+                    args.scale
+                );
+            }
+            (ck, p.display().to_string())
+        }
+        None => {
+            if !(args.scale == 2 || args.scale == 4) {
+                bail!("--scale must be 2 or 4");
+            }
+            (
+                Checkpoint::random(&ModelConfig::dwkv3m(args.scale), 0),
+                "random DWKV-3M checkpoint (no --weights; same cost as the trained one)"
+                    .to_string(),
+            )
+        }
+    };
+    let cup = ck
+        .tensors
+        .get("conv_before_upsample.weight")
+        .and_then(|t| t.shape.first().copied())
+        .unwrap_or(64);
+    let macs = network_macs(&ck.config, cup, h, w);
+    let inputs = test_slices(args.slices, h, w);
+    let say = |s: String| {
+        if !args.json {
+            eprintln!("{s}");
+        }
+    };
+    say(format!("weights: {weights_note}"));
+    say(format!(
+        "network: {:.2} GMAC per {h}x{w} slice at x{}",
+        macs as f64 / 1e9,
+        args.scale
+    ));
+
+    // GPU engine.
+    let mut gpu_report = None;
+    let mut gpu_outputs: Vec<Plane> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    if args.device != DeviceChoice::Cpu {
+        match GpuContext::new() {
+            Ok(ctx) => {
+                let ctx = Arc::new(ctx);
+                say(format!("adapter: {}", ctx.describe()));
+                let opts = GpuOptions {
+                    max_batch: args.batch,
+                    ..Default::default()
+                };
+                let mut eng = GpuEngine::new(ctx.clone(), &ck, opts)
+                    .context("cannot start the GPU engine")?;
+                let batch = eng.batch_for(h, w, args.slices)?;
+                let cancel = AtomicBool::new(false);
+                let t = Instant::now();
+                gpu_outputs = eng
+                    .upscale(&inputs, &quiet, &cancel)
+                    .context("GPU warm-up run failed")?;
+                let first = t.elapsed().as_secs_f64();
+                let mut best = f64::INFINITY;
+                for _ in 0..args.repeat.max(1) {
+                    let t = Instant::now();
+                    gpu_outputs = eng
+                        .upscale(&inputs, &quiet, &cancel)
+                        .context("GPU run failed")?;
+                    best = best.min(t.elapsed().as_secs_f64());
+                }
+                let per = best / args.slices as f64;
+                say("measuring the adapter's f32 matmul rate...".into());
+                let flops =
+                    measure::matmul_flops(&ctx).context("matmul rate measurement failed")?;
+                let floor = 2.0 * macs as f64 / flops;
+                gpu_report = Some(GpuReport {
+                    adapter: ctx.info.name.clone(),
+                    backend: format!("{:?}", ctx.info.backend),
+                    device_type: format!("{:?}", ctx.info.device_type),
+                    batch,
+                    first_run_seconds: first,
+                    seconds_per_slice: per,
+                    slices_per_second: 1.0 / per,
+                    buffer_bytes: eng.buffer_bytes(),
+                    weight_bytes: eng.weight_bytes(),
+                    matmul_gflops: flops / 1e9,
+                    floor_seconds_per_slice: floor,
+                    ratio_to_floor: per / floor,
+                });
+            }
+            Err(e) => {
+                if args.device == DeviceChoice::Gpu {
+                    return Err(e).context("--device gpu");
+                }
+                notes.push(format!("no GPU adapter ({e}); CPU reference only"));
+            }
+        }
+    }
+
+    // CPU reference on the first slices.
+    let mut cpu_report = None;
+    let mut parity = None;
+    let cpu_n = if args.device == DeviceChoice::Cpu {
+        args.cpu_slices.max(1)
+    } else {
+        args.cpu_slices
+    }
+    .min(args.slices);
+    if cpu_n > 0 {
+        say(format!("CPU reference on {cpu_n} slice(s)..."));
+        let mut cpu = CpuUpscaler::new(ck.clone()).context("bad checkpoint")?;
+        let t = Instant::now();
+        let out = cpu
+            .upscale(&inputs[..cpu_n], &quiet, &AtomicBool::new(false))
+            .context("CPU reference failed")?;
+        let per = t.elapsed().as_secs_f64() / cpu_n as f64;
+        if !gpu_outputs.is_empty() {
+            let e = out
+                .iter()
+                .zip(&gpu_outputs)
+                .map(|(c, g)| rel_err(&g.data, &c.data))
+                .fold(0.0f64, f64::max);
+            parity = Some(e);
+        }
+        cpu_report = Some(CpuReport {
+            slices: cpu_n,
+            threads: rayon::current_num_threads(),
+            seconds_per_slice: per,
+            slices_per_second: 1.0 / per,
+        });
+    }
+    let ratio = match (&gpu_report, &cpu_report) {
+        (Some(g), Some(c)) => Some(c.seconds_per_slice / g.seconds_per_slice),
+        _ => None,
+    };
+
+    if args.json {
+        let obj = serde_json::json!({
+            "scale": args.scale,
+            "size": [h, w],
+            "slices": args.slices,
+            "weights": weights_note,
+            "gmac_per_slice": macs as f64 / 1e9,
+            "gpu": gpu_report,
+            "cpu_reference": cpu_report,
+            "cpu_over_gpu_time": ratio,
+            "max_rel_error_gpu_vs_cpu": parity,
+            "notes": notes,
+        });
+        println!("{obj}");
+        return Ok(());
+    }
+    for n in &notes {
+        println!("note: {n}");
+    }
+    println!(
+        "x{} {h}x{w}, {} slices, {:.2} GMAC/slice",
+        args.scale,
+        args.slices,
+        macs as f64 / 1e9
+    );
+    println!("{:<34} {:>14} {:>12}", "backend", "ms/slice", "slices/s");
+    if let Some(g) = &gpu_report {
+        println!(
+            "{:<34} {:>14.1} {:>12.3}",
+            format!("GPU {} (batch {})", g.adapter, g.batch),
+            g.seconds_per_slice * 1e3,
+            g.slices_per_second
+        );
+    }
+    if let Some(c) = &cpu_report {
+        println!(
+            "{:<34} {:>14.1} {:>12.3}",
+            format!("CPU reference ({} thr, {} sl.)", c.threads, c.slices),
+            c.seconds_per_slice * 1e3,
+            c.slices_per_second
+        );
+    }
+    if let Some(g) = &gpu_report {
+        println!(
+            "GPU buffers: {:.1} MiB ({:.1} MiB weights); first run {:.2} s (pipeline compilation)",
+            g.buffer_bytes as f64 / (1 << 20) as f64,
+            g.weight_bytes as f64 / (1 << 20) as f64,
+            g.first_run_seconds
+        );
+        println!(
+            "floor: {:.1} ms/slice ({:.2} GMAC at the measured {:.1} GFLOP/s of the matmul kernel); engine at {:.1}x the floor",
+            g.floor_seconds_per_slice * 1e3,
+            macs as f64 / 1e9,
+            g.matmul_gflops,
+            g.ratio_to_floor
+        );
+    }
+    if let Some(r) = ratio {
+        println!("GPU is {r:.2}x the speed of the CPU reference (CPU time / GPU time)");
+    }
+    if let Some(e) = parity {
+        println!("max rel. error GPU vs CPU reference: {e:.2e}");
+    }
+    Ok(())
 }

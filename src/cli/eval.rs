@@ -1,8 +1,484 @@
-//! `deltawkv eval`.
+//! `deltawkv eval GT --scale S`: degrade a ground-truth volume, upscale it with the network, and
+//! report PSNR and SSIM of the SR output and of the interpolation baselines.
+//!
+//! Protocol (stated in the output too):
+//! 1. The GT volume is normalised by its robust maximum, the 99.5th percentile of all its finite
+//!    voxels (whatever `--slices` selects), then clipped to [0, 1]; non-finite voxels become 0
+//!    (counted in the report).
+//! 2. Each selected slice is cropped to a multiple of S (top-left corner kept) and degraded
+//!    (`kspace` truncation or `bicubic` downsampling; default: the checkpoint's `degradation`).
+//! 3. SR = network output; baselines = zero-filled k-space, bicubic and nearest interpolation of
+//!    the same LR, each with the sampling geometry of the degradation (see [`crate::degrade`]).
+//!    Every output is clamped to [0, 1].
+//! 4. Metrics against the cropped normalised GT with data range 1.0: volume PSNR from the MSE over
+//!    all evaluated voxels, SSIM the mean of the slices' SSIMs (see [`crate::metrics`]).
 
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+
+use crate::degrade::{self, Baseline};
+use crate::engine::{DeviceChoice, Upscaler};
+use crate::metrics::{self, PlaneMetrics, VolumeAccumulator, VolumeMetrics};
+use crate::model::{Checkpoint, Degradation};
+use crate::plane::Plane;
+use crate::volume::{self, Axis, LoadOptions};
+
+/// Percentile of the finite GT voxels that maps to 1.0.
+pub const ROBUST_PERCENTILE: f64 = 99.5;
+
+/// Arguments of `deltawkv eval`.
 #[derive(clap::Args, Debug)]
-pub struct EvalArgs {}
+pub struct EvalArgs {
+    /// Ground-truth volume (NIfTI file, DICOM file or folder).
+    pub gt: PathBuf,
+    /// Upscaling factor (must match the checkpoint).
+    #[arg(long)]
+    pub scale: usize,
+    /// Checkpoint (safetensors); default weights/dwkv3m_x{S}.safetensors.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// How to simulate the LR slices; default: the checkpoint's `degradation` metadata
+    /// (kspace with --baselines-only).
+    #[arg(long = "degrade", value_enum)]
+    pub degradation: Option<Degradation>,
+    /// Slice range A:B (0-based, B exclusive; `A:`, `:B` and a single index also work).
+    #[arg(long)]
+    pub slices: Option<String>,
+    /// Slicing axis: the in-plane axes of these slices are the ones upscaled.
+    #[arg(long, value_enum, default_value = "axial")]
+    pub axis: Axis,
+    /// Inference backend.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Also report every slice's metrics.
+    #[arg(long)]
+    pub per_slice: bool,
+    /// Evaluate only the interpolation baselines (no network, no weights needed).
+    #[arg(long)]
+    pub baselines_only: bool,
+    /// Print one JSON object instead of text (and no progress bar).
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_args: EvalArgs) -> anyhow::Result<()> {
-    anyhow::bail!("`deltawkv eval` is not available yet")
+/// The normalisation factor: the [`ROBUST_PERCENTILE`]th percentile of the finite voxels (f64,
+/// linear interpolation between order statistics as NumPy's default), or their maximum when that
+/// percentile is not positive (the rule of `train/data.py`).
+pub fn robust_max(data: &[f32]) -> anyhow::Result<f64> {
+    let mut v: Vec<f64> = data
+        .iter()
+        .filter(|x| x.is_finite())
+        .map(|&x| f64::from(x))
+        .collect();
+    if v.is_empty() {
+        bail!("no finite voxels");
+    }
+    v.sort_unstable_by(f64::total_cmp);
+    let last = v.len() - 1;
+    let pos = ROBUST_PERCENTILE / 100.0 * last as f64;
+    let lo = (pos.floor() as usize).min(last);
+    let hi = (lo + 1).min(last);
+    let p = v[lo] + (v[hi] - v[lo]) * (pos - lo as f64);
+    let m = if p > 0.0 { p } else { v[last] };
+    if !(m.is_finite() && m > 0.0) {
+        bail!("the largest finite voxel is {m}, not positive");
+    }
+    Ok(m)
+}
+
+/// Parses `A:B`, `A:`, `:B` or `A` into a half-open range within `0..n`.
+fn parse_slices(spec: Option<&str>, n: usize) -> anyhow::Result<(usize, usize)> {
+    let Some(spec) = spec else {
+        return Ok((0, n));
+    };
+    let num = |s: &str, default: usize| -> anyhow::Result<usize> {
+        let s = s.trim();
+        if s.is_empty() {
+            Ok(default)
+        } else {
+            s.parse::<usize>()
+                .with_context(|| format!("--slices {spec:?}: {s:?} is not a slice index"))
+        }
+    };
+    let (a, b) = match spec.split_once(':') {
+        Some((a, b)) => (num(a, 0)?, num(b, n)?),
+        None => {
+            let a = num(spec, 0)?;
+            (a, a + 1)
+        }
+    };
+    if a >= b || b > n {
+        bail!(
+            "--slices {spec:?} selects nothing in 0..{n} (the volume has {n} slices on this axis)"
+        );
+    }
+    Ok((a, b))
+}
+
+fn default_weights(scale: usize) -> PathBuf {
+    PathBuf::from(format!("weights/dwkv3m_x{scale}.safetensors"))
+}
+
+/// Opens the inference backend for `--device` (see [`crate::engine::create`]).
+fn open_engine(ckpt: Checkpoint, device: DeviceChoice) -> anyhow::Result<Box<dyn Upscaler>> {
+    crate::engine::create(ckpt, device).context("cannot start the inference engine")
+}
+
+fn clamp01(mut p: Plane) -> Plane {
+    for v in &mut p.data {
+        *v = v.clamp(0.0, 1.0);
+    }
+    p
+}
+
+/// One method's metrics: per slice and for the volume.
+struct MethodResult {
+    volume: VolumeMetrics,
+    per_slice: Vec<PlaneMetrics>,
+}
+
+fn score(gt: &[Plane], outputs: &[Plane], what: &str) -> anyhow::Result<MethodResult> {
+    let per_slice: Vec<PlaneMetrics> = gt
+        .par_iter()
+        .zip(outputs.par_iter())
+        .map(|(g, o)| metrics::plane_metrics(g, o, 1.0))
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("metrics of {what}"))?;
+    let mut acc = VolumeAccumulator::new(1.0)?;
+    for (m, g) in per_slice.iter().zip(gt) {
+        acc.add_metrics(m, g.len());
+    }
+    let volume = acc.finish().context("no slices evaluated")?;
+    Ok(MethodResult { volume, per_slice })
+}
+
+fn json_num(v: f64) -> serde_json::Value {
+    serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number)
+}
+
+fn bar(total: usize, hidden: bool, msg: &'static str) -> ProgressBar {
+    if hidden {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(total as u64);
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} slices, {elapsed} (eta {eta})")
+    {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb.set_message(msg);
+    pb
+}
+
+/// Runs `deltawkv eval`.
+pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    let s = args.scale;
+    if s < 2 {
+        bail!("--scale must be at least 2, got {s}");
+    }
+
+    // Network and degradation.
+    let mut engine: Option<(Box<dyn Upscaler>, PathBuf)> = None;
+    let mut ckpt_degradation = None;
+    if !args.baselines_only {
+        let path = args.weights.clone().unwrap_or_else(|| default_weights(s));
+        if !path.exists() {
+            bail!(
+                "no checkpoint at {}: pass one with --weights FILE (any Delta-WKV safetensors \
+                 checkpoint of scale {s}), or use --baselines-only",
+                path.display()
+            );
+        }
+        let ckpt = Checkpoint::load(&path)
+            .with_context(|| format!("cannot load the checkpoint {}", path.display()))?;
+        if ckpt.config.scale != s {
+            bail!(
+                "{} is a x{} checkpoint but --scale is {s}",
+                path.display(),
+                ckpt.config.scale
+            );
+        }
+        ckpt_degradation = Some(ckpt.config.degradation);
+        engine = Some((open_engine(ckpt, args.device)?, path));
+    }
+    let degradation = args
+        .degradation
+        .or(ckpt_degradation)
+        .unwrap_or(Degradation::Kspace);
+    if let (Some(c), Some(d)) = (ckpt_degradation, args.degradation)
+        && c != d
+    {
+        eprintln!(
+            "warning: the checkpoint was trained on {} LR images, evaluating on {}",
+            c.as_str(),
+            d.as_str()
+        );
+    }
+
+    // Ground truth.
+    let vol = volume::load(&args.gt, &LoadOptions::default())
+        .with_context(|| format!("cannot load {}", args.gt.display()))?;
+    let n = vol.slice_count(args.axis);
+    let (a, b) = parse_slices(args.slices.as_deref(), n)?;
+    let robust_max = robust_max(&vol.data)
+        .with_context(|| format!("{}: cannot normalise to [0, 1]", args.gt.display()))?;
+    let non_finite = vol.data.iter().filter(|v| !v.is_finite()).count();
+    let mut gt = Vec::with_capacity(b - a);
+    for k in a..b {
+        let mut p = vol
+            .slice(args.axis, k)
+            .with_context(|| format!("slice {k} out of range"))?;
+        for v in &mut p.data {
+            *v = if v.is_finite() {
+                (f64::from(*v) / robust_max).clamp(0.0, 1.0) as f32
+            } else {
+                0.0
+            };
+        }
+        let (w, h) = (p.width, p.height);
+        let c = degrade::crop_to_multiple(&p, s)
+            .with_context(|| format!("{}: slice {k} ({w}x{h})", args.gt.display()))?;
+        if c.width < metrics::SSIM_WIN || c.height < metrics::SSIM_WIN {
+            bail!(
+                "{}: {:?} slices are {w}x{h} ({}x{} after cropping to a multiple of {s}); SSIM \
+                 needs at least {m}x{m}",
+                args.gt.display(),
+                args.axis,
+                c.width,
+                c.height,
+                m = metrics::SSIM_WIN
+            );
+        }
+        gt.push(c);
+    }
+    let (hr_w, hr_h) = gt.first().map_or((0, 0), |p| (p.width, p.height));
+
+    // Degrade and baselines.
+    let lrs: Vec<Plane> = gt
+        .par_iter()
+        .map(|p| degrade::degrade(p, s, degradation))
+        .collect::<Result<_, _>>()
+        .context("degradation failed")?;
+    let mut results: Vec<(&'static str, MethodResult)> = Vec::new();
+    for method in Baseline::ALL {
+        let ups: Vec<Plane> = lrs
+            .par_iter()
+            .map(|lr| degrade::upsample(lr, s, method, degradation).map(clamp01))
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("{} upsampling failed", method.as_str()))?;
+        results.push((method.as_str(), score(&gt, &ups, method.as_str())?));
+    }
+
+    // Network.
+    let mut device = None;
+    let mut seconds_sr = None;
+    let mut weights = None;
+    if let Some((mut up, path)) = engine {
+        weights = Some(path);
+        let pb = bar(lrs.len(), args.json, "SR");
+        let progress = |done: usize, _total: usize| pb.set_position(done as u64);
+        let cancel = AtomicBool::new(false);
+        let t = Instant::now();
+        let srs = up
+            .upscale(&lrs, &progress, &cancel)
+            .context("inference failed")?;
+        seconds_sr = Some(t.elapsed().as_secs_f64());
+        pb.finish_and_clear();
+        for note in up.take_notices() {
+            eprintln!("note: {note}");
+        }
+        // After the run: a GPU engine that fell back to the CPU says so here.
+        device = Some(up.describe());
+        if srs.len() != gt.len() {
+            bail!(
+                "the engine returned {} planes for {} inputs",
+                srs.len(),
+                gt.len()
+            );
+        }
+        if let Some((o, g)) = srs
+            .iter()
+            .zip(&gt)
+            .find(|(o, g)| (o.width, o.height) != (g.width, g.height))
+        {
+            bail!(
+                "the engine returned a {}x{} plane for a {}x{} target",
+                o.width,
+                o.height,
+                g.width,
+                g.height
+            );
+        }
+        let srs: Vec<Plane> = srs.into_iter().map(clamp01).collect();
+        results.insert(0, ("sr", score(&gt, &srs, "the SR output")?));
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    report(
+        &args,
+        &Report {
+            results: &results,
+            degradation,
+            range: (a, b),
+            robust_max,
+            non_finite,
+            hr: (hr_w, hr_h),
+            device: device.as_deref(),
+            weights: weights.as_deref(),
+            seconds,
+            seconds_sr,
+        },
+    );
+    Ok(())
+}
+
+struct Report<'a> {
+    results: &'a [(&'static str, MethodResult)],
+    degradation: Degradation,
+    range: (usize, usize),
+    robust_max: f64,
+    non_finite: usize,
+    hr: (usize, usize),
+    device: Option<&'a str>,
+    weights: Option<&'a Path>,
+    seconds: f64,
+    seconds_sr: Option<f64>,
+}
+
+fn report(args: &EvalArgs, r: &Report<'_>) {
+    let s = args.scale;
+    let (a, b) = r.range;
+    let get = |name: &str| r.results.iter().find(|(n, _)| *n == name).map(|(_, m)| m);
+    if args.json {
+        let mut obj = serde_json::json!({
+            "gt": args.gt.display().to_string(),
+            "scale": s,
+            "degradation": r.degradation.as_str(),
+            "axis": format!("{:?}", args.axis).to_lowercase(),
+            "slices": b - a,
+            "slice_range": [a, b],
+            "hr_size": [r.hr.0, r.hr.1],
+            "lr_size": [r.hr.0 / s, r.hr.1 / s],
+            "data_range": 1.0,
+            "normalisation": {
+                "percentile": ROBUST_PERCENTILE,
+                "robust_max": r.robust_max,
+                "clipped_to": [0.0, 1.0],
+                "non_finite_set_to_zero": r.non_finite,
+                "outputs_clamped_to": [0.0, 1.0],
+            },
+            "weights": r.weights.map(|p| p.display().to_string()),
+            "device": r.device,
+            "seconds": r.seconds,
+            "seconds_sr": r.seconds_sr,
+        });
+        for name in ["sr", "zerofill", "bicubic", "nearest"] {
+            let m = get(name);
+            obj[format!("psnr_{name}")] =
+                m.map_or(serde_json::Value::Null, |m| json_num(m.volume.psnr));
+            obj[format!("ssim_{name}")] =
+                m.map_or(serde_json::Value::Null, |m| json_num(m.volume.ssim));
+            // The mean of the slices' PSNRs (not the volume PSNR): what per-slice averages over
+            // a data set use.
+            obj[format!("mean_slice_psnr_{name}")] = m.map_or(serde_json::Value::Null, |m| {
+                json_num(m.per_slice.iter().map(|p| p.psnr).sum::<f64>() / m.per_slice.len() as f64)
+            });
+        }
+        if args.per_slice {
+            obj["per_slice"] = (0..b - a)
+                .map(|i| {
+                    let mut o = serde_json::json!({ "index": a + i });
+                    for (name, m) in r.results {
+                        if let Some(p) = m.per_slice.get(i) {
+                            o[format!("psnr_{name}")] = json_num(p.psnr);
+                            o[format!("ssim_{name}")] = json_num(p.ssim);
+                        }
+                    }
+                    o
+                })
+                .collect();
+        }
+        println!("{obj}");
+        return;
+    }
+    println!(
+        "{}: x{s}, {} degradation, {} {:?} slices {a}:{b}, HR {}x{} -> LR {}x{}",
+        args.gt.display(),
+        r.degradation.as_str(),
+        b - a,
+        args.axis,
+        r.hr.0,
+        r.hr.1,
+        r.hr.0 / s,
+        r.hr.1 / s
+    );
+    println!(
+        "GT / {:.6} (p{ROBUST_PERCENTILE} of finite voxels) clipped to [0, 1]; outputs clamped to [0, 1]; data range 1.0{}",
+        r.robust_max,
+        if r.non_finite > 0 {
+            format!("; {} non-finite voxels set to 0", r.non_finite)
+        } else {
+            String::new()
+        }
+    );
+    if let (Some(w), Some(d)) = (r.weights, r.device) {
+        println!("weights {} on {d}", w.display());
+    }
+    println!("{:<10} {:>10} {:>8}", "method", "PSNR (dB)", "SSIM");
+    for (name, m) in r.results {
+        println!("{name:<10} {:>10.3} {:>8.4}", m.volume.psnr, m.volume.ssim);
+    }
+    if args.per_slice {
+        let names: Vec<&str> = r.results.iter().map(|(n, _)| *n).collect();
+        println!("per slice (PSNR dB / SSIM): {}", names.join(", "));
+        for i in 0..b - a {
+            let cells: Vec<String> = r
+                .results
+                .iter()
+                .filter_map(|(_, m)| m.per_slice.get(i))
+                .map(|p| format!("{:7.3} / {:.4}", p.psnr, p.ssim))
+                .collect();
+            println!("  slice {:4}  {}", a + i, cells.join("   "));
+        }
+    }
+    match r.seconds_sr {
+        Some(t) => println!("{:.2} s ({t:.2} s in the network)", r.seconds),
+        None => println!("{:.2} s", r.seconds),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slice_ranges() {
+        assert_eq!(parse_slices(None, 10).unwrap(), (0, 10));
+        assert_eq!(parse_slices(Some("2:5"), 10).unwrap(), (2, 5));
+        assert_eq!(parse_slices(Some("3:"), 10).unwrap(), (3, 10));
+        assert_eq!(parse_slices(Some(":4"), 10).unwrap(), (0, 4));
+        assert_eq!(parse_slices(Some("7"), 10).unwrap(), (7, 8));
+        assert!(parse_slices(Some("5:5"), 10).is_err());
+        assert!(parse_slices(Some("0:11"), 10).is_err());
+        assert!(parse_slices(Some("x:3"), 10).is_err());
+        assert!(parse_slices(Some("10"), 10).is_err());
+    }
+
+    #[test]
+    fn robust_max_is_numpy_percentile() {
+        // numpy.percentile(np.arange(1000), 99.5) == 994.005
+        let v: Vec<f32> = (0..1000).map(|i| i as f32).chain([f32::NAN]).collect();
+        assert!((robust_max(&v).unwrap() - 994.005).abs() < 1e-9);
+        // Mostly zeros: the percentile is 0, so the maximum is used.
+        let mut z = vec![0.0f32; 1000];
+        z[3] = 5.0;
+        assert_eq!(robust_max(&z).unwrap(), 5.0);
+        assert!(robust_max(&[0.0, -1.0]).is_err());
+        assert!(robust_max(&[f32::NAN]).is_err());
+    }
 }

@@ -1,8 +1,260 @@
-//! `deltawkv upscale`.
+//! `deltawkv upscale IN OUT.nii.gz --scale S`: upscales every slice of a volume in-plane with the
+//! network and writes NIfTI whose affine keeps the anatomy in place.
 
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+
+use crate::engine::{self, DeviceChoice};
+use crate::model::Checkpoint;
+use crate::plane::Plane;
+use crate::volume::{self, Axis, LoadOptions, Volume};
+
+/// Arguments of `deltawkv upscale`.
 #[derive(clap::Args, Debug)]
-pub struct UpscaleArgs {}
+pub struct UpscaleArgs {
+    /// Input volume: NIfTI file, DICOM file or folder of DICOM files.
+    pub input: PathBuf,
+    /// Output NIfTI file (`.nii` or `.nii.gz`).
+    pub output: PathBuf,
+    /// Upscaling factor (the checkpoint must be trained for it).
+    #[arg(long)]
+    pub scale: usize,
+    /// Checkpoint (safetensors); default `weights/dwkv3m_x{S}.safetensors`.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Backend: a GPU, the CPU reference, or the faster available (auto).
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    /// Slicing direction; the two in-plane axes are upscaled.
+    #[arg(long, value_enum, default_value_t = Axis::Axial)]
+    pub axis: Axis,
+    /// 0-based volume to upscale in 4-D data.
+    #[arg(long, default_value_t = 0)]
+    pub volume: usize,
+    /// SeriesInstanceUID to upscale when a DICOM folder holds several series.
+    #[arg(long)]
+    pub series: Option<String>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_args: UpscaleArgs) -> anyhow::Result<()> {
-    anyhow::bail!("`deltawkv upscale` is not available yet")
+/// Where `--weights` defaults to for scale `s`: `weights/dwkv3m_x{s}.safetensors` under the
+/// directory in `DELTAWKV_WEIGHTS_DIR`, the current directory, or the executable's directory and
+/// its three parents (a cargo build directory). Returns the candidates when none exists.
+pub(crate) fn default_weights(scale: usize) -> Result<PathBuf, Vec<PathBuf>> {
+    let rel = PathBuf::from(format!("dwkv3m_x{scale}.safetensors"));
+    let mut candidates = Vec::new();
+    if let Some(dir) = std::env::var_os("DELTAWKV_WEIGHTS_DIR") {
+        candidates.push(PathBuf::from(dir).join(&rel));
+    }
+    candidates.push(Path::new("weights").join(&rel));
+    if let Ok(exe) = std::env::current_exe() {
+        let mut dir = exe.parent().map(Path::to_path_buf);
+        for _ in 0..4 {
+            let Some(d) = dir else { break };
+            candidates.push(d.join("weights").join(&rel));
+            dir = d.parent().map(Path::to_path_buf);
+        }
+    }
+    match candidates.iter().find(|p| p.is_file()) {
+        Some(p) => Ok(p.clone()),
+        None => Err(candidates),
+    }
+}
+
+/// Loads the checkpoint given or the default one for `scale`, checking its scale.
+pub(crate) fn load_checkpoint(
+    weights: Option<&Path>,
+    scale: usize,
+) -> anyhow::Result<(Checkpoint, PathBuf)> {
+    let path = match weights {
+        Some(p) => p.to_path_buf(),
+        None => default_weights(scale).map_err(|tried| {
+            let list: Vec<String> = tried.iter().map(|p| format!("  {}", p.display())).collect();
+            anyhow::anyhow!(
+                "no checkpoint for scale {scale}: none of\n{}\nexists; pass one with --weights FILE",
+                list.join("\n")
+            )
+        })?,
+    };
+    let ck = Checkpoint::load(&path)
+        .with_context(|| format!("cannot load the checkpoint {}", path.display()))?;
+    if ck.config.scale != scale {
+        bail!(
+            "{} is a x{} checkpoint, but --scale {scale} was asked for",
+            path.display(),
+            ck.config.scale
+        );
+    }
+    Ok((ck, path))
+}
+
+/// The intensity the volume is divided by before the network (its robust maximum, the 99.5th
+/// percentile of the finite voxels; the largest absolute value if that is not positive; 1 for an
+/// all-zero volume).
+pub(crate) fn normalisation_factor(vol: &Volume) -> f32 {
+    let p = vol
+        .percentiles(&[99.5])
+        .first()
+        .copied()
+        .unwrap_or(f32::NAN);
+    if p.is_finite() && p > 0.0 {
+        return p;
+    }
+    let m = vol
+        .data
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(0.0f32, |a, v| a.max(v.abs()));
+    if m > 0.0 { m } else { 1.0 }
+}
+
+/// A progress bar on stderr (hidden when stderr is not a terminal).
+pub(crate) fn progress_bar(total: usize, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg} [{elapsed_precise}] {wide_bar} {pos}/{len} slices (eta {eta})",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// Runs `deltawkv upscale`.
+pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
+    if !(args.scale == 2 || args.scale == 4) {
+        bail!("--scale must be 2 or 4, got {}", args.scale);
+    }
+    let started = Instant::now();
+    let (ck, weights_path) = load_checkpoint(args.weights.as_deref(), args.scale)?;
+    let degradation = ck.config.degradation;
+    let opts = LoadOptions {
+        volume: args.volume,
+        series: args.series.clone(),
+        ..LoadOptions::default()
+    };
+    let vol = volume::load(&args.input, &opts)
+        .with_context(|| format!("cannot load {}", args.input.display()))?;
+    let factor = normalisation_factor(&vol);
+    let non_negative = vol.data.iter().filter(|v| v.is_finite()).all(|&v| v >= 0.0);
+
+    let axis = args.axis;
+    let n = vol.slice_count(axis);
+    let mut planes = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut p = vol
+            .slice(axis, i)
+            .with_context(|| format!("slice {i} of {} along {axis:?}", args.input.display()))?;
+        for v in &mut p.data {
+            *v = if v.is_finite() { *v / factor } else { 0.0 };
+        }
+        planes.push(p);
+    }
+
+    let mut upscaler = engine::create(ck, args.device).context("cannot start the network")?;
+    let backend = upscaler.describe();
+    if !args.json {
+        eprintln!("backend: {backend}");
+    }
+    let bar = progress_bar(n, "upscaling");
+    let report = |done: usize, _total: usize| bar.set_position(done as u64);
+    let t = Instant::now();
+    let outputs = upscaler
+        .upscale(&planes, &report, &AtomicBool::new(false))
+        .context("upscaling failed")?;
+    let net_seconds = t.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let notices = upscaler.take_notices();
+    if !args.json {
+        for msg in &notices {
+            eprintln!("note: {msg}");
+        }
+    }
+
+    let (ca, ra) = axis.in_plane();
+    let mut axes = [false; 3];
+    axes[ca] = true;
+    axes[ra] = true;
+    let (dims, affine) = vol.upscaled_geometry(args.scale, axes, degradation);
+    let spacing = std::array::from_fn(|a| {
+        if axes[a] {
+            vol.spacing[a] / args.scale as f64
+        } else {
+            vol.spacing[a]
+        }
+    });
+    let mut meta = vol.meta.clone();
+    meta.notes.push(format!(
+        "upscaled x{} in-plane ({axis:?}) by Delta-WKV ({}) on {backend}",
+        args.scale,
+        weights_path.display()
+    ));
+    let mut out = Volume {
+        data: vec![0.0; dims.iter().product()],
+        dims,
+        spacing,
+        affine,
+        meta,
+    };
+    for (i, p) in outputs.into_iter().enumerate() {
+        let mut p: Plane = p;
+        for v in &mut p.data {
+            *v *= factor;
+            if non_negative && *v < 0.0 {
+                *v = 0.0;
+            }
+        }
+        if !out.set_slice(axis, i, &p) {
+            bail!(
+                "internal error: slice {i} came back {}x{}, the output grid is {:?}",
+                p.width,
+                p.height,
+                dims
+            );
+        }
+    }
+    volume::save_nifti(&out, &args.output)
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+
+    let total_seconds = started.elapsed().as_secs_f64();
+    if args.json {
+        let obj = serde_json::json!({
+            "input": args.input.display().to_string(),
+            "output": args.output.display().to_string(),
+            "weights": weights_path.display().to_string(),
+            "scale": args.scale,
+            "axis": format!("{axis:?}").to_lowercase(),
+            "slices": n,
+            "input_dims": vol.dims,
+            "output_dims": dims,
+            "output_spacing": spacing,
+            "degradation": degradation.as_str(),
+            "normalisation_factor": factor,
+            "backend": backend,
+            "network_seconds": net_seconds,
+            "seconds_per_slice": if n > 0 { net_seconds / n as f64 } else { 0.0 },
+            "total_seconds": total_seconds,
+            "notices": notices,
+        });
+        println!("{obj}");
+    } else {
+        println!(
+            "{} -> {}: {} slices ({:?}) x{}, {:?} -> {:?} voxels, {:.2} s ({:.3} s/slice) on {backend}",
+            args.input.display(),
+            args.output.display(),
+            n,
+            axis,
+            args.scale,
+            vol.dims,
+            dims,
+            net_seconds,
+            if n > 0 { net_seconds / n as f64 } else { 0.0 },
+        );
+    }
+    Ok(())
 }

@@ -1,1 +1,22 @@
 //! The WGSL inference engine on wgpu. Knows nothing of the viewer.
+//!
+//! - [`context`]: the device (owned, or borrowed from eframe), error capture.
+//! - [`kernels`]: shader variants, the pipeline cache, one launch function per kernel.
+//! - [`graph`]: recorded dispatch sequences and their replayable, finalised plans.
+//! - [`weights`]: the checkpoint packed into one storage buffer.
+//! - [`measure`]: measured f32 rate of the adapter (for the floor of `deltawkv bench`).
+//! - [`network`]: the forward pass of `docs/model-spec.md` as a graph.
+//! - [`engine`]: [`GpuEngine`], the [`crate::engine::Upscaler`] on the GPU.
+//! - [`select`]: backend choice (GPU, software adapter or CPU by measurement) and CPU fallback.
+
+pub mod context;
+pub mod engine;
+pub mod graph;
+pub mod kernels;
+pub mod measure;
+pub mod network;
+pub mod select;
+pub mod weights;
+
+pub use context::GpuContext;
+pub use engine::{GpuEngine, GpuOptions};

@@ -471,7 +471,13 @@ pub(crate) fn load(
     }
     let nvox = lay.dims[0] * lay.dims[1] * lay.dims[2];
     let vol_bytes = (nvox as u64) * lay.bpv as u64;
-    let offset = (h.vox_offset as u64) + vol_bytes * opts.volume as u64;
+    let offset = vol_bytes
+        .checked_mul(opts.volume as u64)
+        .and_then(|o| o.checked_add(h.vox_offset as u64))
+        .ok_or_else(|| VolumeError::InvalidHeader {
+            path: path.to_path_buf(),
+            detail: format!("volume {} lies beyond any possible file size", opts.volume),
+        })?;
 
     let slope_raw = h.scl_slope;
     let (slope, inter) = if slope_raw.is_finite() && slope_raw != 0.0 {
@@ -612,6 +618,13 @@ fn read_voxels(
         convert(&buf[..want], h.datatype, h.big_endian, slope, inter, out);
         remaining -= want as u64;
         done += want as u64;
+    }
+    if gz {
+        // Read the rest of the stream (up to 64 MiB more: all of it for all but very large 4-D
+        // files) so the gzip CRC check runs and a corrupt stream is reported instead of silently
+        // giving wrong voxels.
+        std::io::copy(&mut reader.take(64 << 20), &mut std::io::sink())
+            .map_err(|e| map_read_error(path, gz, e, "cannot read"))?;
     }
     Ok(())
 }

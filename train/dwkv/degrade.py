@@ -198,13 +198,15 @@ def upsample(lr, s: int, method: str, geometry: str = KSPACE) -> np.ndarray:
 
 
 def robust_max(volume, q: float = 99.5) -> float:
-    """The ``q``-th percentile (linear interpolation, numpy's default) of the finite voxels: the
-    factor ``deltawkv eval`` divides by before clipping to [0, 1]."""
+    """The ``q``-th percentile (linear interpolation, numpy's default) of the finite voxels, or
+    their maximum when that is not positive: the factor ``deltawkv eval`` divides by before
+    clipping to [0, 1]."""
     a = np.asarray(volume, dtype=np.float64).ravel()
     a = a[np.isfinite(a)]
     if a.size == 0:
         raise ValueError("volume has no finite voxels")
-    return float(np.percentile(a, q))
+    m = float(np.percentile(a, q))
+    return m if m > 0 else float(a.max())
 
 
 def normalise(volume, q: float = 99.5):
@@ -212,7 +214,7 @@ def normalise(volume, q: float = 99.5):
     the normalisation of ``deltawkv eval``."""
     m = robust_max(volume, q)
     if not m > 0:
-        raise ValueError(f"robust maximum (percentile {q}) is {m}, not positive")
+        raise ValueError(f"the largest finite voxel is {m}, not positive")
     a = np.asarray(volume, dtype=np.float64)
     a = np.where(np.isfinite(a), a, 0.0)
     return np.clip(a / m, 0.0, 1.0).astype(np.float32), m

@@ -1,0 +1,88 @@
+// Spec steps 10-12 and the gate of step 13, fused: y = y_0 + y_1 + y_2 + y_3 (the four scan
+// directions), GroupNorm per head per token (biased variance, eps), bonus term
+// (sum_j r_j kt_j r_k[head, j]) v, times the gate. One row of N threads per (token, head).
+//
+// Inputs (offsets in elements): ydir: y_d at y_off + d * y_zs; ins: kt, v; rbuf: r; gate;
+// wts: r_k [H, N], ln_x weight and bias. Output: (GroupNorm(y) + bonus) * gate, M x C.
+// Template constants: N, ROWS, WG = N * ROWS.
+
+struct Params {
+    pairs: u32,
+    c: u32,
+    heads: u32,
+    y_off: u32,
+    y_zs: u32,
+    kt_off: u32,
+    v_off: u32,
+    r_off: u32,
+    g_off: u32,
+    rk_off: u32,
+    gw_off: u32,
+    gb_off: u32,
+    out_off: u32,
+    eps: f32,
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> ydir: array<f32>;
+@group(0) @binding(2) var<storage, read> ins: array<f32>;
+@group(0) @binding(3) var<storage, read> rbuf: array<f32>;
+@group(0) @binding(4) var<storage, read> gate: array<f32>;
+@group(0) @binding(5) var<storage, read> wts: array<f32>;
+@group(0) @binding(6) var<storage, read_write> outs: array<f32>;
+
+var<workgroup> sy: array<f32, WG>;
+var<workgroup> sb: array<f32, WG>;
+// per row: mean, 1 / std, bonus
+var<workgroup> stats: array<f32, ROWS * 3u>;
+
+@compute @workgroup_size(WG)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let lane = li % N;
+    let row = li / N;
+    let pair = linear_group(wg, nwg) * ROWS + row;
+    let valid = pair < P.pairs;
+    let tok = pair / P.heads;
+    let head = pair % P.heads;
+    let c = head * N + lane;
+    let e = tok * P.c + c;
+
+    var y = 0.0;
+    var bonus = 0.0;
+    if (valid) {
+        y = ydir[P.y_off + e] + ydir[P.y_off + P.y_zs + e];
+        y = y + ydir[P.y_off + 2u * P.y_zs + e];
+        y = y + ydir[P.y_off + 3u * P.y_zs + e];
+        bonus = rbuf[P.r_off + e] * ins[P.kt_off + e] * wts[P.rk_off + c];
+    }
+    sy[li] = y;
+    sb[li] = bonus;
+    workgroupBarrier();
+    if (lane == 0u) {
+        var s = 0.0;
+        var b = 0.0;
+        for (var j = 0u; j < N; j++) {
+            s += sy[row * N + j];
+            b += sb[row * N + j];
+        }
+        let mean = s / f32(N);
+        var q = 0.0;
+        for (var j = 0u; j < N; j++) {
+            let d = sy[row * N + j] - mean;
+            q = fma(d, d, q);
+        }
+        stats[row * 3u] = mean;
+        stats[row * 3u + 1u] = 1.0 / sqrt(q / f32(N) + P.eps);
+        stats[row * 3u + 2u] = b;
+    }
+    workgroupBarrier();
+    if (!valid) {
+        return;
+    }
+    let yn = (y - stats[row * 3u]) * stats[row * 3u + 1u] * wts[P.gw_off + c] + wts[P.gb_off + c];
+    outs[P.out_off + e] = (yn + stats[row * 3u + 2u] * ins[P.v_off + e]) * gate[P.g_off + e];
+}

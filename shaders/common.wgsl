@@ -1,0 +1,17 @@
+// Shared helpers, prepended to every kernel after its template constants.
+
+// Linear workgroup index of a 1-D launch spread over x and y (the dispatch limit is 65535 per
+// dimension).
+fn linear_group(wg: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wg.x + wg.y * nwg.x;
+}
+
+fn sigmoid(x: f32) -> f32 {
+    return 1.0 / (1.0 + exp(-x));
+}
+
+// tanh with its argument clamped, so that implementations computing it from exp(2x) cannot
+// overflow (tanh(15) is 1 to f32 precision).
+fn tanh_safe(x: f32) -> f32 {
+    return tanh(clamp(x, -15.0, 15.0));
+}

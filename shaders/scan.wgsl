@@ -1,0 +1,107 @@
+// The delta-rule recurrence for one scan direction: one workgroup of N threads per (image, head);
+// thread i owns row i of the N x N state S (value channel i) in registers for the whole scan.
+// Tokens are staged CHUNK at a time in workgroup memory, so there are two barriers per CHUNK
+// tokens, none per token:
+//   sa      = sum_j S[i,j] (-kk_j)
+//   S[i,j]  = S[i,j] lambda_j + sa (kk_j a_j) + v_i kt_j
+//   y[p, i] = sum_j S[i,j] r_j
+// (the spec's S diag(lambda) - (S kk)(a kk)^T + v kt^T, y = S r), token p = pi_dir(t).
+// The final state goes to the delta-rule state buffer at state_off + ((image * heads + head) * N
+// + i) * N.
+//
+// Inputs (M x C each, offsets in elements): in `ins` lambda, -kk, kk * a, kt, v; in `rbuf` r.
+// Template constants: N, CHUNK.
+
+struct Params {
+    height: u32,
+    width: u32,
+    c: u32,
+    heads: u32,
+    dir: u32,
+    r_off: u32,
+    lam_off: u32,
+    kneg_off: u32,
+    kb_off: u32,
+    kt_off: u32,
+    v_off: u32,
+    y_off: u32,
+    state_off: u32,
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> ins: array<f32>;
+@group(0) @binding(2) var<storage, read> rbuf: array<f32>;
+@group(0) @binding(3) var<storage, read_write> ys: array<f32>;
+@group(0) @binding(4) var<storage, read_write> state: array<f32>;
+
+// [token in chunk][array: r, lambda, -kk, kk*a, kt, v][channel]
+var<workgroup> sh: array<f32, CHUNK * 6u * N>;
+
+fn position(t: u32) -> u32 {
+    let l = P.height * P.width;
+    switch P.dir {
+        case 0u: {
+            return t;
+        }
+        case 1u: {
+            return l - 1u - t;
+        }
+        case 2u: {
+            return (t % P.height) * P.width + t / P.height;
+        }
+        default: {
+            let u = l - 1u - t;
+            return (u % P.height) * P.width + u / P.height;
+        }
+    }
+}
+
+@compute @workgroup_size(N)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) i: u32) {
+    let head = wg.x;
+    let image = wg.y;
+    let l = P.height * P.width;
+    let base = image * l;
+    let ch = head * N + i;
+
+    var s: array<f32, N>;
+    for (var j = 0u; j < N; j++) {
+        s[j] = 0.0;
+    }
+
+    for (var t0 = 0u; t0 < l; t0 += CHUNK) {
+        let cnt = min(CHUNK, l - t0);
+        for (var tt = 0u; tt < cnt; tt++) {
+            let e = (base + position(t0 + tt)) * P.c + ch;
+            let o = tt * 6u * N + i;
+            sh[o] = rbuf[P.r_off + e];
+            sh[o + N] = ins[P.lam_off + e];
+            sh[o + 2u * N] = ins[P.kneg_off + e];
+            sh[o + 3u * N] = ins[P.kb_off + e];
+            sh[o + 4u * N] = ins[P.kt_off + e];
+            sh[o + 5u * N] = ins[P.v_off + e];
+        }
+        workgroupBarrier();
+        for (var tt = 0u; tt < cnt; tt++) {
+            let o = tt * 6u * N;
+            let vi = sh[o + 5u * N + i];
+            var sa = 0.0;
+            for (var j = 0u; j < N; j++) {
+                sa = fma(s[j], sh[o + 2u * N + j], sa);
+            }
+            var y = 0.0;
+            for (var j = 0u; j < N; j++) {
+                let sj = s[j] * sh[o + N + j] + sa * sh[o + 3u * N + j] + vi * sh[o + 4u * N + j];
+                s[j] = sj;
+                y = fma(sj, sh[o + j], y);
+            }
+            ys[P.y_off + (base + position(t0 + tt)) * P.c + ch] = y;
+        }
+        workgroupBarrier();
+    }
+
+    let so = P.state_off + ((image * P.heads + head) * N + i) * N;
+    for (var j = 0u; j < N; j++) {
+        state[so + j] = s[j];
+    }
+}

@@ -1,0 +1,249 @@
+//! The wgpu device the engine runs on: owned (created here from the best adapter) or borrowed
+//! (eframe's device, shared with the viewer), with error capture that never panics.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::engine::EngineError;
+
+use super::kernels::{KernelKey, PipelineEntry};
+
+/// Errors reported by wgpu outside an error scope, and device loss, recorded for the engine to
+/// turn into an [`EngineError`] at its next synchronisation point.
+#[derive(Default)]
+struct ErrorSink {
+    messages: Mutex<Vec<String>>,
+    lost: AtomicBool,
+    lost_message: Mutex<String>,
+}
+
+/// A wgpu device and queue with what the engine needs to know about them, and the pipelines
+/// compiled on it.
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    /// The adapter behind the device (name, type, backend).
+    pub info: wgpu::AdapterInfo,
+    /// The limits the device was created with (the adapter's own limits when owned).
+    pub limits: wgpu::Limits,
+    sink: Arc<ErrorSink>,
+    pub(crate) pipelines: Mutex<HashMap<KernelKey, Arc<PipelineEntry>>>,
+}
+
+impl std::fmt::Debug for GpuContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuContext")
+            .field("adapter", &self.info.name)
+            .field("backend", &self.info.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Rank of an adapter type for inference: real GPUs first, software adapters last.
+fn type_rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+/// Rank of a backend: Vulkan/Metal/DX12 before GL (whose compute limits can be too small).
+fn backend_rank(b: wgpu::Backend) -> u8 {
+    match b {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        wgpu::Backend::Gl => 1,
+        _ => 2,
+    }
+}
+
+/// Short human-readable description of an adapter, e.g. `NVIDIA H100 (Vulkan, discrete GPU)`.
+pub fn describe_adapter(info: &wgpu::AdapterInfo) -> String {
+    let kind = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => "discrete GPU",
+        wgpu::DeviceType::IntegratedGpu => "integrated GPU",
+        wgpu::DeviceType::VirtualGpu => "virtual GPU",
+        wgpu::DeviceType::Cpu => "software adapter",
+        wgpu::DeviceType::Other => "adapter",
+    };
+    format!("{} ({:?}, {kind})", info.name, info.backend)
+}
+
+impl GpuContext {
+    /// Creates a device on the best adapter of this machine: a discrete, integrated or virtual
+    /// GPU before a software (CPU-type) adapter, Vulkan/Metal/DX12 before GL. The device gets the
+    /// adapter's own limits (large storage buffers, big workgroups). The `WGPU_BACKEND` variable
+    /// restricts the backends as wgpu documents.
+    pub fn new() -> Result<Self, EngineError> {
+        let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        // `WGPU_BACKEND` narrows the choice; otherwise the native APIs first, GL (whose probing
+        // logs errors on machines without EGL drivers) only when they offer nothing.
+        let explicit = std::env::var_os("WGPU_BACKEND").is_some();
+        let backends = desc.backends;
+        let instance = wgpu::Instance::new(desc);
+        let mut adapters = if explicit {
+            pollster::block_on(instance.enumerate_adapters(backends))
+        } else {
+            pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY))
+        };
+        if adapters.is_empty() && !explicit {
+            adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::GL));
+        }
+        if adapters.is_empty() {
+            return Err(EngineError::NoAdapter(
+                "wgpu found no adapter (install a Vulkan driver, e.g. mesa-vulkan-drivers for \
+                 the lavapipe software adapter)"
+                    .into(),
+            ));
+        }
+        adapters.sort_by_key(|a| {
+            let i = a.get_info();
+            (type_rank(i.device_type), backend_rank(i.backend))
+        });
+        let mut last_err = String::new();
+        for adapter in adapters {
+            let info = adapter.get_info();
+            let limits = adapter.limits();
+            if limits.max_compute_invocations_per_workgroup < 128
+                || limits.max_compute_workgroup_storage_size < 16384
+            {
+                last_err = format!("{}: compute limits too small", describe_adapter(&info));
+                continue;
+            }
+            let desc = wgpu::DeviceDescriptor {
+                label: Some("deltawkv"),
+                required_features: wgpu::Features::empty(),
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            };
+            match pollster::block_on(adapter.request_device(&desc)) {
+                Ok((device, queue)) => {
+                    let ctx = Self::build(device, queue, info, limits);
+                    let sink = ctx.sink.clone();
+                    ctx.device
+                        .on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                            tracing::error!("uncaptured wgpu error: {e}");
+                            if let Ok(mut m) = sink.messages.lock() {
+                                m.push(e.to_string());
+                            }
+                        }));
+                    return Ok(ctx);
+                }
+                Err(e) => last_err = format!("{}: {e}", describe_adapter(&info)),
+            }
+        }
+        Err(EngineError::NoAdapter(last_err))
+    }
+
+    /// Wraps a device created elsewhere (eframe's), so the viewer and the engine share it. The
+    /// caller's uncaptured-error handler is left alone: the engine wraps its own work in error
+    /// scopes. The device should have been created with the adapter's limits (see
+    /// `docs/` and the platform notes); smaller limits only reduce the batch size.
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Self {
+        let limits = device.limits();
+        Self::build(device, queue, info, limits)
+    }
+
+    fn build(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: wgpu::AdapterInfo,
+        limits: wgpu::Limits,
+    ) -> Self {
+        let sink = Arc::new(ErrorSink::default());
+        let lost_sink = sink.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            tracing::error!("GPU device lost ({reason:?}): {msg}");
+            if let Ok(mut m) = lost_sink.lost_message.lock() {
+                *m = format!("{reason:?}: {msg}");
+            }
+            lost_sink.lost.store(true, Ordering::SeqCst);
+        });
+        Self {
+            device,
+            queue,
+            info,
+            limits,
+            sink,
+            pipelines: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether the adapter is a software rasteriser (lavapipe, llvmpipe, WARP...).
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// See [`describe_adapter`].
+    pub fn describe(&self) -> String {
+        describe_adapter(&self.info)
+    }
+
+    /// Returns the first recorded asynchronous failure (device lost, uncaptured error), if any.
+    pub fn check(&self) -> Result<(), EngineError> {
+        if self.sink.lost.load(Ordering::SeqCst) {
+            let msg = self
+                .sink
+                .lost_message
+                .lock()
+                .map(|m| m.clone())
+                .unwrap_or_default();
+            return Err(EngineError::Device(format!("device lost: {msg}")));
+        }
+        if let Ok(mut m) = self.sink.messages.lock()
+            && let Some(first) = m.first().cloned()
+        {
+            m.clear();
+            return Err(classify(&first));
+        }
+        Ok(())
+    }
+
+    /// Runs `f` inside out-of-memory, validation and internal error scopes on this thread and
+    /// turns a captured error into an [`EngineError`].
+    pub fn scoped<T>(&self, f: impl FnOnce() -> T) -> Result<T, EngineError> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let val = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let int = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
+        let out = f();
+        let e_int = pollster::block_on(int.pop());
+        let e_val = pollster::block_on(val.pop());
+        let e_oom = pollster::block_on(oom.pop());
+        if let Some(e) = e_oom {
+            return Err(EngineError::OutOfMemory(e.to_string()));
+        }
+        if let Some(e) = e_val.or(e_int) {
+            return Err(classify(&e.to_string()));
+        }
+        self.check()?;
+        Ok(out)
+    }
+
+    /// Blocks until all submitted work is done (or, with `index`, that submission).
+    pub fn wait(&self, index: Option<wgpu::SubmissionIndex>) -> Result<(), EngineError> {
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: index,
+                timeout: None,
+            })
+            .map_err(|e| EngineError::Device(format!("waiting for the GPU: {e}")))?;
+        self.check()
+    }
+}
+
+/// Maps a wgpu error message to the engine's error kinds.
+fn classify(msg: &str) -> EngineError {
+    let lower = msg.to_ascii_lowercase();
+    if lower.contains("out of memory") || lower.contains("outofmemory") {
+        EngineError::OutOfMemory(msg.to_string())
+    } else if lower.contains("lost") {
+        EngineError::Device(format!("device lost: {msg}"))
+    } else {
+        EngineError::Device(msg.to_string())
+    }
+}

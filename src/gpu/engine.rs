@@ -1,0 +1,307 @@
+//! The GPU backend: a checkpoint uploaded once, activation buffers and replayable plans cached
+//! per slice shape, batches sized by a memory budget (halved and retried on out-of-memory).
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use crate::engine::{EngineError, Progress, Upscaler};
+use crate::model::Checkpoint;
+use crate::plane::Plane;
+
+use super::context::GpuContext;
+use super::graph::{Plan, read_staging, storage_buffer_init};
+use super::network::{Arena, ArenaSizes, build_forward, check_fits};
+use super::weights::PackedWeights;
+
+/// Tuning of the GPU engine; `None` picks a default for the adapter.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GpuOptions {
+    /// Bytes of activation buffers the engine may allocate (default: 6 GiB on a discrete GPU,
+    /// 2 GiB on other GPUs, 1 GiB on a software adapter; the environment variable
+    /// `DELTAWKV_GPU_BUDGET_MB` overrides the default).
+    pub memory_budget: Option<u64>,
+    /// Largest number of slices per batch (default 32 on a GPU, 4 on a software adapter).
+    pub max_batch: Option<usize>,
+}
+
+/// How many plans (batch sizes x shapes) stay cached.
+const PLAN_CACHE: usize = 4;
+
+/// The WGSL engine holding one checkpoint on one device.
+pub struct GpuEngine {
+    ctx: Arc<GpuContext>,
+    pw: PackedWeights,
+    weights: wgpu::Buffer,
+    weight_bytes: u64,
+    arena: Option<Arena>,
+    plans: Vec<((usize, usize, usize), Plan)>,
+    budget: u64,
+    max_batch: usize,
+}
+
+impl std::fmt::Debug for GpuEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuEngine")
+            .field("device", &self.ctx.describe())
+            .field("budget", &self.budget)
+            .field("max_batch", &self.max_batch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GpuEngine {
+    /// Packs and uploads `checkpoint` to the device of `ctx`.
+    pub fn new(
+        ctx: Arc<GpuContext>,
+        checkpoint: &Checkpoint,
+        opts: GpuOptions,
+    ) -> Result<Self, EngineError> {
+        let mut pw = PackedWeights::pack(checkpoint)?;
+        let weight_bytes = pw.data.len() as u64 * 4;
+        if weight_bytes > ctx.limits.max_storage_buffer_binding_size {
+            return Err(EngineError::OutOfMemory(format!(
+                "the checkpoint's {weight_bytes} bytes of weights exceed the adapter's storage \
+                 binding limit of {} bytes",
+                ctx.limits.max_storage_buffer_binding_size
+            )));
+        }
+        let weights = ctx.scoped(|| storage_buffer_init(&ctx, "weights", &pw.data))?;
+        pw.data = Vec::new();
+        let software = ctx.is_software();
+        let default_budget = match ctx.info.device_type {
+            wgpu::DeviceType::DiscreteGpu => 6u64 << 30,
+            wgpu::DeviceType::Cpu => 1 << 30,
+            _ => 2 << 30,
+        };
+        let env_budget = std::env::var("DELTAWKV_GPU_BUDGET_MB")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|mb| mb << 20);
+        let budget = opts.memory_budget.or(env_budget).unwrap_or(default_budget);
+        let max_batch = opts
+            .max_batch
+            .unwrap_or(if software { 4 } else { 32 })
+            .max(1);
+        Ok(Self {
+            ctx,
+            pw,
+            weights,
+            weight_bytes,
+            arena: None,
+            plans: Vec::new(),
+            budget,
+            max_batch,
+        })
+    }
+
+    /// The device this engine runs on.
+    pub fn context(&self) -> &Arc<GpuContext> {
+        &self.ctx
+    }
+
+    /// Bytes of GPU buffers held now: weights, activations, state, readback.
+    pub fn buffer_bytes(&self) -> u64 {
+        self.weight_bytes + self.arena.as_ref().map_or(0, |a| a.sizes.total_bytes())
+    }
+
+    /// Bytes of the uploaded weights.
+    pub fn weight_bytes(&self) -> u64 {
+        self.weight_bytes
+    }
+
+    /// The delta-rule state buffer of the current arena: `[direction][image][head][N][N]` f32,
+    /// holding the final scan states of the last block of the last batch.
+    pub fn state_buffer(&self) -> Option<&wgpu::Buffer> {
+        self.arena.as_ref().map(|a| &a.state)
+    }
+
+    /// The largest batch (at most `wanted`) whose buffers fit the memory budget and the
+    /// adapter's limits for `h x w` slices.
+    pub fn batch_for(&self, h: usize, w: usize, wanted: usize) -> Result<usize, EngineError> {
+        let one = ArenaSizes::new(&self.pw, 1, h, w);
+        check_fits(&self.ctx, &one)?;
+        let mut b = wanted.clamp(1, self.max_batch);
+        while b > 1 {
+            let s = ArenaSizes::new(&self.pw, b, h, w);
+            if s.total_bytes() <= self.budget && check_fits(&self.ctx, &s).is_ok() {
+                break;
+            }
+            b -= 1;
+        }
+        Ok(b)
+    }
+
+    fn ensure_arena(
+        &mut self,
+        h: usize,
+        w: usize,
+        batch: usize,
+        capacity: usize,
+    ) -> Result<(), EngineError> {
+        let ok = self
+            .arena
+            .as_ref()
+            .is_some_and(|a| a.h == h && a.w == w && a.capacity >= batch);
+        if !ok {
+            // Free the old buffers (and the plans that bind them) before allocating.
+            self.arena = None;
+            self.plans.clear();
+            self.arena = Some(Arena::new(&self.ctx, &self.pw, capacity.max(batch), h, w)?);
+        }
+        Ok(())
+    }
+
+    fn plan_index(&mut self, batch: usize, h: usize, w: usize) -> Result<usize, EngineError> {
+        if let Some(i) = self.plans.iter().position(|(k, _)| *k == (batch, h, w)) {
+            return Ok(i);
+        }
+        let arena = self
+            .arena
+            .as_ref()
+            .ok_or_else(|| EngineError::Other("no activation buffers allocated".into()))?;
+        let graph = build_forward(&self.ctx, &self.pw, &self.weights, arena, batch)?;
+        let plan = graph.finalize(&self.ctx)?;
+        if self.plans.len() >= PLAN_CACHE {
+            self.plans.remove(0);
+        }
+        self.plans.push(((batch, h, w), plan));
+        Ok(self.plans.len() - 1)
+    }
+
+    /// Runs one batch of same-shaped slices (allocating buffers for `capacity` slices if the
+    /// current ones do not fit). Checks `cancel` between blocks.
+    pub fn run_batch(
+        &mut self,
+        planes: &[&Plane],
+        capacity: usize,
+        cancel: &AtomicBool,
+    ) -> Result<Vec<Plane>, EngineError> {
+        let Some(first) = planes.first() else {
+            return Ok(Vec::new());
+        };
+        let (h, w) = (first.height, first.width);
+        let batch = planes.len();
+        self.ensure_arena(h, w, batch, capacity)?;
+        let pi = self.plan_index(batch, h, w)?;
+        let mut data = Vec::with_capacity(batch * h * w);
+        for p in planes {
+            data.extend_from_slice(&p.data);
+        }
+        let arena = self
+            .arena
+            .as_ref()
+            .ok_or_else(|| EngineError::Other("no activation buffers allocated".into()))?;
+        self.ctx.scoped(|| {
+            self.ctx
+                .queue
+                .write_buffer(arena.input(), 0, bytemuck::cast_slice(&data))
+        })?;
+        let plan = &self.plans[pi].1;
+        plan.execute(&self.ctx, cancel, |_| {})?;
+        let s = self.pw.config.scale;
+        let (oh, ow) = (h * s, w * s);
+        let out = read_staging(&self.ctx, &arena.staging, batch * oh * ow)?;
+        Ok(out
+            .chunks_exact(oh * ow)
+            .map(|c| Plane {
+                width: ow,
+                height: oh,
+                data: c.to_vec(),
+            })
+            .collect())
+    }
+}
+
+/// Checks that every plane is non-empty, consistent and finite.
+pub fn validate_inputs(inputs: &[Plane]) -> Result<(), EngineError> {
+    for (index, p) in inputs.iter().enumerate() {
+        let bad = |reason: &str| EngineError::BadInput {
+            index,
+            width: p.width,
+            height: p.height,
+            reason: reason.to_string(),
+        };
+        if p.width == 0 || p.height == 0 {
+            return Err(bad("empty slice"));
+        }
+        if p.data.len() != p.width * p.height {
+            return Err(bad(&format!(
+                "{} values for {} pixels",
+                p.data.len(),
+                p.width * p.height
+            )));
+        }
+        if p.data.iter().any(|v| !v.is_finite()) {
+            return Err(bad("contains NaN or infinite values"));
+        }
+    }
+    Ok(())
+}
+
+impl Upscaler for GpuEngine {
+    fn describe(&self) -> String {
+        format!("GPU: {}", self.ctx.describe())
+    }
+
+    fn scale(&self) -> usize {
+        self.pw.config.scale
+    }
+
+    fn upscale(
+        &mut self,
+        inputs: &[Plane],
+        progress: Progress<'_>,
+        cancel: &AtomicBool,
+    ) -> Result<Vec<Plane>, EngineError> {
+        validate_inputs(inputs)?;
+        let total = inputs.len();
+        let mut out: Vec<Option<Plane>> = vec![None; total];
+        // Group by shape, keeping the input order within a group.
+        let mut shapes: Vec<(usize, usize)> = Vec::new();
+        for p in inputs {
+            if !shapes.contains(&(p.height, p.width)) {
+                shapes.push((p.height, p.width));
+            }
+        }
+        let mut done = 0usize;
+        progress(0, total);
+        for (h, w) in shapes {
+            let idx: Vec<usize> = (0..total)
+                .filter(|&i| inputs[i].height == h && inputs[i].width == w)
+                .collect();
+            let mut cap = self.batch_for(h, w, idx.len())?;
+            let mut start = 0usize;
+            while start < idx.len() {
+                let end = (start + cap).min(idx.len());
+                let chunk: Vec<&Plane> = idx[start..end].iter().map(|&i| &inputs[i]).collect();
+                match self.run_batch(&chunk, cap, cancel) {
+                    Ok(res) => {
+                        for (k, p) in res.into_iter().enumerate() {
+                            out[idx[start + k]] = Some(p);
+                        }
+                        done += end - start;
+                        progress(done, total);
+                        start = end;
+                    }
+                    Err(EngineError::OutOfMemory(msg)) if cap > 1 => {
+                        tracing::warn!(
+                            "GPU out of memory at batch {cap} ({msg}); retrying with {}",
+                            cap / 2
+                        );
+                        self.arena = None;
+                        self.plans.clear();
+                        cap /= 2;
+                        self.max_batch = self.max_batch.min(cap);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        out.into_iter()
+            .enumerate()
+            .map(|(i, p)| {
+                p.ok_or_else(|| EngineError::Other(format!("slice {i} was not computed")))
+            })
+            .collect()
+    }
+}

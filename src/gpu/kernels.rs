@@ -1,0 +1,622 @@
+//! The WGSL kernels' host side: shader sources, variants by template constants, the pipeline
+//! cache, and one function per kernel that appends a dispatch to a [`Graph`] (computing its
+//! parameter block and grid).
+//!
+//! Variants: each shader reads its tile sizes and switches (activation, residual accumulation,
+//! pixel shuffle...) from `const` declarations that are prepended to the source
+//! ([`KernelKey::source`]), so one WGSL file gives every variant; pipelines are compiled once per
+//! key and cached in the [`GpuContext`].
+
+use std::sync::Arc;
+
+use crate::engine::EngineError;
+
+use super::context::GpuContext;
+use super::graph::{BufId, Graph, View};
+
+const COMMON: &str = include_str!("../../shaders/common.wgsl");
+
+/// The kernels (one WGSL file each).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Conv3x3,
+    Matmul,
+    LayerNorm,
+    ShiftMix,
+    AttPrep,
+    Scan,
+    Combine,
+}
+
+impl Kind {
+    fn source(self) -> &'static str {
+        match self {
+            Kind::Conv3x3 => include_str!("../../shaders/conv3x3.wgsl"),
+            Kind::Matmul => include_str!("../../shaders/matmul.wgsl"),
+            Kind::LayerNorm => include_str!("../../shaders/layer_norm.wgsl"),
+            Kind::ShiftMix => include_str!("../../shaders/shift_mix.wgsl"),
+            Kind::AttPrep => include_str!("../../shaders/att_prep.wgsl"),
+            Kind::Scan => include_str!("../../shaders/scan.wgsl"),
+            Kind::Combine => include_str!("../../shaders/combine.wgsl"),
+        }
+    }
+
+    /// Storage bindings after the uniform at binding 0: `true` = read-only.
+    pub(crate) fn storage_bindings(self) -> &'static [bool] {
+        match self {
+            Kind::Conv3x3 | Kind::Matmul | Kind::LayerNorm | Kind::ShiftMix => &[true, true, false],
+            Kind::AttPrep => &[true, true, true, false, false],
+            Kind::Scan => &[true, true, false, false],
+            Kind::Combine => &[true, true, true, true, true, false],
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Conv3x3 => "conv3x3",
+            Kind::Matmul => "matmul",
+            Kind::LayerNorm => "layer_norm",
+            Kind::ShiftMix => "shift_mix",
+            Kind::AttPrep => "att_prep",
+            Kind::Scan => "scan",
+            Kind::Combine => "combine",
+        }
+    }
+}
+
+/// A kernel variant: the kernel and its template constants (name, value), the pipeline cache key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct KernelKey {
+    pub kind: Kind,
+    pub consts: Vec<(&'static str, u32)>,
+}
+
+impl KernelKey {
+    /// The WGSL source of this variant: its constants, the shared helpers, the kernel.
+    pub fn source(&self) -> String {
+        let mut s = String::new();
+        for (name, value) in &self.consts {
+            s.push_str(&format!("const {name}: u32 = {value}u;\n"));
+        }
+        s.push_str(COMMON);
+        s.push_str(self.kind.source());
+        s
+    }
+
+    fn label(&self) -> String {
+        let mut s = self.kind.name().to_string();
+        for (n, v) in &self.consts {
+            s.push_str(&format!(" {n}={v}"));
+        }
+        s
+    }
+}
+
+/// A compiled pipeline and its bind group layout.
+pub struct PipelineEntry {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+}
+
+/// Size in bytes of each dispatch's parameter block (one dynamic-offset slot).
+pub const PARAM_BYTES: u64 = 256;
+
+impl GpuContext {
+    /// The pipeline of a kernel variant, compiled on first use and cached.
+    pub fn pipeline(&self, key: &KernelKey) -> Result<Arc<PipelineEntry>, EngineError> {
+        if let Ok(map) = self.pipelines.lock()
+            && let Some(p) = map.get(key)
+        {
+            return Ok(p.clone());
+        }
+        let entry = Arc::new(self.scoped(|| self.compile(key))?);
+        if let Ok(mut map) = self.pipelines.lock() {
+            map.insert(key.clone(), entry.clone());
+        }
+        Ok(entry)
+    }
+
+    fn compile(&self, key: &KernelKey) -> PipelineEntry {
+        let label = key.label();
+        let mut entries = vec![wgpu::BindGroupLayoutEntry {
+            binding: 0,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: true,
+                min_binding_size: None,
+            },
+            count: None,
+        }];
+        for (i, &read_only) in key.kind.storage_bindings().iter().enumerate() {
+            entries.push(wgpu::BindGroupLayoutEntry {
+                binding: i as u32 + 1,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            });
+        }
+        let layout = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(&label),
+                entries: &entries,
+            });
+        let pl = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(&label),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(&label),
+                source: wgpu::ShaderSource::Wgsl(key.source().into()),
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&label),
+                layout: Some(&pl),
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: wgpu::PipelineCompilationOptions::default(),
+                cache: None,
+            });
+        PipelineEntry { pipeline, layout }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Launch helpers
+// ---------------------------------------------------------------------------------------------
+
+/// Workgroup grid for `n` workgroups of a 1-D launch, spread over x and y.
+pub fn grid_1d(n: u32, max_dim: u32) -> [u32; 2] {
+    if n <= max_dim {
+        [n.max(1), 1]
+    } else {
+        [max_dim, n.div_ceil(max_dim)]
+    }
+}
+
+fn f(x: f32) -> u32 {
+    x.to_bits()
+}
+
+/// Converts a size to `u32`, the index type of the kernels.
+pub fn u32_of(n: usize, what: &str) -> Result<u32, EngineError> {
+    u32::try_from(n).map_err(|_| {
+        EngineError::Other(format!(
+            "{what} ({n}) exceeds the 32-bit index range of the kernels"
+        ))
+    })
+}
+
+/// Activation fused into a matrix product's epilogue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Act {
+    None = 0,
+    Tanh = 1,
+    Sigmoid = 2,
+    ReluSquared = 3,
+}
+
+/// 3x3 convolution (see `shaders/conv3x3.wgsl`). Images are NHWC.
+#[derive(Clone, Copy, Debug)]
+pub struct ConvArgs {
+    pub src: View,
+    pub weights: BufId,
+    /// Offset of the packed weights `[9][c_in][c_out]`.
+    pub w_off: u32,
+    /// Offset of the bias `[c_out]`.
+    pub b_off: u32,
+    pub dst: View,
+    pub batch: u32,
+    pub height: u32,
+    pub width: u32,
+    pub cin: u32,
+    pub cout: u32,
+    /// Add the previous destination value (residual connection).
+    pub accumulate: bool,
+    /// LeakyReLU slope applied last.
+    pub leaky: Option<f32>,
+    /// Write through PixelShuffle(2): the destination is `2H x 2W x c_out/4`.
+    pub shuffle: bool,
+}
+
+/// Matrix product `Y[z] (+)= act(X[z] W[z])` for `z < batch_z` (see `shaders/matmul.wgsl`).
+#[derive(Clone, Copy, Debug)]
+pub struct MatmulArgs {
+    pub x: View,
+    pub x_zs: u32,
+    pub w: View,
+    pub w_zs: u32,
+    pub y: View,
+    pub y_zs: u32,
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub batch_z: u32,
+    pub act: Act,
+    pub accumulate: bool,
+}
+
+/// LayerNorm of `m` tokens of `c` channels.
+#[derive(Clone, Copy, Debug)]
+pub struct LayerNormArgs {
+    pub x: View,
+    pub y: View,
+    pub weights: BufId,
+    pub w_off: u32,
+    pub b_off: u32,
+    pub m: u32,
+    pub c: u32,
+    pub eps: f32,
+}
+
+/// 2-D token shift and `nmix` interpolations (see `shaders/shift_mix.wgsl`).
+#[derive(Clone, Copy, Debug)]
+pub struct ShiftMixArgs {
+    pub x: View,
+    pub y: View,
+    /// Distance between consecutive outputs in `y`.
+    pub y_zs: u32,
+    pub weights: BufId,
+    /// Offset of the `nmix` consecutive mu vectors.
+    pub mu_off: u32,
+    pub nmix: u32,
+    pub batch: u32,
+    pub height: u32,
+    pub width: u32,
+    pub c: u32,
+    pub head_size: u32,
+}
+
+/// The fused decay / learning rate / value residual / keys kernel (see `shaders/att_prep.wgsl`).
+#[derive(Clone, Copy, Debug)]
+pub struct AttPrepArgs {
+    pub proj: BufId,
+    pub k_off: u32,
+    pub v_off: u32,
+    pub lora: BufId,
+    pub wu_off: u32,
+    pub au_off: u32,
+    /// Offset of the value LoRA output (ignored in block 0).
+    pub vu_off: u32,
+    pub weights: BufId,
+    pub w0_off: u32,
+    pub a0_off: u32,
+    /// Offset of `v0` (ignored in block 0).
+    pub v0_off: u32,
+    pub kk_off: u32,
+    pub ka_off: u32,
+    pub outs: BufId,
+    pub lam_off: u32,
+    pub kneg_off: u32,
+    pub kb_off: u32,
+    pub kt_off: u32,
+    pub vo_off: u32,
+    pub vfirst: View,
+    /// Block 0: writes `v_first = v` instead of applying the value residual.
+    pub first: bool,
+    pub m: u32,
+    pub c: u32,
+    pub head_size: u32,
+}
+
+/// One scan direction of the delta-rule recurrence (see `shaders/scan.wgsl`).
+#[derive(Clone, Copy, Debug)]
+pub struct ScanArgs {
+    pub ins: BufId,
+    pub lam_off: u32,
+    pub kneg_off: u32,
+    pub kb_off: u32,
+    pub kt_off: u32,
+    pub v_off: u32,
+    pub r: View,
+    pub y: View,
+    /// Where the final `[batch][heads][N][N]` states of this direction go.
+    pub state: View,
+    pub batch: u32,
+    pub height: u32,
+    pub width: u32,
+    pub c: u32,
+    pub head_size: u32,
+    /// Scan direction 0..4 (spec table).
+    pub dir: u32,
+}
+
+/// Sum of directions, GroupNorm, bonus and gate (see `shaders/combine.wgsl`).
+#[derive(Clone, Copy, Debug)]
+pub struct CombineArgs {
+    pub ydir: View,
+    pub y_zs: u32,
+    pub ins: BufId,
+    pub kt_off: u32,
+    pub v_off: u32,
+    pub r: View,
+    pub gate: View,
+    pub weights: BufId,
+    pub rk_off: u32,
+    pub gw_off: u32,
+    pub gb_off: u32,
+    pub out: View,
+    pub m: u32,
+    pub c: u32,
+    pub head_size: u32,
+    pub eps: f32,
+}
+
+/// Rows of N threads per workgroup for the per-(token, head) kernels.
+fn rows_for(n: u32) -> u32 {
+    (128 / n).max(1)
+}
+
+fn check_head_size(ctx_max: u32, n: u32) -> Result<(), EngineError> {
+    if n == 0 || n > ctx_max.min(256) {
+        return Err(EngineError::Other(format!(
+            "head size {n} is not supported by the GPU kernels (1..={})",
+            ctx_max.min(256)
+        )));
+    }
+    Ok(())
+}
+
+impl Graph {
+    /// Appends a 3x3 convolution.
+    pub fn conv3x3(&mut self, a: &ConvArgs) -> Result<(), EngineError> {
+        let (tw, th) = (8u32, 8u32);
+        let ci_t = a.cin.clamp(1, 8);
+        let (co_t, px_pt, co_pt) = if a.cout <= 4 {
+            (4u32, 1u32, 4u32)
+        } else {
+            (32, 4, 4)
+        };
+        let npg = tw * th / px_pt;
+        let ncg = co_t / co_pt;
+        let key = KernelKey {
+            kind: Kind::Conv3x3,
+            consts: vec![
+                ("TW", tw),
+                ("TH", th),
+                ("CI_T", ci_t),
+                ("CO_T", co_t),
+                ("PX_PT", px_pt),
+                ("CO_PT", co_pt),
+                ("NPG", npg),
+                ("NCG", ncg),
+                ("WG", npg * ncg),
+                ("IN_TILE", (th + 2) * (tw + 2) * ci_t),
+                ("W_TILE", 9 * ci_t * co_t),
+                ("ACC", px_pt * co_pt),
+                ("ACCUM", a.accumulate as u32),
+                ("LEAKY", a.leaky.is_some() as u32),
+                ("SHUFFLE", a.shuffle as u32),
+            ],
+        };
+        if a.shuffle && !a.cout.is_multiple_of(4) {
+            return Err(EngineError::Other(format!(
+                "pixel shuffle needs a multiple of 4 channels, got {}",
+                a.cout
+            )));
+        }
+        let tiles_x = a.width.div_ceil(tw);
+        let tiles_y = a.height.div_ceil(th);
+        let co_tiles = a.cout.div_ceil(co_t);
+        let params = vec![
+            a.batch,
+            a.height,
+            a.width,
+            a.cin,
+            a.cout,
+            a.src.off,
+            a.w_off,
+            a.b_off,
+            a.dst.off,
+            tiles_x,
+            tiles_y,
+            co_tiles,
+            f(a.leaky.unwrap_or(0.0)),
+        ];
+        let [gx, gy] = grid_1d(tiles_x * tiles_y, self.max_groups());
+        let gz = a.batch * co_tiles;
+        self.dispatch(
+            key,
+            vec![a.src.buf, a.weights, a.dst.buf],
+            params,
+            [gx, gy, gz],
+        )
+    }
+
+    /// Appends a (batched) matrix product.
+    pub fn matmul(&mut self, a: &MatmulArgs) -> Result<(), EngineError> {
+        let (bm, bn, bk, tm, tn) = (64u32, 32u32, 16u32, 4u32, 4u32);
+        let key = KernelKey {
+            kind: Kind::Matmul,
+            consts: vec![
+                ("BM", bm),
+                ("BN", bn),
+                ("BK", bk),
+                ("TM", tm),
+                ("TN", tn),
+                ("WG", (bm / tm) * (bn / tn)),
+                ("ACC", tm * tn),
+                ("ACT", a.act as u32),
+                ("ACCUM", a.accumulate as u32),
+            ],
+        };
+        let tiles_n = a.n.div_ceil(bn);
+        let tiles = a.m.div_ceil(bm) * tiles_n;
+        let params = vec![
+            a.m, a.n, a.k, a.x.off, a.x_zs, a.w.off, a.w_zs, a.y.off, a.y_zs, tiles_n, tiles,
+        ];
+        let [gx, gy] = grid_1d(tiles, self.max_groups());
+        self.dispatch(
+            key,
+            vec![a.x.buf, a.w.buf, a.y.buf],
+            params,
+            [gx, gy, a.batch_z],
+        )
+    }
+
+    /// Appends a LayerNorm.
+    pub fn layer_norm(&mut self, a: &LayerNormArgs) -> Result<(), EngineError> {
+        let wg = 64u32;
+        let key = KernelKey {
+            kind: Kind::LayerNorm,
+            consts: vec![("WG", wg)],
+        };
+        let params = vec![a.m, a.c, a.x.off, a.y.off, a.w_off, a.b_off, f(a.eps)];
+        let [gx, gy] = grid_1d(a.m.div_ceil(wg), self.max_groups());
+        self.dispatch(key, vec![a.x.buf, a.weights, a.y.buf], params, [gx, gy, 1])
+    }
+
+    /// Appends a token shift with interpolations.
+    pub fn shift_mix(&mut self, a: &ShiftMixArgs) -> Result<(), EngineError> {
+        let wg = 256u32;
+        let key = KernelKey {
+            kind: Kind::ShiftMix,
+            consts: vec![("WG", wg), ("NMIX", a.nmix)],
+        };
+        let total = a
+            .batch
+            .checked_mul(a.height * a.width * a.c)
+            .ok_or_else(|| EngineError::Other("shift_mix: size overflows 32 bits".into()))?;
+        let params = vec![
+            total,
+            a.height,
+            a.width,
+            a.c,
+            a.head_size,
+            a.x.off,
+            a.y.off,
+            a.y_zs,
+            a.mu_off,
+        ];
+        let [gx, gy] = grid_1d(total.div_ceil(wg), self.max_groups());
+        self.dispatch(key, vec![a.x.buf, a.weights, a.y.buf], params, [gx, gy, 1])
+    }
+
+    /// Appends the fused decay / keys / value residual kernel.
+    pub fn att_prep(&mut self, a: &AttPrepArgs) -> Result<(), EngineError> {
+        check_head_size(self.max_invocations(), a.head_size)?;
+        let n = a.head_size;
+        let rows = rows_for(n);
+        let key = KernelKey {
+            kind: Kind::AttPrep,
+            consts: vec![
+                ("N", n),
+                ("ROWS", rows),
+                ("WG", n * rows),
+                ("FIRST", a.first as u32),
+            ],
+        };
+        let heads = a.c / n;
+        let pairs = a.m * heads;
+        let params = vec![
+            pairs,
+            a.c,
+            heads,
+            a.k_off,
+            a.v_off,
+            a.wu_off,
+            a.au_off,
+            a.vu_off,
+            a.w0_off,
+            a.a0_off,
+            a.v0_off,
+            a.kk_off,
+            a.ka_off,
+            a.lam_off,
+            a.kneg_off,
+            a.kb_off,
+            a.kt_off,
+            a.vo_off,
+            a.vfirst.off,
+        ];
+        let [gx, gy] = grid_1d(pairs.div_ceil(rows), self.max_groups());
+        self.dispatch(
+            key,
+            vec![a.proj, a.lora, a.weights, a.outs, a.vfirst.buf],
+            params,
+            [gx, gy, 1],
+        )
+    }
+
+    /// Appends one direction of the delta-rule scan.
+    pub fn scan(&mut self, a: &ScanArgs) -> Result<(), EngineError> {
+        check_head_size(self.max_invocations(), a.head_size)?;
+        let n = a.head_size;
+        // Six staged vectors per token; stay within the workgroup memory limit.
+        let chunk = (self.max_workgroup_bytes() / (4 * 6 * n)).clamp(1, 16);
+        let key = KernelKey {
+            kind: Kind::Scan,
+            consts: vec![("N", n), ("CHUNK", chunk)],
+        };
+        let heads = a.c / n;
+        let params = vec![
+            a.height,
+            a.width,
+            a.c,
+            heads,
+            a.dir,
+            a.r.off,
+            a.lam_off,
+            a.kneg_off,
+            a.kb_off,
+            a.kt_off,
+            a.v_off,
+            a.y.off,
+            a.state.off,
+        ];
+        self.dispatch(
+            key,
+            vec![a.ins, a.r.buf, a.y.buf, a.state.buf],
+            params,
+            [heads, a.batch, 1],
+        )
+    }
+
+    /// Appends the combine kernel.
+    pub fn combine(&mut self, a: &CombineArgs) -> Result<(), EngineError> {
+        check_head_size(self.max_invocations(), a.head_size)?;
+        let n = a.head_size;
+        let rows = rows_for(n);
+        let key = KernelKey {
+            kind: Kind::Combine,
+            consts: vec![("N", n), ("ROWS", rows), ("WG", n * rows)],
+        };
+        let heads = a.c / n;
+        let pairs = a.m * heads;
+        let params = vec![
+            pairs,
+            a.c,
+            heads,
+            a.ydir.off,
+            a.y_zs,
+            a.kt_off,
+            a.v_off,
+            a.r.off,
+            a.gate.off,
+            a.rk_off,
+            a.gw_off,
+            a.gb_off,
+            a.out.off,
+            f(a.eps),
+        ];
+        let [gx, gy] = grid_1d(pairs.div_ceil(rows), self.max_groups());
+        self.dispatch(
+            key,
+            vec![a.ydir.buf, a.ins, a.r.buf, a.gate.buf, a.weights, a.out.buf],
+            params,
+            [gx, gy, 1],
+        )
+    }
+}

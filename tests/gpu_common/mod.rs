@@ -1,0 +1,118 @@
+//! Shared helpers of the GPU tests (tests/gpu_*.rs): the device, seeded inputs, error measures.
+#![allow(dead_code)]
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
+
+use deltawkv::gpu::GpuContext;
+use deltawkv::gpu::graph::{BufId, Graph, read_buffer, storage_buffer, storage_buffer_init};
+use rand::{Rng, SeedableRng};
+
+/// The test device. Without an adapter the tests FAIL (CI installs lavapipe), unless
+/// `DELTAWKV_SKIP_GPU_TESTS=1`, where they return `None` and the test passes vacuously.
+pub fn ctx() -> Option<Arc<GpuContext>> {
+    static CTX: OnceLock<Result<Arc<GpuContext>, String>> = OnceLock::new();
+    let r = CTX.get_or_init(|| GpuContext::new().map(Arc::new).map_err(|e| e.to_string()));
+    match r {
+        Ok(c) => Some(c.clone()),
+        Err(e) => {
+            if std::env::var("DELTAWKV_SKIP_GPU_TESTS").as_deref() == Ok("1") {
+                eprintln!("skipping GPU test: {e}");
+                None
+            } else {
+                panic!(
+                    "no GPU adapter ({e}); install mesa-vulkan-drivers or set DELTAWKV_SKIP_GPU_TESTS=1"
+                );
+            }
+        }
+    }
+}
+
+/// `n` uniform values in `[lo, hi)` from `seed`.
+pub fn rand_vec(seed: u64, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(lo..hi)).collect()
+}
+
+/// `||a - b|| / ||b||` (the spec's parity measure), in f64.
+pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    let mut num = 0.0f64;
+    let mut den = 0.0f64;
+    for (x, y) in a.iter().zip(b) {
+        let d = f64::from(*x) - f64::from(*y);
+        num += d * d;
+        den += f64::from(*y) * f64::from(*y);
+    }
+    assert!(den > 0.0, "reference is all zeros");
+    assert!(num.is_finite(), "non-finite result");
+    (num / den).sqrt()
+}
+
+/// Asserts the relative error is below `tol`, printing it (the figures of the report).
+pub fn check(name: &str, gpu: &[f32], cpu: &[f32], tol: f64) {
+    let e = rel_err(gpu, cpu);
+    eprintln!(
+        "{name}: rel. error {e:.3e} (tolerance {tol:.0e}, {} values)",
+        cpu.len()
+    );
+    assert!(e < tol, "{name}: rel. error {e:.3e} >= {tol:.0e}");
+}
+
+/// A graph with buffers created from host data.
+pub struct Harness {
+    pub ctx: Arc<GpuContext>,
+    pub graph: Graph,
+}
+
+impl Harness {
+    pub fn new(ctx: Arc<GpuContext>) -> Self {
+        let graph = Graph::new(&ctx);
+        Self { ctx, graph }
+    }
+
+    /// A buffer holding `data`.
+    pub fn input(&mut self, data: &[f32]) -> BufId {
+        let b = storage_buffer_init(&self.ctx, "test input", data);
+        self.graph.add_buffer(b)
+    }
+
+    /// A zero buffer of `n` values.
+    pub fn zeros(&mut self, n: usize) -> BufId {
+        let b = storage_buffer(&self.ctx, "test output", n as u64);
+        self.graph.add_buffer(b)
+    }
+
+    /// Runs the graph and reads `len` values of `buf` from element `off`.
+    pub fn run(&self) {
+        let plan = self.graph.finalize(&self.ctx).expect("finalize");
+        plan.execute(&self.ctx, &AtomicBool::new(false), |_| {})
+            .expect("execute");
+    }
+
+    pub fn read(&self, buf: BufId, off: usize, len: usize) -> Vec<f32> {
+        let b = self.graph.buffer(buf).expect("buffer");
+        read_buffer(&self.ctx, b, off as u64, len).expect("read")
+    }
+}
+
+/// NHWC batch (B x h x w x c) to per-image CHW tensors.
+pub fn nhwc_to_chw(x: &[f32], b: usize, h: usize, w: usize, c: usize) -> Vec<Vec<f32>> {
+    (0..b)
+        .map(|i| {
+            deltawkv::model::cpu::ops::tokens_to_image(
+                &x[i * h * w * c..(i + 1) * h * w * c],
+                c,
+                h,
+                w,
+            )
+        })
+        .collect()
+}
+
+/// Per-image CHW tensors to one NHWC batch.
+pub fn chw_to_nhwc(imgs: &[Vec<f32>], h: usize, w: usize, c: usize) -> Vec<f32> {
+    imgs.iter()
+        .flat_map(|im| deltawkv::model::cpu::ops::image_to_tokens(im, c, h, w))
+        .collect()
+}

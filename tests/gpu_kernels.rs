@@ -1,0 +1,705 @@
+//! Every WGSL kernel against the CPU reference (`model::cpu::ops`) on seeded random inputs, with
+//! sizes that are not multiples of the workgroup tiles (7x5 images, odd channel counts).
+//! Tolerances (relative L2 error): 1e-5 for elementwise kernels, 1e-4 for the rest.
+
+mod gpu_common;
+
+use deltawkv::gpu::kernels::{
+    Act, AttPrepArgs, CombineArgs, ConvArgs, LayerNormArgs, MatmulArgs, ScanArgs, ShiftMixArgs,
+};
+use deltawkv::gpu::weights::{pack_conv, transpose};
+use deltawkv::model::cpu::ops;
+use gpu_common::*;
+
+const ELEMENTWISE: f64 = 1e-5;
+const REDUCTION: f64 = 1e-4;
+
+#[allow(clippy::too_many_arguments)]
+fn conv_case(
+    name: &str,
+    seed: u64,
+    (b, h, w): (usize, usize, usize),
+    cin: usize,
+    cout: usize,
+    accumulate: bool,
+    leaky: Option<f32>,
+    shuffle: bool,
+) {
+    let Some(ctx) = ctx() else { return };
+    let x = rand_vec(seed, b * h * w * cin, -1.0, 1.0);
+    let wt = rand_vec(seed + 1, cout * cin * 9, -0.5, 0.5);
+    let bias = rand_vec(seed + 2, cout, -0.2, 0.2);
+    let out_len = b * h * w * cout;
+    let prev = rand_vec(seed + 3, out_len, -1.0, 1.0);
+
+    let mut hs = Harness::new(ctx);
+    let src = hs.input(&x);
+    let mut packed = pack_conv(&wt, cin, cout);
+    let b_off = packed.len() as u32;
+    packed.extend_from_slice(&bias);
+    let wts = hs.input(&packed);
+    let dst = if accumulate {
+        hs.input(&prev)
+    } else {
+        hs.zeros(out_len)
+    };
+    hs.graph
+        .conv3x3(&ConvArgs {
+            src: src.at(0),
+            weights: wts,
+            w_off: 0,
+            b_off,
+            dst: dst.at(0),
+            batch: b as u32,
+            height: h as u32,
+            width: w as u32,
+            cin: cin as u32,
+            cout: cout as u32,
+            accumulate,
+            leaky,
+            shuffle,
+        })
+        .unwrap();
+    hs.run();
+    let gpu = hs.read(dst, 0, out_len);
+
+    let prev_chw = nhwc_to_chw(&prev, b, h, w, cout);
+    let mut cpu = Vec::new();
+    for (i, img) in nhwc_to_chw(&x, b, h, w, cin).iter().enumerate() {
+        let mut y = ops::conv3x3(img, cin, h, w, &wt, &bias, cout);
+        if accumulate {
+            y = ops::add(&y, &prev_chw[i]);
+        }
+        if let Some(s) = leaky {
+            y = ops::leaky_relu(&y, s);
+        }
+        if shuffle {
+            let y = ops::pixel_shuffle(&y, cout, h, w, 2);
+            cpu.extend(ops::image_to_tokens(&y, cout / 4, 2 * h, 2 * w));
+        } else {
+            cpu.extend(ops::image_to_tokens(&y, cout, h, w));
+        }
+    }
+    check(name, &gpu, &cpu, REDUCTION);
+}
+
+#[test]
+fn conv3x3_plain() {
+    conv_case(
+        "conv3x3 5->11 on 2x7x5",
+        10,
+        (2, 7, 5),
+        5,
+        11,
+        false,
+        None,
+        false,
+    );
+}
+
+#[test]
+fn conv3x3_wide_channels() {
+    conv_case(
+        "conv3x3 19->37 on 1x9x10",
+        11,
+        (1, 9, 10),
+        19,
+        37,
+        false,
+        None,
+        false,
+    );
+}
+
+#[test]
+fn conv3x3_single_input_channel() {
+    conv_case(
+        "conv3x3 1->24 (conv_first) on 2x7x5",
+        12,
+        (2, 7, 5),
+        1,
+        24,
+        false,
+        None,
+        false,
+    );
+}
+
+#[test]
+fn conv3x3_single_output_channel() {
+    conv_case(
+        "conv3x3 6->1 (conv_last) on 2x11x9",
+        13,
+        (2, 11, 9),
+        6,
+        1,
+        false,
+        None,
+        false,
+    );
+}
+
+#[test]
+fn conv3x3_residual_add() {
+    conv_case(
+        "conv3x3 + residual 9->9 on 2x7x5",
+        14,
+        (2, 7, 5),
+        9,
+        9,
+        true,
+        None,
+        false,
+    );
+}
+
+#[test]
+fn conv3x3_leaky_relu() {
+    conv_case(
+        "conv3x3 + leaky relu 7->10 on 1x7x5",
+        15,
+        (1, 7, 5),
+        7,
+        10,
+        false,
+        Some(0.01),
+        false,
+    );
+}
+
+#[test]
+fn conv3x3_pixel_shuffle() {
+    conv_case(
+        "conv3x3 + pixel shuffle 6->20 on 2x5x7",
+        16,
+        (2, 5, 7),
+        6,
+        20,
+        false,
+        None,
+        true,
+    );
+}
+
+/// `x W^T` for a PyTorch `[n, k]` weight, through the transposed layout, batched over z = 3.
+#[test]
+fn matmul_linear_batched() {
+    let Some(ctx) = ctx() else { return };
+    let (m, k, n) = (37usize, 19usize, 45usize);
+    let xs: Vec<Vec<f32>> = (0..3).map(|z| rand_vec(20 + z, m * k, -1.0, 1.0)).collect();
+    let ws: Vec<Vec<f32>> = (0..3).map(|z| rand_vec(30 + z, n * k, -0.5, 0.5)).collect();
+    let mut hs = Harness::new(ctx);
+    let x = hs.input(&xs.concat());
+    let wt: Vec<f32> = ws.iter().flat_map(|w| transpose(w, n, k)).collect();
+    let wb = hs.input(&wt);
+    let y = hs.zeros(3 * m * n);
+    hs.graph
+        .matmul(&MatmulArgs {
+            x: x.at(0),
+            x_zs: (m * k) as u32,
+            w: wb.at(0),
+            w_zs: (n * k) as u32,
+            y: y.at(0),
+            y_zs: (m * n) as u32,
+            m: m as u32,
+            n: n as u32,
+            k: k as u32,
+            batch_z: 3,
+            act: Act::None,
+            accumulate: false,
+        })
+        .unwrap();
+    hs.run();
+    let gpu = hs.read(y, 0, 3 * m * n);
+    let cpu: Vec<f32> = (0..3)
+        .flat_map(|z| ops::linear(&xs[z], k, &ws[z], n))
+        .collect();
+    check("matmul linear 37x19 -> 45, z = 3", &gpu, &cpu, REDUCTION);
+}
+
+fn matmul_act_case(name: &str, seed: u64, act: Act, accumulate: bool) {
+    let Some(ctx) = ctx() else { return };
+    let (m, k, n) = (70usize, 24usize, 13usize);
+    let xv = rand_vec(seed, m * k, -1.0, 1.0);
+    let wv = rand_vec(seed + 1, k * n, -0.6, 0.6);
+    let prev = rand_vec(seed + 2, m * n, -1.0, 1.0);
+    let mut hs = Harness::new(ctx);
+    let x = hs.input(&xv);
+    let w = hs.input(&wv);
+    let y = if accumulate {
+        hs.input(&prev)
+    } else {
+        hs.zeros(m * n)
+    };
+    hs.graph
+        .matmul(&MatmulArgs {
+            x: x.at(0),
+            x_zs: 0,
+            w: w.at(0),
+            w_zs: 0,
+            y: y.at(0),
+            y_zs: 0,
+            m: m as u32,
+            n: n as u32,
+            k: k as u32,
+            batch_z: 1,
+            act,
+            accumulate,
+        })
+        .unwrap();
+    hs.run();
+    let gpu = hs.read(y, 0, m * n);
+    let mut cpu = ops::matmul(&xv, k, &wv, n);
+    match act {
+        Act::None => {}
+        Act::Tanh => cpu.iter_mut().for_each(|v| *v = v.tanh()),
+        Act::Sigmoid => cpu.iter_mut().for_each(|v| *v = ops::sigmoid(*v)),
+        Act::ReluSquared => ops::relu_squared_in_place(&mut cpu),
+    }
+    if accumulate {
+        cpu = ops::add(&cpu, &prev);
+    }
+    check(name, &gpu, &cpu, REDUCTION);
+}
+
+#[test]
+fn matmul_tanh() {
+    matmul_act_case("matmul + tanh (LoRA w1)", 40, Act::Tanh, false);
+}
+
+#[test]
+fn matmul_sigmoid() {
+    matmul_act_case("matmul + sigmoid (LoRA g1)", 41, Act::Sigmoid, false);
+}
+
+#[test]
+fn matmul_relu_squared() {
+    matmul_act_case(
+        "matmul + relu^2 (channel mix key)",
+        42,
+        Act::ReluSquared,
+        false,
+    );
+}
+
+#[test]
+fn matmul_residual_add() {
+    matmul_act_case("matmul + residual add", 43, Act::None, true);
+}
+
+#[test]
+fn layer_norm() {
+    let Some(ctx) = ctx() else { return };
+    let (m, c) = (37usize, 24usize);
+    let xv: Vec<f32> = rand_vec(50, m * c, -2.0, 3.0);
+    let wv = rand_vec(51, c, 0.5, 1.5);
+    let bv = rand_vec(52, c, -0.3, 0.3);
+    let mut hs = Harness::new(ctx);
+    let x = hs.input(&xv);
+    let mut wb = wv.clone();
+    wb.extend_from_slice(&bv);
+    let wts = hs.input(&wb);
+    let y = hs.zeros(m * c);
+    hs.graph
+        .layer_norm(&LayerNormArgs {
+            x: x.at(0),
+            y: y.at(0),
+            weights: wts,
+            w_off: 0,
+            b_off: c as u32,
+            m: m as u32,
+            c: c as u32,
+            eps: ops::LN_EPS,
+        })
+        .unwrap();
+    hs.run();
+    let gpu = hs.read(y, 0, m * c);
+    let cpu = ops::layer_norm(&xv, c, &wv, &bv, ops::LN_EPS);
+    check("layer_norm 37 x 24", &gpu, &cpu, REDUCTION);
+}
+
+fn shift_mix_case(name: &str, nmix: usize) {
+    let Some(ctx) = ctx() else { return };
+    let (b, h, w, c, n) = (2usize, 7usize, 5usize, 24usize, 8usize);
+    let total = b * h * w * c;
+    let xv = rand_vec(60, total, -1.0, 1.0);
+    let mus: Vec<Vec<f32>> = (0..nmix)
+        .map(|z| rand_vec(61 + z as u64, c, 0.0, 1.0))
+        .collect();
+    let mut hs = Harness::new(ctx);
+    let x = hs.input(&xv);
+    let wts = hs.input(&mus.concat());
+    let y = hs.zeros(nmix * total);
+    hs.graph
+        .shift_mix(&ShiftMixArgs {
+            x: x.at(0),
+            y: y.at(0),
+            y_zs: total as u32,
+            weights: wts,
+            mu_off: 0,
+            nmix: nmix as u32,
+            batch: b as u32,
+            height: h as u32,
+            width: w as u32,
+            c: c as u32,
+            head_size: n as u32,
+        })
+        .unwrap();
+    hs.run();
+    let gpu = hs.read(y, 0, nmix * total);
+    let mut cpu = Vec::new();
+    for mu in &mus {
+        for i in 0..b {
+            let xi = &xv[i * h * w * c..(i + 1) * h * w * c];
+            let d = ops::token_shift_delta(xi, h, w, c, n);
+            cpu.extend(ops::lerp_mix(xi, &d, mu, c));
+        }
+    }
+    check(name, &gpu, &cpu, ELEMENTWISE);
+}
+
+#[test]
+fn shift_mix_six() {
+    shift_mix_case("token shift + 6 interpolations, 2x7x5x24", 6);
+}
+
+#[test]
+fn shift_mix_one() {
+    shift_mix_case("token shift + 1 interpolation (channel mix), 2x7x5x24", 1);
+}
+
+/// The LoRA matmuls and the fused att_prep kernel against the reference decay, learning rate,
+/// value residual, gate and keys.
+fn att_prep_case(first: bool) {
+    let Some(ctx) = ctx() else { return };
+    let (m, c, n, r) = (70usize, 64usize, 32usize, 8usize);
+    let mc = m * c;
+    let xin: Vec<Vec<f32>> = (0..4).map(|z| rand_vec(70 + z, mc, -1.0, 1.0)).collect(); // w a v g
+    let k = rand_vec(75, mc, -1.0, 1.0);
+    let v = rand_vec(76, mc, -1.0, 1.0);
+    let vfirst = rand_vec(77, mc, -1.0, 1.0);
+    let w0 = rand_vec(78, c, -3.0, 1.0);
+    let a0 = rand_vec(79, c, -1.0, 1.0);
+    let v0 = rand_vec(80, c, -1.0, 1.0);
+    let k_k = rand_vec(81, c, 0.5, 1.0);
+    let k_a = rand_vec(82, c, 0.5, 1.0);
+    let downs: Vec<Vec<f32>> = (0..4).map(|z| rand_vec(83 + z, c * r, -0.3, 0.3)).collect();
+    let ups: Vec<Vec<f32>> = (0..4).map(|z| rand_vec(87 + z, r * c, -0.3, 0.3)).collect();
+
+    let mut hs = Harness::new(ctx);
+    let xb = hs.input(&xin.concat());
+    let mut wv = Vec::new();
+    let mut offs = Vec::new();
+    for t in [&w0, &a0, &v0, &k_k, &k_a] {
+        offs.push(wv.len() as u32);
+        wv.extend_from_slice(t);
+    }
+    let mut doffs = Vec::new();
+    for z in 0..4 {
+        doffs.push((wv.len() as u32, 0u32));
+        wv.extend_from_slice(&downs[z]);
+        doffs[z].1 = wv.len() as u32;
+        wv.extend_from_slice(&ups[z]);
+    }
+    let wts = hs.input(&wv);
+    let mut proj = k.clone();
+    proj.extend_from_slice(&v);
+    let projb = hs.input(&proj);
+    let lora_d = hs.zeros(4 * m * r);
+    let lora_u = hs.zeros(4 * mc);
+    let outs = hs.zeros(5 * mc);
+    let vf = if first {
+        hs.zeros(mc)
+    } else {
+        hs.input(&vfirst)
+    };
+    let acts = [Act::Tanh, Act::None, Act::None, Act::Sigmoid];
+    for z in 0..4 {
+        hs.graph
+            .matmul(&MatmulArgs {
+                x: xb.at((z * mc) as u32),
+                x_zs: 0,
+                w: wts.at(doffs[z].0),
+                w_zs: 0,
+                y: lora_d.at((z * m * r) as u32),
+                y_zs: 0,
+                m: m as u32,
+                n: r as u32,
+                k: c as u32,
+                batch_z: 1,
+                act: acts[z],
+                accumulate: false,
+            })
+            .unwrap();
+        hs.graph
+            .matmul(&MatmulArgs {
+                x: lora_d.at((z * m * r) as u32),
+                x_zs: 0,
+                w: wts.at(doffs[z].1),
+                w_zs: 0,
+                y: lora_u.at((z * mc) as u32),
+                y_zs: 0,
+                m: m as u32,
+                n: c as u32,
+                k: r as u32,
+                batch_z: 1,
+                act: Act::None,
+                accumulate: false,
+            })
+            .unwrap();
+    }
+    let mcu = mc as u32;
+    hs.graph
+        .att_prep(&AttPrepArgs {
+            proj: projb,
+            k_off: 0,
+            v_off: mcu,
+            lora: lora_u,
+            wu_off: 0,
+            au_off: mcu,
+            vu_off: 2 * mcu,
+            weights: wts,
+            w0_off: offs[0],
+            a0_off: offs[1],
+            v0_off: offs[2],
+            kk_off: offs[3],
+            ka_off: offs[4],
+            outs,
+            lam_off: 0,
+            kneg_off: mcu,
+            kb_off: 2 * mcu,
+            kt_off: 3 * mcu,
+            vo_off: 4 * mcu,
+            vfirst: vf.at(0),
+            first,
+            m: m as u32,
+            c: c as u32,
+            head_size: n as u32,
+        })
+        .unwrap();
+    hs.run();
+    let out = hs.read(outs, 0, 5 * mc);
+    let gate_gpu = hs.read(lora_u, 3 * mc, mc);
+
+    let lam = ops::decay(&xin[0], c, &w0, &downs[0], r, &ups[0]);
+    let a = ops::icl_rate(&xin[1], c, &a0, &downs[1], r, &ups[1]);
+    let kk = ops::removal_key(&k, c, n, &k_k);
+    let kt = ops::replacement_key(&k, &a, c, &k_a);
+    let gate = ops::gate(&xin[3], c, &downs[3], r, &ups[3]);
+    let tag = if first { " (block 0)" } else { "" };
+    check(
+        &format!("att_prep lambda{tag}"),
+        &out[..mc],
+        &lam,
+        ELEMENTWISE,
+    );
+    let kneg: Vec<f32> = kk.iter().map(|x| -x).collect();
+    check(
+        &format!("att_prep -kk{tag}"),
+        &out[mc..2 * mc],
+        &kneg,
+        ELEMENTWISE,
+    );
+    check(
+        &format!("att_prep kk*a{tag}"),
+        &out[2 * mc..3 * mc],
+        &ops::mul(&kk, &a),
+        ELEMENTWISE,
+    );
+    check(
+        &format!("att_prep kt{tag}"),
+        &out[3 * mc..4 * mc],
+        &kt,
+        ELEMENTWISE,
+    );
+    check(&format!("gate LoRA{tag}"), &gate_gpu, &gate, REDUCTION);
+    if first {
+        check("att_prep v (block 0)", &out[4 * mc..], &v, ELEMENTWISE);
+        check(
+            "att_prep v_first written",
+            &hs.read(vf, 0, mc),
+            &v,
+            ELEMENTWISE,
+        );
+    } else {
+        let vr = ops::value_residual(&v, &vfirst, &xin[2], c, &v0, &downs[2], r, &ups[2]);
+        check("att_prep value residual", &out[4 * mc..], &vr, ELEMENTWISE);
+    }
+}
+
+#[test]
+fn att_prep_later_block() {
+    att_prep_case(false);
+}
+
+#[test]
+fn att_prep_block_zero() {
+    att_prep_case(true);
+}
+
+/// One scan direction on two 7x5 images with N = 32 (two heads), against `ops::delta_scan`; the
+/// final state in the state buffer must reproduce the output of the last token.
+fn scan_case(dir: ops::ScanDirection) {
+    let Some(ctx) = ctx() else { return };
+    let (b, h, w, c, n) = (2usize, 7usize, 5usize, 64usize, 32usize);
+    let l = h * w;
+    let heads = c / n;
+    let len = b * l * c;
+    let seed = 100 + 10 * dir.index() as u64;
+    let r = rand_vec(seed, len, -1.0, 1.0);
+    let lambda = rand_vec(seed + 1, len, 0.55, 1.0);
+    let kk = ops::removal_key(&rand_vec(seed + 2, len, -1.0, 1.0), c, n, &vec![1.0; c]);
+    let a = rand_vec(seed + 3, len, 0.0, 1.0);
+    let kt = rand_vec(seed + 4, len, -1.0, 1.0);
+    let v = rand_vec(seed + 5, len, -1.0, 1.0);
+    let kneg: Vec<f32> = kk.iter().map(|x| -x).collect();
+    let kb = ops::mul(&kk, &a);
+
+    let mut hs = Harness::new(ctx);
+    let ins = hs.input(&[lambda.clone(), kneg, kb, kt.clone(), v.clone()].concat());
+    let rb = hs.input(&r);
+    let y = hs.zeros(len);
+    let state = hs.zeros(b * heads * n * n);
+    let lu = len as u32;
+    hs.graph
+        .scan(&ScanArgs {
+            ins,
+            lam_off: 0,
+            kneg_off: lu,
+            kb_off: 2 * lu,
+            kt_off: 3 * lu,
+            v_off: 4 * lu,
+            r: rb.at(0),
+            y: y.at(0),
+            state: state.at(0),
+            batch: b as u32,
+            height: h as u32,
+            width: w as u32,
+            c: c as u32,
+            head_size: n as u32,
+            dir: dir.index() as u32,
+        })
+        .unwrap();
+    hs.run();
+    let gpu = hs.read(y, 0, len);
+    let st = hs.read(state, 0, b * heads * n * n);
+
+    let mut cpu = Vec::new();
+    for i in 0..b {
+        let s = |x: &[f32]| x[i * l * c..(i + 1) * l * c].to_vec();
+        let (ri, li, ki, ai, ti, vi) = (s(&r), s(&lambda), s(&kk), s(&a), s(&kt), s(&v));
+        let inputs = ops::ScanInputs {
+            r: &ri,
+            lambda: &li,
+            kk: &ki,
+            a: &ai,
+            kt: &ti,
+            v: &vi,
+        };
+        cpu.extend(ops::delta_scan(dir, h, w, c, n, &inputs));
+    }
+    check(
+        &format!("scan direction {}", dir.index()),
+        &gpu,
+        &cpu,
+        REDUCTION,
+    );
+
+    // y at the last visited token = S_final r there.
+    let p_last = dir.position(l - 1, h, w);
+    let mut from_state = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..b {
+        for hd in 0..heads {
+            for row in 0..n {
+                let base = (i * l + p_last) * c + hd * n;
+                let srow = &st[((i * heads + hd) * n + row) * n..][..n];
+                from_state.push(ops::dot(srow, &r[base..base + n]));
+                expected.push(cpu[base + row]);
+            }
+        }
+    }
+    check(
+        &format!("scan direction {} final state", dir.index()),
+        &from_state,
+        &expected,
+        REDUCTION,
+    );
+}
+
+#[test]
+fn scan_rows_forward() {
+    scan_case(ops::ScanDirection::RowsForward);
+}
+
+#[test]
+fn scan_rows_backward() {
+    scan_case(ops::ScanDirection::RowsBackward);
+}
+
+#[test]
+fn scan_cols_forward() {
+    scan_case(ops::ScanDirection::ColsForward);
+}
+
+#[test]
+fn scan_cols_backward() {
+    scan_case(ops::ScanDirection::ColsBackward);
+}
+
+#[test]
+fn combine() {
+    let Some(ctx) = ctx() else { return };
+    let (m, c, n) = (37usize, 64usize, 32usize);
+    let mc = m * c;
+    let yd: Vec<Vec<f32>> = (0..4).map(|d| rand_vec(200 + d, mc, -1.0, 1.0)).collect();
+    let kt = rand_vec(210, mc, -1.0, 1.0);
+    let v = rand_vec(211, mc, -1.0, 1.0);
+    let r = rand_vec(212, mc, -1.0, 1.0);
+    let gate = rand_vec(213, mc, -1.0, 1.0);
+    let rk = rand_vec(214, c, -0.5, 0.5);
+    let gw = rand_vec(215, c, 0.5, 1.5);
+    let gb = rand_vec(216, c, -0.2, 0.2);
+    let mut hs = Harness::new(ctx);
+    let ydb = hs.input(&yd.concat());
+    let mut insv = kt.clone();
+    insv.extend_from_slice(&v);
+    let ins = hs.input(&insv);
+    let rb = hs.input(&r);
+    let gb_buf = hs.input(&gate);
+    let wts = hs.input(&[rk.clone(), gw.clone(), gb.clone()].concat());
+    let out = hs.zeros(mc);
+    let cu = c as u32;
+    hs.graph
+        .combine(&CombineArgs {
+            ydir: ydb.at(0),
+            y_zs: mc as u32,
+            ins,
+            kt_off: 0,
+            v_off: mc as u32,
+            r: rb.at(0),
+            gate: gb_buf.at(0),
+            weights: wts,
+            rk_off: 0,
+            gw_off: cu,
+            gb_off: 2 * cu,
+            out: out.at(0),
+            m: m as u32,
+            c: cu,
+            head_size: n as u32,
+            eps: ops::GN_EPS,
+        })
+        .unwrap();
+    hs.run();
+    let gpu = hs.read(out, 0, mc);
+    let y = ops::add(&ops::add(&ops::add(&yd[0], &yd[1]), &yd[2]), &yd[3]);
+    let gn = ops::group_norm(&y, c, n, &gw, &gb, ops::GN_EPS);
+    let bonus = ops::bonus(&r, &kt, &v, &rk, c, n);
+    let cpu = ops::mul(&ops::add(&gn, &bonus), &gate);
+    check(
+        "combine (sum of directions, group norm, bonus, gate)",
+        &gpu,
+        &cpu,
+        REDUCTION,
+    );
+}

@@ -1,0 +1,267 @@
+//! The whole network on the GPU: against the committed PyTorch golden vectors
+//! (tests/data/golden), against the CPU reference forward pass, batching, cancellation, and
+//! errors (bad checkpoint, bad input) surfacing as errors.
+
+mod gpu_common;
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use deltawkv::engine::{EngineError, Upscaler};
+use deltawkv::gpu::kernels::ScanArgs;
+use deltawkv::gpu::{GpuEngine, GpuOptions};
+use deltawkv::model::cpu::{self, ops};
+use deltawkv::model::{Checkpoint, Degradation, ModelConfig};
+use deltawkv::plane::Plane;
+use gpu_common::*;
+use safetensors::{Dtype, SafeTensors};
+
+const PARITY: f64 = 1e-4;
+
+fn golden(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/golden")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A tensor of a golden file as f32 (stored as F64 or F32), with its shape.
+fn tensor(st: &SafeTensors<'_>, name: &str) -> (Vec<usize>, Vec<f32>) {
+    let t = st.tensor(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let data = match t.dtype() {
+        Dtype::F64 => t
+            .data()
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32)
+            .collect(),
+        Dtype::F32 => t
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect(),
+        d => panic!("{name}: unexpected dtype {d:?}"),
+    };
+    (t.shape().to_vec(), data)
+}
+
+fn quiet(_: usize, _: usize) {}
+
+/// All golden inputs of one checkpoint in ONE call (four shapes: the engine groups them).
+fn golden_case(scale: usize) {
+    let Some(ctx) = ctx() else { return };
+    let ck = Checkpoint::from_bytes(
+        &golden(&format!("model_x{scale}.safetensors")),
+        "golden model",
+    )
+    .expect("golden checkpoint");
+    let bytes = golden(&format!("vectors_x{scale}.safetensors"));
+    let st = SafeTensors::deserialize(&bytes).expect("golden vectors");
+    let tags = ["16x16", "12x16", "9x7", "5x6"];
+    let mut inputs = Vec::new();
+    let mut expected = Vec::new();
+    for tag in tags {
+        let (shape, data) = tensor(&st, &format!("input.{tag}"));
+        inputs.push(Plane::from_vec(shape[2], shape[1], data).unwrap());
+        expected.push(tensor(&st, &format!("output.{tag}")).1);
+    }
+    let mut eng = GpuEngine::new(ctx, &ck, GpuOptions::default()).expect("engine");
+    let out = eng
+        .upscale(&inputs, &quiet, &AtomicBool::new(false))
+        .expect("upscale");
+    for ((tag, o), e) in tags.iter().zip(&out).zip(&expected) {
+        assert_eq!(o.width * o.height, e.len());
+        check(
+            &format!("network x{scale} {tag} vs PyTorch golden"),
+            &o.data,
+            e,
+            PARITY,
+        );
+    }
+}
+
+#[test]
+fn golden_x2() {
+    golden_case(2);
+}
+
+#[test]
+fn golden_x4() {
+    golden_case(4);
+}
+
+/// The scan kernel on the golden recurrence problem (h = 5, w = 7, N = 8), each direction.
+#[test]
+fn golden_scan_directions() {
+    let Some(ctx) = ctx() else { return };
+    let bytes = golden("scan_dirs.safetensors");
+    let st = SafeTensors::deserialize(&bytes).expect("scan vectors");
+    let (h, w, n, c) = (5usize, 7usize, 8usize, 16usize);
+    let g = |name: &str| tensor(&st, name).1;
+    let (r, lam, kk, a, kt, v) = (
+        g("scan.r"),
+        g("scan.decay"),
+        g("scan.kk"),
+        g("scan.a"),
+        g("scan.kt"),
+        g("scan.v"),
+    );
+    let kneg: Vec<f32> = kk.iter().map(|x| -x).collect();
+    let kb = ops::mul(&kk, &a);
+    let names = [
+        "scan.y.dir0_rows_forward",
+        "scan.y.dir1_rows_backward",
+        "scan.y.dir2_cols_forward",
+        "scan.y.dir3_cols_backward",
+    ];
+    let len = (h * w * c) as u32;
+    for (dir, name) in names.iter().enumerate() {
+        let mut hs = Harness::new(ctx.clone());
+        let ins =
+            hs.input(&[lam.clone(), kneg.clone(), kb.clone(), kt.clone(), v.clone()].concat());
+        let rb = hs.input(&r);
+        let y = hs.zeros(h * w * c);
+        let state = hs.zeros(2 * n * n);
+        hs.graph
+            .scan(&ScanArgs {
+                ins,
+                lam_off: 0,
+                kneg_off: len,
+                kb_off: 2 * len,
+                kt_off: 3 * len,
+                v_off: 4 * len,
+                r: rb.at(0),
+                y: y.at(0),
+                state: state.at(0),
+                batch: 1,
+                height: h as u32,
+                width: w as u32,
+                c: c as u32,
+                head_size: n as u32,
+                dir: dir as u32,
+            })
+            .unwrap();
+        hs.run();
+        check(
+            &format!("scan {name} vs PyTorch golden"),
+            &hs.read(y, 0, h * w * c),
+            &g(name),
+            PARITY,
+        );
+    }
+}
+
+/// A small configuration that exercises every code path: 2 groups (v_first crosses groups),
+/// odd LoRA ranks, head size 16.
+fn tiny_config(scale: usize) -> ModelConfig {
+    ModelConfig {
+        scale,
+        dim: 32,
+        head_size: 16,
+        groups: 2,
+        blocks_per_group: 2,
+        ffn_ratio: 2,
+        lora_rank_w: 5,
+        lora_rank_a: 7,
+        lora_rank_v: 3,
+        lora_rank_g: 9,
+        degradation: Degradation::Kspace,
+    }
+}
+
+fn test_planes(seed: u64, shapes: &[(usize, usize)]) -> Vec<Plane> {
+    shapes
+        .iter()
+        .enumerate()
+        .map(|(i, &(h, w))| {
+            Plane::from_vec(w, h, rand_vec(seed + i as u64, h * w, 0.0, 1.0)).unwrap()
+        })
+        .collect()
+}
+
+/// Several slices of two shapes, batched two at a time, against `cpu::forward` slice by slice.
+fn cpu_parity_case(scale: usize) {
+    let Some(ctx) = ctx() else { return };
+    let ck = Checkpoint::random(&tiny_config(scale), 7 + scale as u64);
+    let inputs = test_planes(300, &[(7, 5), (7, 5), (6, 9), (7, 5)]);
+    let opts = GpuOptions {
+        max_batch: Some(2),
+        ..Default::default()
+    };
+    let mut eng = GpuEngine::new(ctx, &ck, opts).expect("engine");
+    let progress = std::sync::Mutex::new(Vec::new());
+    let report = |d: usize, t: usize| progress.lock().unwrap().push((d, t));
+    let out = eng
+        .upscale(&inputs, &report, &AtomicBool::new(false))
+        .expect("upscale");
+    for (i, (inp, o)) in inputs.iter().zip(&out).enumerate() {
+        let reference = cpu::forward(&ck, inp).expect("cpu forward");
+        assert_eq!((o.width, o.height), (reference.width, reference.height));
+        check(
+            &format!(
+                "network x{scale} slice {i} ({}x{}) vs CPU forward",
+                inp.height, inp.width
+            ),
+            &o.data,
+            &reference.data,
+            PARITY,
+        );
+    }
+    let p = progress.lock().unwrap();
+    assert_eq!(p.first(), Some(&(0, 4)));
+    assert_eq!(p.last(), Some(&(4, 4)));
+}
+
+#[test]
+fn cpu_parity_x2() {
+    cpu_parity_case(2);
+}
+
+#[test]
+fn cpu_parity_x4() {
+    cpu_parity_case(4);
+}
+
+#[test]
+fn cancellation_returns_cancelled() {
+    let Some(ctx) = ctx() else { return };
+    let ck = Checkpoint::random(&tiny_config(2), 1);
+    let mut eng = GpuEngine::new(ctx, &ck, GpuOptions::default()).expect("engine");
+    let r = eng.upscale(&test_planes(1, &[(5, 5)]), &quiet, &AtomicBool::new(true));
+    assert!(matches!(r, Err(EngineError::Cancelled)), "{r:?}");
+}
+
+#[test]
+fn bad_checkpoint_is_an_error() {
+    let Some(ctx) = ctx() else { return };
+    let mut ck = Checkpoint::random(&tiny_config(2), 1);
+    ck.tensors.remove("groups.1.blocks.0.att.k_a");
+    let e = GpuEngine::new(ctx.clone(), &ck, GpuOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("groups.1.blocks.0.att.k_a"), "{e}");
+
+    let mut ck = Checkpoint::random(&tiny_config(2), 1);
+    if let Some(t) = ck.tensors.get_mut("conv_last.weight") {
+        t.shape = vec![2, 64, 3, 3];
+    }
+    let e = GpuEngine::new(ctx, &ck, GpuOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("conv_last.weight"), "{e}");
+}
+
+#[test]
+fn bad_input_is_an_error() {
+    let Some(ctx) = ctx() else { return };
+    let ck = Checkpoint::random(&tiny_config(2), 1);
+    let mut eng = GpuEngine::new(ctx, &ck, GpuOptions::default()).expect("engine");
+    let mut planes = test_planes(1, &[(4, 4), (4, 4)]);
+    planes[1].data[3] = f32::NAN;
+    let r = eng.upscale(&planes, &quiet, &AtomicBool::new(false));
+    assert!(
+        matches!(r, Err(EngineError::BadInput { index: 1, .. })),
+        "{r:?}"
+    );
+    let empty = [Plane::zeros(0, 3)];
+    let r = eng.upscale(&empty, &quiet, &AtomicBool::new(false));
+    assert!(
+        matches!(r, Err(EngineError::BadInput { index: 0, .. })),
+        "{r:?}"
+    );
+}

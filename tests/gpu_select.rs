@@ -1,0 +1,146 @@
+//! Backend selection (`engine::create`) and the CPU fallback of a failing GPU.
+
+mod gpu_common;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use deltawkv::engine::{self, DeviceChoice, EngineError, Upscaler};
+use deltawkv::gpu::select::GpuWithFallback;
+use deltawkv::gpu::{GpuContext, GpuEngine, GpuOptions};
+use deltawkv::model::cpu;
+use deltawkv::model::{Checkpoint, Degradation, ModelConfig};
+use deltawkv::plane::Plane;
+use gpu_common::*;
+
+fn tiny() -> Checkpoint {
+    let cfg = ModelConfig {
+        scale: 2,
+        dim: 16,
+        head_size: 8,
+        groups: 1,
+        blocks_per_group: 2,
+        ffn_ratio: 2,
+        lora_rank_w: 4,
+        lora_rank_a: 4,
+        lora_rank_v: 4,
+        lora_rank_g: 4,
+        degradation: Degradation::Kspace,
+    };
+    Checkpoint::random(&cfg, 5)
+}
+
+fn quiet(_: usize, _: usize) {}
+
+fn planes() -> Vec<Plane> {
+    vec![Plane::from_vec(6, 5, rand_vec(9, 30, 0.0, 1.0)).unwrap()]
+}
+
+#[test]
+fn create_each_choice() {
+    let Some(ctx) = ctx() else { return };
+    let cache = tempfile::tempdir().unwrap();
+    // SAFETY: the only test of this binary that reads the variable; set before any thread uses it.
+    unsafe { std::env::set_var("DELTAWKV_CACHE_DIR", cache.path()) };
+    let ck = tiny();
+    let reference = cpu::forward(&ck, &planes()[0]).unwrap();
+
+    let mut c = engine::create(ck.clone(), DeviceChoice::Cpu).unwrap();
+    assert!(
+        c.describe().starts_with("CPU reference"),
+        "{}",
+        c.describe()
+    );
+
+    let mut g = engine::create_with_context(ck.clone(), DeviceChoice::Gpu, ctx.clone()).unwrap();
+    assert!(g.describe().starts_with("GPU: "), "{}", g.describe());
+
+    let mut a = engine::create_with_context(ck.clone(), DeviceChoice::Auto, ctx.clone()).unwrap();
+    eprintln!("auto chose: {}", a.describe());
+    if ctx.is_software() {
+        // The choice is shown with the measurement behind it, and cached on disk.
+        assert!(a.describe().contains("auto: "), "{}", a.describe());
+        assert!(cache.path().join("device_choice.json").exists());
+    } else {
+        assert!(a.describe().starts_with("GPU: "), "{}", a.describe());
+    }
+    for u in [&mut c, &mut g, &mut a] {
+        assert_eq!(u.scale(), 2);
+        let out = u
+            .upscale(&planes(), &quiet, &AtomicBool::new(false))
+            .unwrap();
+        check(
+            &format!("{} vs CPU forward", u.describe()),
+            &out[0].data,
+            &reference.data,
+            1e-4,
+        );
+    }
+}
+
+/// A destroyed (lost) device: the next run fails over to the CPU reference with a notice.
+#[test]
+fn lost_device_falls_back_to_cpu() {
+    if ctx().is_none() {
+        return;
+    }
+    let ctx = Arc::new(GpuContext::new().unwrap());
+    let ck = tiny();
+    let gpu = GpuEngine::new(ctx.clone(), &ck, GpuOptions::default()).unwrap();
+    let mut u = GpuWithFallback::new(gpu, ck.clone(), None);
+    let first = u
+        .upscale(&planes(), &quiet, &AtomicBool::new(false))
+        .unwrap();
+    ctx.device.destroy();
+    let second = u
+        .upscale(&planes(), &quiet, &AtomicBool::new(false))
+        .unwrap();
+    let notices = u.take_notices();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert!(notices[0].contains("CPU reference"), "{notices:?}");
+    assert!(
+        u.describe().starts_with("CPU reference"),
+        "{}",
+        u.describe()
+    );
+    let reference = cpu::forward(&ck, &planes()[0]).unwrap();
+    check(
+        "before the loss (GPU)",
+        &first[0].data,
+        &reference.data,
+        1e-4,
+    );
+    check(
+        "after the loss (CPU fallback)",
+        &second[0].data,
+        &reference.data,
+        1e-6,
+    );
+}
+
+#[test]
+fn gpu_choice_without_adapter_is_an_error() {
+    let ck = tiny();
+    let r = deltawkv::gpu::select::select(
+        ck,
+        DeviceChoice::Gpu,
+        Err(EngineError::NoAdapter("none in this test".into())),
+    );
+    assert!(matches!(r, Err(EngineError::NoAdapter(_))));
+    let auto = deltawkv::gpu::select::select(
+        tiny(),
+        DeviceChoice::Auto,
+        Err(EngineError::NoAdapter("none in this test".into())),
+    )
+    .unwrap();
+    assert!(
+        auto.describe().starts_with("CPU reference"),
+        "{}",
+        auto.describe()
+    );
+    assert!(
+        auto.describe().contains("none in this test"),
+        "{}",
+        auto.describe()
+    );
+}
