@@ -313,3 +313,23 @@ fn upscaled_geometry_keeps_world_position() {
         }
     }
 }
+
+#[test]
+fn volume_new_checks_and_derives_spacing() {
+    let affine = [
+        [0.0, 0.0, 3.0, 1.0],
+        [-2.0, 0.0, 0.0, 2.0],
+        [0.0, 0.5, 0.0, 3.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ];
+    let v = Volume::new(vec![1.0; 24], [2, 3, 4], affine, Default::default()).expect("valid");
+    assert_eq!(v.spacing, [2.0, 0.5, 3.0]);
+    assert_eq!(v.orientation_code(), "PSR");
+    assert!(matches!(
+        Volume::new(vec![1.0; 23], [2, 3, 4], affine, Default::default()),
+        Err(VolumeError::InvalidVolume(_))
+    ));
+    let mut bad = affine;
+    bad[0][0] = f64::NAN;
+    assert!(Volume::new(vec![1.0; 24], [2, 3, 4], bad, Default::default()).is_err());
+}

@@ -1,8 +1,217 @@
 //! The egui viewer. The only module that knows egui.
+//!
+//! - [`session`]: the opened volume turned into LR, GT, baselines and SR runs (no window);
+//! - [`geometry`], [`windowing`], [`colormap`], [`metrics_cache`]: navigation, window/level,
+//!   colour maps and cached metrics (no window);
+//! - [`jobs`]: loading, preparation, inference and metrics off the UI thread;
+//! - [`viewer`]: the runtime state and what the user's actions do;
+//! - [`render`] + `shaders/display.wgsl`: slices drawn from GPU textures on eframe's device;
+//! - [`panes`], [`ui`]: drawing and input; [`export`]: NIfTI, PNG, CSV, JSON;
+//! - [`settings`]: what persists between runs, and the shortcut table.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use eframe::egui_wgpu::{self, wgpu};
+
+pub mod backend;
+pub mod colormap;
+pub mod export;
+pub mod geometry;
+pub mod jobs;
+pub mod metrics_cache;
+pub mod panes;
+pub mod render;
+pub mod session;
+pub mod settings;
+pub mod ui;
+pub mod viewer;
+pub mod windowing;
+
+pub use settings::Settings;
+pub use viewer::{AppOptions, Viewer};
 
 /// Opens the viewer on `path` (the bundled sample when `None`) and blocks until it closes.
-pub fn run(_path: Option<PathBuf>) -> anyhow::Result<()> {
-    anyhow::bail!("the viewer is not available yet")
+pub fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
+    let opts = AppOptions {
+        path,
+        ..Default::default()
+    };
+    eframe::run_native(
+        "deltawkv",
+        native_options(),
+        Box::new(move |cc| Ok(Box::new(DeltaApp::new(cc, opts)))),
+    )
+    .map_err(|e| anyhow::anyhow!("the viewer could not start: {e}"))
+}
+
+/// eframe options: the wgpu renderer, on a device with the adapter's own limits (the default
+/// WebGL2 limits of a GL fallback would forbid the inference engine's compute pipelines).
+pub fn native_options() -> eframe::NativeOptions {
+    let mut wgpu_options = egui_wgpu::WgpuConfiguration::default();
+    if let egui_wgpu::WgpuSetup::CreateNew(c) = &mut wgpu_options.wgpu_setup {
+        c.device_descriptor = Arc::new(|adapter: &wgpu::Adapter| wgpu::DeviceDescriptor {
+            label: Some("deltawkv device"),
+            required_limits: adapter.limits(),
+            ..Default::default()
+        });
+    }
+    eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("deltawkv: Delta-WKV MRI super-resolution")
+            .with_app_id("deltawkv")
+            .with_inner_size([1500.0, 950.0])
+            .with_min_inner_size([720.0, 480.0])
+            .with_drag_and_drop(true),
+        renderer: eframe::Renderer::Wgpu,
+        wgpu_options,
+        multisampling: 0,
+        depth_buffer: 0,
+        ..Default::default()
+    }
+}
+
+/// The eframe application: the viewer plus what only the eframe layer has.
+pub struct DeltaApp {
+    pub viewer: Viewer,
+    render_state: Option<egui_wgpu::RenderState>,
+    /// UI zoom before presentation mode.
+    normal_zoom: Option<f32>,
+}
+
+impl DeltaApp {
+    /// Creates the app: settings from storage (unless given), display resources installed on
+    /// eframe's wgpu renderer, and the initial volume opening.
+    pub fn new(cc: &eframe::CreationContext<'_>, opts: AppOptions) -> Self {
+        let persist = opts.settings.is_none();
+        let settings = opts
+            .settings
+            .clone()
+            .or_else(|| {
+                cc.storage
+                    .and_then(|s| eframe::get_value(s, eframe::APP_KEY))
+            })
+            .unwrap_or_default();
+        let shared = cc.wgpu_render_state.as_ref().map(|rs| {
+            render::install(rs);
+            backend::SharedGpu {
+                device: rs.device.clone(),
+                queue: rs.queue.clone(),
+                info: rs.adapter.get_info(),
+            }
+        });
+        if shared.is_none() {
+            tracing::error!("eframe has no wgpu renderer: slices cannot be drawn");
+        }
+        let ctx = cc.egui_ctx.clone();
+        let waker: jobs::Waker = Arc::new(move || ctx.request_repaint());
+        let mut viewer = Viewer::new(opts, settings, shared, waker);
+        viewer.persist = persist;
+        if !viewer.gpu_display {
+            viewer.error("no wgpu renderer: the panes cannot be drawn on this system".into());
+        }
+        Self {
+            viewer,
+            render_state: cc.wgpu_render_state.clone(),
+            normal_zoom: None,
+        }
+    }
+
+    fn toggle_presentation(&mut self, ctx: &egui::Context) {
+        let v = &mut self.viewer;
+        v.presentation = !v.presentation;
+        ctx.send_viewport_cmd(egui::ViewportCommand::Fullscreen(v.presentation));
+        if v.presentation {
+            self.normal_zoom = Some(ctx.zoom_factor());
+            ctx.set_zoom_factor(v.settings.presentation_zoom);
+            // Start on the SR pane.
+            v.presentation_index = 1;
+        } else {
+            ctx.set_zoom_factor(self.normal_zoom.take().unwrap_or(1.0));
+        }
+    }
+
+    fn save_png(&mut self, ctx: &egui::Context) {
+        let Some(path) = self.viewer.pending_png.take() else {
+            return;
+        };
+        let Some(rs) = self.render_state.clone() else {
+            self.viewer.error("PNG not saved: no wgpu renderer".into());
+            return;
+        };
+        let size = self.viewer.panes_size;
+        match export::save_png(&mut self.viewer, &rs, size, ctx.pixels_per_point(), &path) {
+            Ok((w, h)) => self
+                .viewer
+                .info(format!("PNG ({w}x{h}) saved to {}", path.display())),
+            Err(e) => self.viewer.error(format!("PNG not saved: {e}")),
+        }
+    }
+}
+
+impl eframe::App for DeltaApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let ctx = ui.ctx().clone();
+        self.viewer.poll();
+        ui::dropped_files(&mut self.viewer, &ctx);
+        let mut req = ui::FrameRequests::default();
+        ui::shortcuts(&mut self.viewer, ui, &mut req);
+        self.viewer.hover = None;
+
+        let v = &mut self.viewer;
+        if !v.presentation {
+            egui::Panel::top("menu").show(ui, |ui| {
+                ui::menu_bar(v, ui, &mut req);
+                ui::toolbar(v, ui);
+            });
+            if !v.messages.is_empty() {
+                egui::Panel::top("messages").show(ui, |ui| ui::messages(v, ui));
+            }
+            egui::Panel::bottom("status").show(ui, |ui| {
+                ui::progress(v, ui);
+                ui::readout(v, ui);
+            });
+            let simulate = v.prepared.as_ref().is_some_and(|p| p.gt.is_some());
+            if v.settings.show_plot && simulate {
+                egui::Panel::bottom("plot")
+                    .resizable(true)
+                    .default_size(170.0)
+                    .min_size(90.0)
+                    .show(ui, |ui| ui::psnr_plot(v, ui));
+            }
+            if v.settings.show_side_panel {
+                egui::Panel::right("side")
+                    .resizable(true)
+                    .default_size(330.0)
+                    .show(ui, |ui| ui::side_panel(v, ui));
+            }
+        }
+        egui::CentralPanel::no_frame().show(ui, |ui| {
+            let rect = ui.max_rect();
+            ui.painter()
+                .rect_filled(rect, 0.0, egui::Color32::from_gray(18));
+            panes::pane_grid(v, ui, rect.shrink(2.0), true);
+        });
+        ui::help_window(v, &ctx);
+        ui::series_window(v, &ctx);
+        v.request_metrics();
+        if v.busy() {
+            ctx.request_repaint_after(std::time::Duration::from_millis(250));
+        }
+
+        if req.toggle_presentation {
+            self.toggle_presentation(&ctx);
+        }
+        if req.save_png {
+            let name = format!("{}.png", self.viewer.export_stem());
+            self.viewer.dialog(jobs::DialogPurpose::ExportPng, &name);
+        }
+        self.save_png(&ctx);
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        if self.viewer.persist {
+            eframe::set_value(storage, eframe::APP_KEY, &self.viewer.settings);
+        }
+    }
 }

@@ -124,17 +124,9 @@ fn default_weights(scale: usize) -> PathBuf {
     PathBuf::from(format!("weights/dwkv3m_x{scale}.safetensors"))
 }
 
-/// Opens the inference backend for `--device`.
+/// Opens the inference backend for `--device` (see [`crate::engine::create`]).
 fn open_engine(ckpt: Checkpoint, device: DeviceChoice) -> anyhow::Result<Box<dyn Upscaler>> {
-    match device {
-        DeviceChoice::Cpu | DeviceChoice::Auto => {
-            let up = crate::model::cpu::CpuUpscaler::new(ckpt).context("checkpoint rejected")?;
-            Ok(Box::new(up))
-        }
-        DeviceChoice::Gpu => bail!(
-            "--device gpu: this build's eval has no GPU engine selection yet; use --device cpu"
-        ),
-    }
+    crate::engine::create(ckpt, device).context("cannot start the inference engine")
 }
 
 fn clamp01(mut p: Plane) -> Plane {
@@ -288,7 +280,6 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let mut seconds_sr = None;
     let mut weights = None;
     if let Some((mut up, path)) = engine {
-        device = Some(up.describe());
         weights = Some(path);
         let pb = bar(lrs.len(), args.json, "SR");
         let progress = |done: usize, _total: usize| pb.set_position(done as u64);
@@ -299,6 +290,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             .context("inference failed")?;
         seconds_sr = Some(t.elapsed().as_secs_f64());
         pb.finish_and_clear();
+        for note in up.take_notices() {
+            eprintln!("note: {note}");
+        }
+        // After the run: a GPU engine that fell back to the CPU says so here.
+        device = Some(up.describe());
         if srs.len() != gt.len() {
             bail!(
                 "the engine returned {} planes for {} inputs",

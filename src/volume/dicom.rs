@@ -204,11 +204,17 @@ struct FrameGeo {
     thickness: Option<f64>,
     slope: f64,
     intercept: f64,
-    /// Ordering key within a position for 4-D data (temporal index, acquisition, instance).
-    order: [i64; 3],
+    /// Ordering key within a position for 4-D data (temporal index, echo, acquisition,
+    /// instance/frame).
+    order: [i64; 4],
 }
 
-fn describe(path: &Path, gz: bool, obj: &DefaultDicomObject) -> Result<FileInfo, VolumeError> {
+fn describe(
+    path: &Path,
+    gz: bool,
+    obj: &DefaultDicomObject,
+    budget: u64,
+) -> Result<FileInfo, VolumeError> {
     let ds: &InMemDicomObject = obj;
     let rows = elem_int(ds, tags::ROWS);
     let cols = elem_int(ds, tags::COLUMNS);
@@ -233,6 +239,23 @@ fn describe(path: &Path, gz: bool, obj: &DefaultDicomObject) -> Result<FileInfo,
         }
         None => 1,
     };
+    // Refuse absurd frame counts before allocating anything per frame (single-frame files are
+    // checked as a whole series in `build_volume`).
+    let needed = (rows as u64)
+        .checked_mul(cols as u64)
+        .and_then(|v| v.checked_mul(frames as u64))
+        .and_then(|v| v.checked_mul(4));
+    if frames > 1 && needed.is_none_or(|b| b > budget) {
+        return Err(VolumeError::TooLarge {
+            path: path.to_path_buf(),
+            dims: format!("{cols}x{rows}x{frames}"),
+            needed_bytes: needed.unwrap_or(u64::MAX),
+            needed: needed
+                .map(human_bytes)
+                .unwrap_or_else(|| "more than 16 EiB".into()),
+            budget: human_bytes(budget),
+        });
+    }
     let series_uid = elem_str(ds, tags::SERIES_INSTANCE_UID)
         .unwrap_or_else(|| "(no SeriesInstanceUID)".to_string());
     let image_type = elem_str(ds, tags::IMAGE_TYPE)
@@ -248,6 +271,7 @@ fn describe(path: &Path, gz: bool, obj: &DefaultDicomObject) -> Result<FileInfo,
     let instance = elem_int(ds, tags::INSTANCE_NUMBER).unwrap_or(0);
     let acquisition = elem_int(ds, tags::ACQUISITION_NUMBER).unwrap_or(0);
     let temporal = elem_int(ds, tags::TEMPORAL_POSITION_IDENTIFIER).unwrap_or(0);
+    let echo = elem_int(ds, tags::ECHO_NUMBERS).unwrap_or(0);
 
     let shared = first_item(ds, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE);
     let per_frame = ds
@@ -290,9 +314,14 @@ fn describe(path: &Path, gz: bool, obj: &DefaultDicomObject) -> Result<FileInfo,
         let fc = fr.and_then(|x| first_item(x, tags::FRAME_CONTENT_SEQUENCE));
         let temporal_idx = fc.and_then(|c| elem_int(c, tags::TEMPORAL_POSITION_INDEX));
         let order = if enhanced {
-            [temporal_idx.unwrap_or(0), 0, f as i64]
+            [temporal_idx.unwrap_or(0), 0, 0, f as i64]
         } else {
-            [temporal, acquisition, instance * 1_000_000 + f as i64]
+            [
+                temporal,
+                echo,
+                acquisition,
+                instance.saturating_mul(1_000_000).saturating_add(f as i64),
+            ]
         };
         let slope = slope.or(top_slope).unwrap_or(1.0);
         frame_geo.push(FrameGeo {
@@ -448,6 +477,7 @@ fn assemble(files: &[FileInfo], label: &Path, opts: &LoadOptions) -> Result<Asse
 
     let origin;
     let step: [f64; 3];
+    let mut volumes_available = 1;
     let slices: Vec<SliceSource>;
     if images.len() == 1 {
         // A single 2-D image: the third axis is the normal, one slice thickness long.
@@ -517,6 +547,7 @@ fn assemble(files: &[FileInfo], label: &Path, opts: &LoadOptions) -> Result<Asse
                 ),
             });
         }
+        volumes_available = per_position;
         if per_position > 1 {
             if opts.volume >= per_position {
                 return Err(VolumeError::VolumeIndex {
@@ -530,12 +561,6 @@ fn assemble(files: &[FileInfo], label: &Path, opts: &LoadOptions) -> Result<Asse
                 opts.volume + 1,
                 per_position
             ));
-        } else if opts.volume > 0 {
-            return Err(VolumeError::VolumeIndex {
-                path: label.to_path_buf(),
-                index: opts.volume,
-                count: 1,
-            });
         }
         let chosen: Vec<(f64, SliceSource, &FrameGeo)> = groups
             .iter()
@@ -582,6 +607,13 @@ fn assemble(files: &[FileInfo], label: &Path, opts: &LoadOptions) -> Result<Asse
         }
         origin = p_first;
         slices = chosen.iter().map(|x| x.1).collect();
+    }
+    if opts.volume >= volumes_available {
+        return Err(VolumeError::VolumeIndex {
+            path: label.to_path_buf(),
+            index: opts.volume,
+            count: volumes_available,
+        });
     }
     let mut affine_lps = geometry::IDENTITY;
     for i in 0..3 {
@@ -894,7 +926,7 @@ fn sample_type(ds: &InMemDicomObject) -> String {
 /// Loads one DICOM file (single image, classic or enhanced multi-frame).
 pub(crate) fn load_file(path: &Path, gz: bool, opts: &LoadOptions) -> Result<Volume, VolumeError> {
     let obj = open_object(path, gz, true, opts.memory_budget)?;
-    let info = describe(path, gz, &obj)?;
+    let info = describe(path, gz, &obj, opts.memory_budget)?;
     if let Some(wanted) = opts.series.as_deref()
         && wanted != info.series_uid
     {
@@ -979,12 +1011,15 @@ fn scan_folder(folder: &Path, budget: u64) -> Result<Vec<SeriesFiles>, VolumeErr
     let mut first_error: Option<VolumeError> = None;
     for p in &files {
         let Some(gz) = sniff(p) else { continue };
-        let described = open_object(p, gz, false, budget).and_then(|obj| describe(p, gz, &obj));
+        let described =
+            open_object(p, gz, false, budget).and_then(|obj| describe(p, gz, &obj, budget));
         match described {
             Ok(info) => match groups.iter_mut().find(|(uid, _)| *uid == info.series_uid) {
                 Some((_, v)) => v.push(info),
                 None => groups.push((info.series_uid.clone(), vec![info])),
             },
+            // One image over the budget means its series is too: say so rather than skip it.
+            Err(e @ VolumeError::TooLarge { .. }) => return Err(e),
             Err(e) => {
                 tracing::debug!("skipping {}: {e}", p.display());
                 if first_error.is_none() {

@@ -1,5 +1,11 @@
 //! Volume I/O: NIfTI-1/2 and DICOM in, NIfTI out; orientation and slicing.
 //!
+//! Entry points: [`load`] (any NIfTI/DICOM file or DICOM folder, chosen by content, with
+//! [`LoadOptions`] for the 4-D volume, the DICOM series and a memory budget), [`list_series`]
+//! (series picker), [`save_nifti`] (atomic NIfTI-1 float32 writer), [`orientation_code`],
+//! [`Volume::to_canonical`], [`Volume::upscaled_geometry`] / [`Volume::downsampled_geometry`],
+//! and intensity statistics in [`stats`]. Errors are [`VolumeError`] variants naming the file.
+//!
 //! Conventions used across the crate:
 //! - voxel `(i, j, k)` is stored at `data[i + dims[0] * (j + dims[1] * k)]` (i fastest, as NIfTI);
 //! - `affine` maps voxel indices to world coordinates in RAS+ millimetres (NIfTI convention;
@@ -250,6 +256,37 @@ impl Axis {
 }
 
 impl Volume {
+    /// A volume from voxel data and geometry; `spacing` is derived from the affine's column
+    /// norms. Fails when `data.len()` is not the product of `dims`, a dimension is 0, or the
+    /// affine is not finite.
+    pub fn new(
+        data: Vec<f32>,
+        dims: [usize; 3],
+        affine: Affine,
+        meta: VolumeMeta,
+    ) -> Result<Volume, VolumeError> {
+        let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if dims.contains(&0) || n != Some(data.len()) {
+            return Err(VolumeError::InvalidVolume(format!(
+                "{} voxels of data for dims {dims:?}",
+                data.len()
+            )));
+        }
+        if !affine.iter().flatten().all(|v| v.is_finite()) {
+            return Err(VolumeError::InvalidVolume(
+                "the affine is not finite".into(),
+            ));
+        }
+        let spacing = geometry::column_norms(&affine);
+        Ok(Volume {
+            data,
+            dims,
+            spacing,
+            affine,
+            meta,
+        })
+    }
+
     /// Number of slices along `axis`.
     pub fn slice_count(&self, axis: Axis) -> usize {
         self.dims[axis.index()]

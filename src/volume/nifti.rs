@@ -471,7 +471,13 @@ pub(crate) fn load(
     }
     let nvox = lay.dims[0] * lay.dims[1] * lay.dims[2];
     let vol_bytes = (nvox as u64) * lay.bpv as u64;
-    let offset = (h.vox_offset as u64) + vol_bytes * opts.volume as u64;
+    let offset = vol_bytes
+        .checked_mul(opts.volume as u64)
+        .and_then(|o| o.checked_add(h.vox_offset as u64))
+        .ok_or_else(|| VolumeError::InvalidHeader {
+            path: path.to_path_buf(),
+            detail: format!("volume {} lies beyond any possible file size", opts.volume),
+        })?;
 
     let slope_raw = h.scl_slope;
     let (slope, inter) = if slope_raw.is_finite() && slope_raw != 0.0 {

@@ -46,7 +46,7 @@ def tiny_args(tmp: Path, out: str, **kw):
             "--total-steps", "50", "--state-precision", "full", "--no-export",
             "--time-limit", "600", "--reserve", "0", "--ckpt-every", "100000"]
     for k, v in kw.items():
-        argv += [f"--{k.replace('_', '-')}", str(v)]
+        argv += [f"--{k.replace('_', '-')}"] + ([str(v)] if v != "" else [])
     return train.parse_args(argv)
 
 
@@ -124,3 +124,17 @@ def test_sampler_crops_and_padding(tmp_path):
     crops, averaged = s.sample(8)
     assert crops.shape == (8, 56, 56) and crops.dtype == np.uint8
     assert averaged.dtype == bool
+
+
+def test_restart_schedule_and_init_from(tmp_path):
+    write_random_data(tmp_path)
+    run(tiny_args(tmp_path, "first", max_steps=2))
+    t = train.Trainer(tiny_args(tmp_path, "second", max_steps=1, resume=tmp_path / "first",
+                                restart_schedule="", lr=1e-3, warmup=4, total_steps=10))
+    assert (t.step, t.sched_step0, t.total_steps) == (2, 2, 12)
+    assert t.set_lr() == pytest.approx(1e-3 / 4)  # first warm-up step of the new cycle
+    # x4 from the x2 state: every tensor but the second upsampling conv is copied
+    x4 = train.Trainer(tiny_args(tmp_path, "x4", scale=4, init_from=tmp_path / "first"))
+    assert x4.init_note["kept_init"] == ["upsample.1.weight", "upsample.1.bias"]
+    src = torch.load(tmp_path / "first" / "model.pt", weights_only=False)["model"]
+    assert torch.equal(x4.model.state_dict()["conv_first.weight"], src["conv_first.weight"])

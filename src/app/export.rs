@@ -1,0 +1,365 @@
+//! Exports: metrics as CSV/JSON, and a PNG of the panes rendered offscreen at twice the screen's
+//! pixel density (the same pane drawing code and display shader, into a texture on eframe's
+//! device). The SR NIfTI export goes through `volume::save_nifti` (atomic) on a worker thread.
+
+use std::io::Write;
+use std::path::Path;
+
+use eframe::egui_wgpu::{self, wgpu};
+use serde::Serialize;
+
+use super::geometry::axis_label;
+use super::metrics_cache::Slot;
+use super::render::DisplayResources;
+use super::viewer::Viewer;
+
+/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(|e| format!("cannot write in {}: {e}", dir.display()))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.flush())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    tmp.persist(path)
+        .map_err(|e| format!("cannot write {}: {}", path.display(), e.error))?;
+    Ok(())
+}
+
+/// One row of volume metrics.
+#[derive(Clone, Debug, Serialize)]
+pub struct VolumeRow {
+    pub result: &'static str,
+    pub label: String,
+    /// dB; `null` when infinite (identical volumes).
+    pub psnr: Option<f64>,
+    pub ssim: f64,
+    /// SR-axis slices included, of `total`.
+    pub slices: usize,
+    pub total: usize,
+}
+
+/// One row of slice metrics (along the SR axis).
+#[derive(Clone, Debug, Serialize)]
+pub struct SliceRow {
+    pub slice: usize,
+    pub result: &'static str,
+    pub psnr: Option<f64>,
+    pub ssim: f64,
+    pub mse: f64,
+}
+
+/// The metrics of a session, as exported.
+#[derive(Clone, Debug, Serialize)]
+pub struct MetricsReport {
+    pub source: String,
+    pub scale: usize,
+    pub degradation: &'static str,
+    /// Axis along which slices were upscaled and measured.
+    pub axis: &'static str,
+    /// PSNR data range (volumes normalised to [0, 1] by `normalisation`).
+    pub data_range: f64,
+    /// File units of 1.0 (the 99.5th percentile of the ground truth).
+    pub normalisation: f32,
+    pub checkpoint_a: Option<String>,
+    pub checkpoint_b: Option<String>,
+    pub engine_a: Option<String>,
+    pub volume: Vec<VolumeRow>,
+    pub slices: Vec<SliceRow>,
+}
+
+fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
+}
+
+/// Collects the metrics computed so far (simulate mode only).
+pub fn metrics_report(v: &Viewer) -> Result<MetricsReport, String> {
+    let p = v.prepared.as_ref().ok_or("nothing loaded")?;
+    if p.gt.is_none() {
+        return Err("no ground truth in upscale mode: there are no metrics".into());
+    }
+    let mut volume = Vec::new();
+    let mut slices = Vec::new();
+    for id in v.metric_results() {
+        if let Some(vm) = v.metrics.volume(id) {
+            volume.push(VolumeRow {
+                result: id.key(),
+                label: id.label(),
+                psnr: finite(vm.psnr),
+                ssim: vm.ssim,
+                slices: vm.slices,
+                total: vm.total,
+            });
+        }
+        for (k, m) in v.metrics.sr_axis_series(id).into_iter().enumerate() {
+            if let Some(m) = m {
+                slices.push(SliceRow {
+                    slice: k,
+                    result: id.key(),
+                    psnr: finite(m.psnr),
+                    ssim: m.ssim,
+                    mse: m.mse,
+                });
+            }
+        }
+    }
+    if volume.is_empty() {
+        return Err("no metrics computed yet".into());
+    }
+    let run = |s: Slot| v.runs[s.index()].as_ref();
+    Ok(MetricsReport {
+        source: v
+            .loaded_path()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        scale: p.params.scale,
+        degradation: p.params.degradation.as_str(),
+        axis: axis_label(p.params.sr_axis),
+        data_range: p.data_range(),
+        normalisation: p.norm,
+        checkpoint_a: run(Slot::A).map(|r| r.checkpoint.clone()),
+        checkpoint_b: run(Slot::B).map(|r| r.checkpoint.clone()),
+        engine_a: run(Slot::A).and_then(|r| r.engine.clone()),
+        volume,
+        slices,
+    })
+}
+
+/// CSV of a report: one row per volume figure, then one per slice.
+pub fn metrics_csv(r: &MetricsReport) -> String {
+    let f = |x: Option<f64>| x.map(|v| format!("{v:.4}")).unwrap_or_else(|| "inf".into());
+    let mut s = String::from("scope,result,slice,psnr_db,ssim,mse_or_slices\n");
+    for row in &r.volume {
+        s.push_str(&format!(
+            "volume,{},,{},{:.6},{}/{}\n",
+            row.result,
+            f(row.psnr),
+            row.ssim,
+            row.slices,
+            row.total
+        ));
+    }
+    for row in &r.slices {
+        s.push_str(&format!(
+            "slice,{},{},{},{:.6},{:.8e}\n",
+            row.result,
+            row.slice,
+            f(row.psnr),
+            row.ssim,
+            row.mse
+        ));
+    }
+    s
+}
+
+/// Renders the pane grid offscreen at `pixels_per_point` into an RGBA image of
+/// `size_points * pixels_per_point` pixels.
+pub fn render_panes(
+    v: &mut Viewer,
+    render_state: &egui_wgpu::RenderState,
+    size_points: egui::Vec2,
+    pixels_per_point: f32,
+) -> Result<image::RgbaImage, String> {
+    let device = &render_state.device;
+    let queue = &render_state.queue;
+    let w = (size_points.x * pixels_per_point).round() as u32;
+    let h = (size_points.y * pixels_per_point).round() as u32;
+    let max = device.limits().max_texture_dimension_2d;
+    if w == 0 || h == 0 || w > max || h > max {
+        return Err(format!("cannot render {w}x{h} pixels (limit {max})"));
+    }
+    let ctx = egui::Context::default();
+    ctx.set_pixels_per_point(pixels_per_point);
+    let raw = egui::RawInput {
+        screen_rect: Some(egui::Rect::from_min_size(egui::Pos2::ZERO, size_points)),
+        max_texture_side: Some(max as usize),
+        ..Default::default()
+    };
+    let output = ctx.run_ui(raw, |ui| {
+        let rect = ui.max_rect();
+        super::panes::pane_grid(v, ui, rect, false);
+    });
+    let format = wgpu::TextureFormat::Rgba8Unorm;
+    let mut renderer =
+        egui_wgpu::Renderer::new(device, format, egui_wgpu::RendererOptions::default());
+    renderer
+        .callback_resources
+        .insert(DisplayResources::new(device, queue, format));
+    for (id, deltas) in &output.textures_delta.set {
+        for delta in deltas {
+            renderer.update_texture(device, queue, *id, delta);
+        }
+    }
+    let screen = egui_wgpu::ScreenDescriptor {
+        size_in_pixels: [w, h],
+        pixels_per_point: output.pixels_per_point,
+    };
+    let prims = ctx.tessellate(output.shapes, output.pixels_per_point);
+    let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+        label: Some("deltawkv png"),
+    });
+    let user = renderer.update_buffers(device, queue, &mut encoder, &prims, &screen);
+    let texture = device.create_texture(&wgpu::TextureDescriptor {
+        label: Some("deltawkv png target"),
+        size: wgpu::Extent3d {
+            width: w,
+            height: h,
+            depth_or_array_layers: 1,
+        },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format,
+        usage: wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::COPY_SRC,
+        view_formats: &[],
+    });
+    let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
+    {
+        let mut pass = encoder
+            .begin_render_pass(&wgpu::RenderPassDescriptor {
+                label: Some("deltawkv png pass"),
+                color_attachments: &[Some(wgpu::RenderPassColorAttachment {
+                    view: &view,
+                    resolve_target: None,
+                    ops: wgpu::Operations {
+                        load: wgpu::LoadOp::Clear(wgpu::Color {
+                            r: 0.05,
+                            g: 0.05,
+                            b: 0.05,
+                            a: 1.0,
+                        }),
+                        store: wgpu::StoreOp::Store,
+                    },
+                    depth_slice: None,
+                })],
+                ..Default::default()
+            })
+            .forget_lifetime();
+        renderer.render(&mut pass, &prims, &screen);
+    }
+    let padded =
+        (w * 4).div_ceil(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT) * wgpu::COPY_BYTES_PER_ROW_ALIGNMENT;
+    let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("deltawkv png readback"),
+        size: u64::from(padded) * u64::from(h),
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    encoder.copy_texture_to_buffer(
+        texture.as_image_copy(),
+        wgpu::TexelCopyBufferInfo {
+            buffer: &buffer,
+            layout: wgpu::TexelCopyBufferLayout {
+                offset: 0,
+                bytes_per_row: Some(padded),
+                rows_per_image: None,
+            },
+        },
+        wgpu::Extent3d {
+            width: w,
+            height: h,
+            depth_or_array_layers: 1,
+        },
+    );
+    let index = queue.submit(user.into_iter().chain(std::iter::once(encoder.finish())));
+    let (tx, rx) = std::sync::mpsc::channel();
+    buffer
+        .slice(..)
+        .map_async(wgpu::MapMode::Read, move |r| drop(tx.send(r)));
+    device
+        .poll(wgpu::PollType::Wait {
+            submission_index: Some(index),
+            timeout: Some(std::time::Duration::from_secs(30)),
+        })
+        .map_err(|e| format!("GPU error while rendering: {e}"))?;
+    rx.recv()
+        .map_err(|e| format!("readback failed: {e}"))?
+        .map_err(|e| format!("readback failed: {e}"))?;
+    let mapped = buffer
+        .slice(..)
+        .get_mapped_range()
+        .map_err(|e| format!("readback failed: {e}"))?;
+    let mut pixels = Vec::with_capacity((w * h * 4) as usize);
+    for row in mapped.chunks_exact(padded as usize).take(h as usize) {
+        pixels.extend_from_slice(row.get(..(w * 4) as usize).unwrap_or(&[]));
+    }
+    drop(mapped);
+    buffer.unmap();
+    image::RgbaImage::from_raw(w, h, pixels).ok_or_else(|| "readback size mismatch".into())
+}
+
+/// Renders the panes at 2x and writes a PNG (atomically).
+pub fn save_png(
+    v: &mut Viewer,
+    render_state: &egui_wgpu::RenderState,
+    size_points: egui::Vec2,
+    screen_ppp: f32,
+    path: &Path,
+) -> Result<(u32, u32), String> {
+    let img = render_panes(v, render_state, size_points, 2.0 * screen_ppp.max(0.5))?;
+    let mut bytes = Vec::new();
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )
+    .map_err(|e| format!("PNG encoding failed: {e}"))?;
+    write_atomic(path, &bytes)?;
+    Ok((img.width(), img.height()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_has_volume_and_slice_rows() {
+        let r = MetricsReport {
+            source: "x".into(),
+            scale: 2,
+            degradation: "kspace",
+            axis: "axial",
+            data_range: 1.0,
+            normalisation: 700.0,
+            checkpoint_a: Some("a.safetensors".into()),
+            checkpoint_b: None,
+            engine_a: None,
+            volume: vec![VolumeRow {
+                result: "sr_a",
+                label: "SR".into(),
+                psnr: Some(30.5),
+                ssim: 0.9,
+                slices: 2,
+                total: 2,
+            }],
+            slices: vec![SliceRow {
+                slice: 1,
+                result: "sr_a",
+                psnr: None,
+                ssim: 1.0,
+                mse: 0.0,
+            }],
+        };
+        let csv = metrics_csv(&r);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[1], "volume,sr_a,,30.5000,0.900000,2/2");
+        assert!(lines[2].starts_with("slice,sr_a,1,inf,1.000000,"));
+        let json = serde_json::to_value(&r).expect("json");
+        assert_eq!(json["volume"][0]["psnr"], 30.5);
+        assert!(json["slices"][0]["psnr"].is_null());
+    }
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("m.csv");
+        write_atomic(&p, b"one").expect("write");
+        write_atomic(&p, b"two").expect("rewrite");
+        assert_eq!(std::fs::read(&p).expect("read"), b"two");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1);
+        assert!(write_atomic(Path::new("/nonexistent-dir/x.csv"), b"x").is_err());
+    }
+}

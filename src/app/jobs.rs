@@ -1,0 +1,531 @@
+//! Work off the UI thread: loading, preparation (degradation and baselines), inference and
+//! metrics. Every job reports over one crossbeam channel and wakes the UI with a repaint; the UI
+//! drops reports whose ticket is no longer current, so a superseded job can never overwrite a
+//! newer one. Panics inside a job (a backend bug) are caught and reported as failures.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::metrics_cache::{MetricKey, SliceMetrics, Slot};
+use super::session::{self, PrepareParams, Prepared};
+use crate::engine::{EngineError, Upscaler};
+use crate::model::Checkpoint;
+use crate::plane::Plane;
+use crate::volume::{self, LoadOptions, SeriesInfo, Volume};
+
+/// Something that wakes the UI when a job reports (egui's `Context::request_repaint`).
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
+/// Makes a backend for a checkpoint (the CPU reference, or the GPU engine on eframe's device).
+pub type EngineFactory =
+    Arc<dyn Fn(&Checkpoint) -> Result<Box<dyn Upscaler>, EngineError> + Send + Sync>;
+
+/// Where a checkpoint comes from.
+#[derive(Clone)]
+pub enum CheckpointSource {
+    File(PathBuf),
+    /// An in-memory checkpoint (tests, or one built by the user), with a label to show.
+    Memory {
+        label: String,
+        checkpoint: Arc<Checkpoint>,
+    },
+}
+
+impl CheckpointSource {
+    /// Short name shown to the user.
+    pub fn label(&self) -> String {
+        match self {
+            CheckpointSource::File(p) => p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| p.display().to_string()),
+            CheckpointSource::Memory { label, .. } => label.clone(),
+        }
+    }
+
+    /// The file, when there is one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            CheckpointSource::File(p) => Some(p),
+            CheckpointSource::Memory { .. } => None,
+        }
+    }
+}
+
+impl std::fmt::Debug for CheckpointSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CheckpointSource({})", self.label())
+    }
+}
+
+/// A loaded volume, reoriented to canonical RAS.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub path: PathBuf,
+    pub canonical: Arc<Volume>,
+    /// Orientation code of the file before reorientation.
+    pub orientation: String,
+    pub load_secs: f64,
+}
+
+/// What an inference run reports.
+#[derive(Debug)]
+pub enum SrEvent {
+    /// The engine exists (its description).
+    EngineReady(String),
+    /// Something the user should know, the run goes on.
+    Warning(String),
+    /// One slice is done.
+    Slice {
+        index: usize,
+        plane: Plane,
+        secs: f64,
+    },
+    Finished(Duration),
+    Failed(String),
+    Cancelled,
+}
+
+/// Everything jobs report to the UI.
+#[derive(Debug)]
+pub enum Event {
+    Loaded {
+        ticket: u64,
+        result: Result<Loaded, String>,
+    },
+    /// A folder holds several DICOM series: the user picks one.
+    ChooseSeries {
+        ticket: u64,
+        folder: PathBuf,
+        series: Vec<SeriesInfo>,
+    },
+    Prepared {
+        ticket: u64,
+        result: Result<Arc<Prepared>, String>,
+    },
+    Sr {
+        run_id: u64,
+        slot: Slot,
+        event: SrEvent,
+    },
+    Metric {
+        session: u64,
+        key: MetricKey,
+        version: u64,
+        result: Result<SliceMetrics, String>,
+    },
+    /// A file dialog closed (`None`: cancelled).
+    Dialog {
+        purpose: DialogPurpose,
+        path: Option<PathBuf>,
+    },
+    /// A background export finished.
+    Exported {
+        what: String,
+        result: Result<PathBuf, String>,
+    },
+}
+
+/// Why a file dialog was opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DialogPurpose {
+    OpenFile,
+    OpenFolder,
+    Checkpoint(Slot),
+    ExportNifti,
+    ExportPng,
+    ExportCsv,
+    ExportJson,
+}
+
+/// The UI side of the job machinery.
+pub struct Jobs {
+    tx: Sender<Event>,
+    rx: Receiver<Event>,
+    waker: Waker,
+    metrics_tx: Sender<MetricRequest>,
+}
+
+/// A metric to compute on the metrics thread.
+pub struct MetricRequest {
+    pub session: u64,
+    pub key: MetricKey,
+    pub version: u64,
+    pub gt: Plane,
+    pub test: Plane,
+    pub data_range: f64,
+}
+
+fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!("{what} panicked: {msg}");
+            Err(format!("internal error while {what}: {msg}"))
+        }
+    }
+}
+
+impl Jobs {
+    /// Starts the metrics thread.
+    pub fn new(waker: Waker) -> Self {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (metrics_tx, metrics_rx) = crossbeam_channel::unbounded::<MetricRequest>();
+        let mtx = tx.clone();
+        let mwaker = waker.clone();
+        let spawned = std::thread::Builder::new()
+            .name("deltawkv-metrics".into())
+            .spawn(move || metrics_loop(metrics_rx, mtx, mwaker));
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the metrics thread: {e}");
+        }
+        Self {
+            tx,
+            rx,
+            waker,
+            metrics_tx,
+        }
+    }
+
+    /// The next report, if any.
+    pub fn try_recv(&self) -> Option<Event> {
+        self.rx.try_recv().ok()
+    }
+
+    fn spawn(&self, name: &str, f: impl FnOnce(Sender<Event>, Waker) + Send + 'static) {
+        let tx = self.tx.clone();
+        let waker = self.waker.clone();
+        if let Err(e) = std::thread::Builder::new()
+            .name(format!("deltawkv-{name}"))
+            .spawn(move || f(tx, waker))
+        {
+            tracing::error!("cannot start a {name} thread: {e}");
+        }
+    }
+
+    /// Loads `path` (file or DICOM folder). A folder with several series and no `series` chosen
+    /// reports [`Event::ChooseSeries`] instead.
+    pub fn load(&self, ticket: u64, path: PathBuf, series: Option<String>) {
+        self.spawn("load", move |tx, waker| {
+            let t0 = Instant::now();
+            let result = guarded("loading", || {
+                if path.is_dir() && series.is_none() {
+                    let list = volume::list_series(&path).map_err(|e| e.to_string())?;
+                    if list.len() > 1 {
+                        return Ok(Err(list));
+                    }
+                }
+                let opts = LoadOptions {
+                    series: series.clone(),
+                    ..LoadOptions::default()
+                };
+                let v = volume::load(&path, &opts).map_err(|e| e.to_string())?;
+                let orientation = v.orientation_code();
+                let canonical = v.to_canonical();
+                Ok(Ok(Loaded {
+                    path: path.clone(),
+                    canonical: Arc::new(canonical),
+                    orientation,
+                    load_secs: t0.elapsed().as_secs_f64(),
+                }))
+            });
+            let ev = match result {
+                Ok(Ok(l)) => Event::Loaded {
+                    ticket,
+                    result: Ok(l),
+                },
+                Ok(Err(series)) => Event::ChooseSeries {
+                    ticket,
+                    folder: path,
+                    series,
+                },
+                Err(e) => Event::Loaded {
+                    ticket,
+                    result: Err(e),
+                },
+            };
+            let _ = tx.send(ev);
+            waker();
+        });
+    }
+
+    /// Builds LR, GT and baselines for `params`.
+    pub fn prepare(
+        &self,
+        ticket: u64,
+        loaded: &Loaded,
+        params: PrepareParams,
+        cancel: Arc<AtomicBool>,
+    ) {
+        let canonical = loaded.canonical.clone();
+        let orientation = loaded.orientation.clone();
+        self.spawn("prepare", move |tx, waker| {
+            let result = guarded("preparing", || {
+                session::prepare(&canonical, &orientation, params, &|| {
+                    cancel.load(Ordering::Relaxed)
+                })
+                .map(Arc::new)
+            });
+            let _ = tx.send(Event::Prepared { ticket, result });
+            waker();
+        });
+    }
+
+    /// Runs a checkpoint over every SR slice, `first` first. Slices sent on `priority` jump the
+    /// queue (the slice on screen when the user scrolls).
+    pub fn infer(&self, job: InferenceJob) {
+        self.spawn("inference", move |tx, waker| {
+            let (run_id, slot) = (job.run_id, job.slot);
+            let send = |event: SrEvent| {
+                let _ = tx.send(Event::Sr {
+                    run_id,
+                    slot,
+                    event,
+                });
+                waker();
+            };
+            let t0 = Instant::now();
+            let r = guarded("running inference", || run_inference(&job, &send));
+            match r {
+                Ok(true) => send(SrEvent::Finished(t0.elapsed())),
+                Ok(false) => send(SrEvent::Cancelled),
+                Err(e) => send(SrEvent::Failed(e)),
+            }
+        });
+    }
+
+    /// Queues a metric computation.
+    pub fn metric(&self, req: MetricRequest) {
+        if self.metrics_tx.send(req).is_err() {
+            tracing::error!("the metrics thread is gone");
+        }
+    }
+
+    /// Opens a native file dialog on its own thread; the answer arrives as [`Event::Dialog`].
+    pub fn dialog(&self, purpose: DialogPurpose, start_dir: Option<PathBuf>, default_name: String) {
+        self.spawn("dialog", move |tx, waker| {
+            let mut d = rfd::FileDialog::new();
+            if let Some(dir) = start_dir.filter(|d| d.is_dir()) {
+                d = d.set_directory(dir);
+            }
+            let path = match purpose {
+                DialogPurpose::OpenFile => d
+                    .set_title("Open volume (NIfTI or DICOM)")
+                    .add_filter("Volumes", &["nii", "gz", "dcm", "dicom", "ima"])
+                    .add_filter("All files", &["*"])
+                    .pick_file(),
+                DialogPurpose::OpenFolder => d.set_title("Open DICOM folder").pick_folder(),
+                DialogPurpose::Checkpoint(_) => d
+                    .set_title("Choose checkpoint")
+                    .add_filter("safetensors", &["safetensors"])
+                    .add_filter("All files", &["*"])
+                    .pick_file(),
+                DialogPurpose::ExportNifti => d
+                    .set_title("Export SR volume")
+                    .add_filter("NIfTI", &["gz", "nii"])
+                    .set_file_name(default_name)
+                    .save_file(),
+                DialogPurpose::ExportPng => d
+                    .set_title("Save screenshot")
+                    .add_filter("PNG", &["png"])
+                    .set_file_name(default_name)
+                    .save_file(),
+                DialogPurpose::ExportCsv => d
+                    .set_title("Export metrics (CSV)")
+                    .add_filter("CSV", &["csv"])
+                    .set_file_name(default_name)
+                    .save_file(),
+                DialogPurpose::ExportJson => d
+                    .set_title("Export metrics (JSON)")
+                    .add_filter("JSON", &["json"])
+                    .set_file_name(default_name)
+                    .save_file(),
+            };
+            let _ = tx.send(Event::Dialog { purpose, path });
+            waker();
+        });
+    }
+
+    /// Writes the SR volume as NIfTI (atomically, through `volume::save_nifti`).
+    pub fn save_nifti(&self, volume: Volume, path: PathBuf) {
+        self.spawn("export", move |tx, waker| {
+            let result = guarded("exporting", || {
+                volume::save_nifti(&volume, &path)
+                    .map(|()| path.clone())
+                    .map_err(|e| e.to_string())
+            });
+            let _ = tx.send(Event::Exported {
+                what: "SR volume".into(),
+                result,
+            });
+            waker();
+        });
+    }
+
+    /// A sender for reports made on the UI thread (e.g. synchronous exports).
+    pub fn sender(&self) -> Sender<Event> {
+        self.tx.clone()
+    }
+}
+
+/// An inference run.
+pub struct InferenceJob {
+    pub run_id: u64,
+    pub slot: Slot,
+    pub checkpoint: CheckpointSource,
+    pub factory: EngineFactory,
+    pub prepared: Arc<Prepared>,
+    pub first: usize,
+    pub cancel: Arc<AtomicBool>,
+    pub priority: Receiver<usize>,
+}
+
+/// Loads the checkpoint, makes the engine, upscales the slices. `Ok(false)` when cancelled.
+fn run_inference(job: &InferenceJob, send: &dyn Fn(SrEvent)) -> Result<bool, String> {
+    let ckpt: Arc<Checkpoint> = match &job.checkpoint {
+        CheckpointSource::File(p) => Arc::new(Checkpoint::load(p).map_err(|e| e.to_string())?),
+        CheckpointSource::Memory { checkpoint, .. } => checkpoint.clone(),
+    };
+    let want = job.prepared.params.scale;
+    if ckpt.config.scale != want {
+        return Err(format!(
+            "checkpoint {} upscales x{}, but the session is x{want}: choose a x{want} checkpoint \
+             or switch the scale",
+            job.checkpoint.label(),
+            ckpt.config.scale
+        ));
+    }
+    let geometry = job.prepared.params.degradation;
+    if ckpt.config.degradation != geometry {
+        send(SrEvent::Warning(format!(
+            "checkpoint {} was trained on {} LR images, but this LR is {}: expect worse results",
+            job.checkpoint.label(),
+            ckpt.config.degradation.as_str(),
+            geometry.as_str()
+        )));
+    }
+    if job.cancel.load(Ordering::Relaxed) {
+        return Ok(false);
+    }
+    let mut engine = (job.factory)(&ckpt).map_err(|e| format!("cannot start the engine: {e}"))?;
+    send(SrEvent::EngineReady(engine.describe()));
+
+    let axis = job.prepared.params.sr_axis;
+    let n = job.prepared.sr_slices();
+    let mut order = session::outward_order(job.first, n);
+    order.reverse(); // popped from the back
+    let mut done = vec![false; n];
+    let noop = |_: usize, _: usize| {};
+    loop {
+        // The latest priority request that is still pending goes first.
+        let mut wanted = None;
+        while let Ok(k) = job.priority.try_recv() {
+            wanted = Some(k);
+        }
+        let next = match wanted.filter(|&k| k < n && !done.get(k).copied().unwrap_or(true)) {
+            Some(k) => Some(k),
+            None => loop {
+                match order.pop() {
+                    Some(k) if done.get(k).copied().unwrap_or(true) => continue,
+                    other => break other,
+                }
+            },
+        };
+        let Some(k) = next else {
+            return Ok(true);
+        };
+        if job.cancel.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let input = job
+            .prepared
+            .lr_plane(k)
+            .ok_or_else(|| format!("LR slice {k} is missing"))?;
+        let t = Instant::now();
+        let out = match engine.upscale(std::slice::from_ref(&input), &noop, &job.cancel) {
+            Ok(out) => out,
+            Err(EngineError::Cancelled) => return Ok(false),
+            Err(e) => return Err(format!("slice {k}: {e}")),
+        };
+        let mut plane = out
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("slice {k}: the engine returned nothing"))?;
+        let (ca, ra) = axis.in_plane();
+        let dims = job.prepared.grid.dims;
+        if plane.width != dims[ca] || plane.height != dims[ra] {
+            return Err(format!(
+                "slice {k}: the engine returned {}x{}, expected {}x{}",
+                plane.width, plane.height, dims[ca], dims[ra]
+            ));
+        }
+        let bad = plane.data.iter().filter(|v| !v.is_finite()).count();
+        if bad > 0 {
+            return Err(format!(
+                "slice {k}: the network produced {bad} non-finite values"
+            ));
+        }
+        // The network output is not clamped; the viewer clamps to [0, 1] (the model spec).
+        plane.data.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
+        if let Some(d) = done.get_mut(k) {
+            *d = true;
+        }
+        for n in engine.take_notices() {
+            send(SrEvent::Warning(n));
+        }
+        send(SrEvent::Slice {
+            index: k,
+            plane,
+            secs: t.elapsed().as_secs_f64(),
+        });
+    }
+}
+
+/// Computes metric requests, newest first (the slice on screen was asked for last).
+fn metrics_loop(rx: Receiver<MetricRequest>, tx: Sender<Event>, waker: Waker) {
+    let mut stack: Vec<MetricRequest> = Vec::new();
+    loop {
+        if stack.is_empty() {
+            match rx.recv() {
+                Ok(r) => stack.push(r),
+                Err(_) => return,
+            }
+        }
+        while let Ok(r) = rx.try_recv() {
+            stack.push(r);
+        }
+        let Some(req) = stack.pop() else {
+            continue;
+        };
+        let result = guarded("computing metrics", || {
+            crate::metrics::plane_metrics(&req.gt, &req.test, req.data_range)
+                .map(|m| SliceMetrics {
+                    mse: m.mse,
+                    psnr: m.psnr,
+                    ssim: m.ssim,
+                    voxels: req.gt.data.len(),
+                })
+                .map_err(|e| e.to_string())
+        });
+        let ev = Event::Metric {
+            session: req.session,
+            key: req.key,
+            version: req.version,
+            result,
+        };
+        if tx.send(ev).is_err() {
+            return;
+        }
+        waker();
+    }
+}

@@ -1,0 +1,289 @@
+//! What the viewer remembers between runs (kept apart from runtime state, which is rebuilt on
+//! every start), and the keyboard shortcuts it offers.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::colormap::Colormap;
+use super::geometry::Convention;
+use super::session::{MapKind, Mode, SrAxisChoice};
+use super::windowing::WindowPreset;
+use crate::degrade::Baseline;
+use crate::engine::DeviceChoice;
+use crate::model::Degradation;
+use crate::volume::Axis;
+
+/// Most recent files kept.
+pub const MAX_RECENT: usize = 10;
+
+/// Persisted settings (eframe storage).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Recently opened files and folders, newest first.
+    pub recent: Vec<PathBuf>,
+    pub mode: Mode,
+    /// Upscaling factor (2 or 4).
+    pub scale: usize,
+    /// LR simulation in simulate mode; assumed sampling geometry in upscale mode.
+    pub degradation: Degradation,
+    pub sr_axis: SrAxisChoice,
+    /// Slicing axis of the panes.
+    pub view_axis: Axis,
+    /// How the LR pane shows the LR input at the SR grid (nearest or bicubic).
+    pub lr_interp: Baseline,
+    pub convention: Convention,
+    /// Map row under the panes (simulate mode), or none.
+    pub map: Option<MapKind>,
+    /// Baseline shown in the map row next to the SR map.
+    pub map_baseline: Baseline,
+    /// Colour map of |error| and SSIM maps.
+    pub map_colormap: Colormap,
+    /// Colour map of the intensity panes.
+    pub intensity_colormap: Colormap,
+    /// Window preset applied when a volume opens.
+    pub window_preset: WindowPreset,
+    /// Bilinear display interpolation between voxels (off: nearest, voxels visible when zoomed).
+    pub smooth_display: bool,
+    /// Checkpoint files for A and B (None: pick from weights/).
+    pub checkpoint_a: Option<PathBuf>,
+    pub checkpoint_b: Option<PathBuf>,
+    /// Show checkpoint B next to A.
+    pub compare_b: bool,
+    pub device: DeviceChoice,
+    /// Per-slice PSNR plot visible.
+    pub show_plot: bool,
+    /// Side panel visible.
+    pub show_side_panel: bool,
+    /// Folder of the last file dialog.
+    pub last_dir: Option<PathBuf>,
+    /// UI zoom in presentation mode.
+    pub presentation_zoom: f32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            recent: Vec::new(),
+            mode: Mode::Simulate,
+            scale: 2,
+            degradation: Degradation::Kspace,
+            sr_axis: SrAxisChoice::Auto,
+            view_axis: Axis::Axial,
+            lr_interp: Baseline::Nearest,
+            convention: Convention::Radiological,
+            map: None,
+            map_baseline: Baseline::Bicubic,
+            map_colormap: Colormap::Inferno,
+            intensity_colormap: Colormap::Gray,
+            window_preset: WindowPreset::Robust,
+            smooth_display: false,
+            checkpoint_a: None,
+            checkpoint_b: None,
+            compare_b: false,
+            device: DeviceChoice::Auto,
+            show_plot: true,
+            show_side_panel: true,
+            last_dir: None,
+            presentation_zoom: 1.6,
+        }
+    }
+}
+
+impl Settings {
+    /// Puts `path` first in the recent list (no duplicates, at most [`MAX_RECENT`]).
+    pub fn push_recent(&mut self, path: &Path) {
+        self.recent.retain(|p| p != path);
+        self.recent.insert(0, path.to_path_buf());
+        self.recent.truncate(MAX_RECENT);
+        if let Some(dir) = path.parent() {
+            self.last_dir = Some(dir.to_path_buf());
+        }
+    }
+
+    /// Repairs values a hand-edited or older settings file may hold.
+    pub fn sanitize(&mut self) {
+        if self.scale != 2 && self.scale != 4 {
+            self.scale = 2;
+        }
+        if self.lr_interp != Baseline::Nearest && self.lr_interp != Baseline::Bicubic {
+            self.lr_interp = Baseline::Nearest;
+        }
+        if !(self.presentation_zoom.is_finite() && (1.0..=4.0).contains(&self.presentation_zoom)) {
+            self.presentation_zoom = 1.6;
+        }
+        self.recent.truncate(MAX_RECENT);
+    }
+}
+
+/// One keyboard or mouse shortcut, for the help window and the README.
+pub struct Shortcut {
+    pub keys: &'static str,
+    pub action: &'static str,
+}
+
+/// Every shortcut the viewer handles (the help window lists exactly these).
+pub const SHORTCUTS: &[Shortcut] = &[
+    Shortcut {
+        keys: "F1 or ?",
+        action: "show / hide this help",
+    },
+    Shortcut {
+        keys: "Ctrl+O",
+        action: "open a volume file (NIfTI, DICOM)",
+    },
+    Shortcut {
+        keys: "Ctrl+Shift+O",
+        action: "open a DICOM folder",
+    },
+    Shortcut {
+        keys: "Left click / drag",
+        action: "move the crosshair (all panes)",
+    },
+    Shortcut {
+        keys: "Mouse wheel",
+        action: "previous / next slice",
+    },
+    Shortcut {
+        keys: "Up / Down arrow",
+        action: "next / previous slice",
+    },
+    Shortcut {
+        keys: "Page Up / Page Down",
+        action: "10 slices forward / back",
+    },
+    Shortcut {
+        keys: "Home / End",
+        action: "first / last slice",
+    },
+    Shortcut {
+        keys: "Z / Y / X",
+        action: "axial / coronal / sagittal slices",
+    },
+    Shortcut {
+        keys: "Ctrl+wheel, + / -",
+        action: "zoom in / out (all panes)",
+    },
+    Shortcut {
+        keys: "Middle drag or Shift+left drag",
+        action: "pan (all panes)",
+    },
+    Shortcut {
+        keys: "0",
+        action: "reset zoom and pan",
+    },
+    Shortcut {
+        keys: "Right drag",
+        action: "window (horizontal) / level (vertical); on a map: its scale",
+    },
+    Shortcut {
+        keys: "W",
+        action: "automatic window (2nd-98th percentile)",
+    },
+    Shortcut {
+        keys: "1 / 2 / 3 / 4",
+        action: "window presets: auto, wide, full, contrast",
+    },
+    Shortcut {
+        keys: "M",
+        action: "map row: off / |error| / signed error / SSIM map",
+    },
+    Shortcut {
+        keys: "B",
+        action: "baseline of the map row: bicubic / zero-filled / nearest",
+    },
+    Shortcut {
+        keys: "C",
+        action: "colour map of the |error| and SSIM maps",
+    },
+    Shortcut {
+        keys: "F",
+        action: "flip: show GT in the SR pane (press again for SR)",
+    },
+    Shortcut {
+        keys: "I",
+        action: "LR pane interpolation: nearest / bicubic",
+    },
+    Shortcut {
+        keys: "S",
+        action: "smooth (bilinear) display on / off",
+    },
+    Shortcut {
+        keys: "F11 or P",
+        action: "presentation mode (full screen, one large pane)",
+    },
+    Shortcut {
+        keys: "Space or Tab",
+        action: "presentation: next pane (LR / SR / GT)",
+    },
+    Shortcut {
+        keys: "Esc",
+        action: "leave presentation mode / close help",
+    },
+    Shortcut {
+        keys: "Ctrl+Period",
+        action: "cancel inference",
+    },
+    Shortcut {
+        keys: "Ctrl+S",
+        action: "export the SR volume as NIfTI",
+    },
+    Shortcut {
+        keys: "F12",
+        action: "save a PNG of the panes at 2x resolution",
+    },
+    Shortcut {
+        keys: "Ctrl+E",
+        action: "export metrics (CSV)",
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_list_is_deduplicated_and_bounded() {
+        let mut s = Settings::default();
+        for i in 0..15 {
+            s.push_recent(Path::new(&format!("/d/{i}.nii")));
+        }
+        s.push_recent(Path::new("/d/3.nii"));
+        assert_eq!(s.recent.len(), MAX_RECENT);
+        assert_eq!(s.recent[0], PathBuf::from("/d/3.nii"));
+        assert_eq!(s.recent.iter().filter(|p| p.ends_with("3.nii")).count(), 1);
+        assert_eq!(s.last_dir, Some(PathBuf::from("/d")));
+    }
+
+    #[test]
+    fn settings_round_trip_and_tolerate_missing_or_bad_fields() {
+        let s = Settings {
+            scale: 4,
+            map: Some(MapKind::Ssim),
+            view_axis: Axis::Sagittal,
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&s).expect("serialise");
+        let back: Settings = serde_json::from_str(&json).expect("deserialise");
+        assert_eq!(back, s);
+        // An older file with fewer fields gets defaults for the rest.
+        let old: Settings = serde_json::from_str(r#"{"scale": 4}"#).expect("partial");
+        assert_eq!(old.scale, 4);
+        assert_eq!(old.map_colormap, Colormap::Inferno);
+        let mut bad: Settings = serde_json::from_str(r#"{"scale": 3, "presentation_zoom": 99}"#)
+            .expect("bad values parse");
+        bad.sanitize();
+        assert_eq!(bad.scale, 2);
+        assert_eq!(bad.presentation_zoom, 1.6);
+    }
+
+    #[test]
+    fn shortcut_table_has_no_duplicate_keys() {
+        let mut keys: Vec<&str> = SHORTCUTS.iter().map(|s| s.keys).collect();
+        keys.sort_unstable();
+        let n = keys.len();
+        keys.dedup();
+        assert_eq!(keys.len(), n);
+    }
+}

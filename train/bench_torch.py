@@ -1,0 +1,110 @@
+"""Inference speed of the PyTorch reference on the GPU, the baseline the WGSL engine is compared
+against (BENCHMARKS.md). Same checkpoints and input sizes as ``deltawkv bench``.
+
+    python3 train/bench_torch.py --weights-dir weights --json out.json [--budget 120]
+
+For each scale, LR size and precision (float32 as PyTorch runs it by default, i.e. TF32
+convolutions, and bf16 autocast), times batch 1 (one slice) and a 150-slice volume in batches, with
+the fla chunked kernel when it is importable, else the plain-PyTorch chunked scan. Reports seconds
+per slice (the fastest of ``--repeat`` timed runs after a warm-up) and peak GPU memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from dwkv.checkpoint import load_checkpoint  # noqa: E402
+
+
+def timed(fn, repeat: int) -> float:
+    fn()  # warm-up (kernel selection, Triton compilation)
+    torch.cuda.synchronize()
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--weights-dir", default="weights")
+    ap.add_argument("--scales", default="2,4")
+    ap.add_argument("--sizes", default="128,256")
+    ap.add_argument("--volume", type=int, default=150, help="slices in the volume run")
+    ap.add_argument("--batch", type=int, default=32, help="largest batch in the volume run")
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--budget", type=float, default=150.0, help="stop starting runs after this")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+
+    t_start = time.perf_counter()
+    scan = "chunked"
+    try:
+        from dwkv import scan_fla
+
+        if scan_fla.available():
+            scan = "fla"
+    except Exception as e:  # noqa: BLE001
+        print(f"fla not available ({e}); using the chunked PyTorch scan", file=sys.stderr)
+    dev = torch.device("cuda")
+    rows = []
+    for s in [int(x) for x in args.scales.split(",")]:
+        model, _ = load_checkpoint(
+            Path(args.weights_dir) / f"dwkv3m_x{s}.safetensors", device=dev, scan_impl=scan
+        )
+        for n in [int(x) for x in args.sizes.split(",")]:
+            for prec in ("fp32", "bf16"):
+                for slices, batch in ((1, 1), (args.volume, args.batch)):
+                    if time.perf_counter() - t_start > args.budget:
+                        print("budget reached, stopping", file=sys.stderr)
+                        break
+                    x = torch.rand(batch, 1, n, n, device=dev)
+                    n_batches = -(-slices // batch)
+
+                    @torch.inference_mode()
+                    def run():
+                        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=prec == "bf16"):
+                            for _ in range(n_batches):
+                                model(x)
+
+                    torch.cuda.reset_peak_memory_stats()
+                    try:
+                        sec = timed(run, args.repeat)
+                    except torch.OutOfMemoryError:
+                        torch.cuda.empty_cache()
+                        print(f"x{s} {n} {prec} batch {batch}: out of memory", file=sys.stderr)
+                        continue
+                    row = {
+                        "scale": s,
+                        "size": n,
+                        "precision": prec,
+                        "scan": scan,
+                        "slices": n_batches * batch,
+                        "batch": batch,
+                        "seconds_per_slice": sec / (n_batches * batch),
+                        "peak_gib": torch.cuda.max_memory_allocated() / 2**30,
+                    }
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+        del model
+        torch.cuda.empty_cache()
+    out = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows}
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
