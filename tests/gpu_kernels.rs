@@ -540,6 +540,10 @@ fn att_prep_block_zero() {
 /// One scan direction on two 7x5 images with N = 32 (two heads), against `ops::delta_scan`; the
 /// final state in the state buffer must reproduce the output of the last token.
 fn scan_case(dir: ops::ScanDirection) {
+    scan_case_with(dir, false);
+}
+
+fn scan_case_with(dir: ops::ScanDirection, scalar: bool) {
     let Some(ctx) = ctx() else { return };
     let (b, h, w, c, n) = (2usize, 7usize, 5usize, 64usize, 32usize);
     let l = h * w;
@@ -556,6 +560,7 @@ fn scan_case(dir: ops::ScanDirection) {
     let kb = ops::mul(&kk, &a);
 
     let mut hs = Harness::new(ctx);
+    hs.graph.scalar_scan = scalar;
     let ins = hs.input(&[lambda.clone(), kneg, kb, kt.clone(), v.clone()].concat());
     let rb = hs.input(&r);
     let y = hs.zeros(len);
@@ -598,8 +603,9 @@ fn scan_case(dir: ops::ScanDirection) {
         };
         cpu.extend(ops::delta_scan(dir, h, w, c, n, &inputs));
     }
+    let kind = if scalar { " (scalar kernel)" } else { "" };
     check(
-        &format!("scan direction {}", dir.index()),
+        &format!("scan direction {}{kind}", dir.index()),
         &gpu,
         &cpu,
         REDUCTION,
@@ -620,7 +626,7 @@ fn scan_case(dir: ops::ScanDirection) {
         }
     }
     check(
-        &format!("scan direction {} final state", dir.index()),
+        &format!("scan direction {} final state{kind}", dir.index()),
         &from_state,
         &expected,
         REDUCTION,
@@ -645,6 +651,16 @@ fn scan_cols_forward() {
 #[test]
 fn scan_cols_backward() {
     scan_case(ops::ScanDirection::ColsBackward);
+}
+
+#[test]
+fn scan_scalar_kernel_rows_backward() {
+    scan_case_with(ops::ScanDirection::RowsBackward, true);
+}
+
+#[test]
+fn scan_scalar_kernel_cols_forward() {
+    scan_case_with(ops::ScanDirection::ColsForward, true);
 }
 
 #[test]

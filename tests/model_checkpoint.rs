@@ -423,3 +423,16 @@ fn get_and_validate() {
         Err(CheckpointError::WrongShape { .. })
     ));
 }
+
+#[test]
+fn shipped_weights_load_with_the_dwkv3m_configuration() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("weights");
+    for (scale, params) in [(2, 3_017_025), (4, 3_164_737)] {
+        let path = root.join(format!("dwkv3m_x{scale}.safetensors"));
+        let ck = Checkpoint::load(&path).expect("shipped checkpoint loads");
+        let mut expected = ModelConfig::dwkv3m(scale);
+        expected.degradation = ck.config.degradation;
+        assert_eq!(ck.config, expected, "{}", path.display());
+        assert_eq!(ck.parameter_count(), params);
+    }
+}

@@ -251,3 +251,23 @@ fn absurd_frame_count_is_refused_before_allocation() {
     assert!(matches!(e, VolumeError::TooLarge { .. }), "{e:?}");
     assert!(e.to_string().contains("64x64x2000000000"), "{e}");
 }
+
+#[test]
+fn dicom_without_preamble_and_misnamed_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bytes = std::fs::read(fixture("dicom_single_mr_small/MR_small.dcm")).expect("read");
+    // "DICM" at offset 0 (no 128-byte preamble), with a name that says nothing.
+    let p = dir.path().join("image.bin");
+    std::fs::write(&p, &bytes[128..]).expect("write");
+    let v = load(&p);
+    assert_eq!(
+        v.data,
+        load(&fixture("dicom_single_mr_small/MR_small.dcm")).data
+    );
+    // A .dcm name on something that is not DICOM: a DICOM parse error naming the file.
+    let bad = dir.path().join("fake.dcm");
+    std::fs::write(&bad, vec![7u8; 400]).expect("write");
+    let e = volume::load(&bad, &LoadOptions::default()).expect_err("must fail");
+    assert!(matches!(e, VolumeError::Dicom { .. }), "{e:?}");
+    assert!(e.to_string().contains("fake.dcm"), "{e}");
+}

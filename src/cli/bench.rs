@@ -43,6 +43,10 @@ pub struct BenchArgs {
     /// Timed GPU runs after the warm-up run; the fastest is reported.
     #[arg(long, default_value_t = 2)]
     pub repeat: usize,
+    /// Also time every kernel on its own (one more GPU run, one synchronisation per dispatch)
+    /// and print where the time goes.
+    #[arg(long)]
+    pub profile: bool,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -120,6 +124,13 @@ struct GpuReport {
 }
 
 #[derive(serde::Serialize)]
+struct KernelTime {
+    kernel: String,
+    dispatches: usize,
+    seconds: f64,
+}
+
+#[derive(serde::Serialize)]
 struct CpuReport {
     slices: usize,
     threads: usize,
@@ -178,6 +189,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     // GPU engine.
     let mut gpu_report = None;
+    let mut profile: Vec<KernelTime> = Vec::new();
     let mut gpu_outputs: Vec<Plane> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
     if args.device != DeviceChoice::Cpu {
@@ -207,6 +219,19 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                     best = best.min(t.elapsed().as_secs_f64());
                 }
                 let per = best / args.slices as f64;
+                if args.profile {
+                    let chunk: Vec<&Plane> = inputs.iter().take(batch).collect();
+                    profile = eng
+                        .profile_batch(&chunk)
+                        .context("profiling run failed")?
+                        .into_iter()
+                        .map(|(kernel, dispatches, seconds)| KernelTime {
+                            kernel,
+                            dispatches,
+                            seconds,
+                        })
+                        .collect();
+                }
                 say("measuring the adapter's f32 matmul rate...".into());
                 let flops =
                     measure::matmul_flops(&ctx).context("matmul rate measurement failed")?;
@@ -283,6 +308,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             "cpu_reference": cpu_report,
             "cpu_over_gpu_time": ratio,
             "max_rel_error_gpu_vs_cpu": parity,
+            "profile_batch": if args.profile { Some(gpu_report.as_ref().map_or(0, |g| g.batch)) } else { None },
+            "profile": profile,
             "notes": notes,
         });
         println!("{obj}");
@@ -328,6 +355,23 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             g.matmul_gflops,
             g.ratio_to_floor
         );
+    }
+    if !profile.is_empty() {
+        let total: f64 = profile.iter().map(|k| k.seconds).sum();
+        println!(
+            "profile of one batch of {} (each dispatch synchronised, {:.1} ms in all):",
+            gpu_report.as_ref().map_or(0, |g| g.batch),
+            total * 1e3
+        );
+        for k in &profile {
+            println!(
+                "  {:<44} {:>5} x {:>10.1} ms {:>5.1}%",
+                k.kernel,
+                k.dispatches,
+                k.seconds * 1e3,
+                100.0 * k.seconds / total.max(1e-12)
+            );
+        }
     }
     if let Some(r) = ratio {
         println!("GPU is {r:.2}x the speed of the CPU reference (CPU time / GPU time)");

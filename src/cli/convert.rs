@@ -31,10 +31,8 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<()> {
         series: args.series.clone(),
         ..LoadOptions::default()
     };
-    let vol = volume::load(&args.input, &opts)
-        .with_context(|| format!("cannot load {}", args.input.display()))?;
-    volume::save_nifti(&vol, &args.output)
-        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    let vol = volume::load(&args.input, &opts).context("cannot load the input volume")?;
+    volume::save_nifti(&vol, &args.output).context("cannot write the output volume")?;
     let orientation = vol.orientation_code();
     if args.json {
         let obj = serde_json::json!({

@@ -57,7 +57,7 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
                 args.path.display()
             );
         }
-        Err(e) => return Err(e).with_context(|| format!("cannot load {}", args.path.display())),
+        Err(e) => return Err(e).context("cannot load the volume"),
     };
     let stats = vol.stats();
     let orientation = vol.orientation_code();

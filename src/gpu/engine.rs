@@ -212,6 +212,36 @@ impl GpuEngine {
     }
 }
 
+impl GpuEngine {
+    /// Runs `planes` (one batch of one shape, as [`GpuEngine::run_batch`]) with every dispatch
+    /// timed on its own; see [`Plan::profile`].
+    pub fn profile_batch(
+        &mut self,
+        planes: &[&Plane],
+    ) -> Result<Vec<(String, usize, f64)>, EngineError> {
+        let Some(first) = planes.first() else {
+            return Ok(Vec::new());
+        };
+        let (h, w) = (first.height, first.width);
+        self.ensure_arena(h, w, planes.len(), planes.len())?;
+        let pi = self.plan_index(planes.len(), h, w)?;
+        let mut data = Vec::with_capacity(planes.len() * h * w);
+        for p in planes {
+            data.extend_from_slice(&p.data);
+        }
+        let arena = self
+            .arena
+            .as_ref()
+            .ok_or_else(|| EngineError::Other("no activation buffers allocated".into()))?;
+        self.ctx.scoped(|| {
+            self.ctx
+                .queue
+                .write_buffer(arena.input(), 0, bytemuck::cast_slice(&data))
+        })?;
+        self.plans[pi].1.profile(&self.ctx)
+    }
+}
+
 /// Checks that every plane is non-empty, consistent and finite.
 pub fn validate_inputs(inputs: &[Plane]) -> Result<(), EngineError> {
     for (index, p) in inputs.iter().enumerate() {

@@ -57,6 +57,8 @@ pub struct Graph {
     max_groups: u32,
     max_invocations: u32,
     max_workgroup_bytes: u32,
+    /// Use the scalar scan kernel even where the vec4 one applies (tests of the fallback).
+    pub scalar_scan: bool,
 }
 
 impl Graph {
@@ -68,6 +70,7 @@ impl Graph {
             max_groups: ctx.limits.max_compute_workgroups_per_dimension,
             max_invocations: ctx.limits.max_compute_invocations_per_workgroup,
             max_workgroup_bytes: ctx.limits.max_compute_workgroup_storage_size,
+            scalar_scan: false,
         }
     }
 
@@ -179,6 +182,7 @@ impl Graph {
         // Dispatches with their parameter offset; bind groups are made once the uniform buffer
         // exists.
         struct Pending {
+            label: String,
             entry: Arc<PipelineEntry>,
             bufs: Vec<BufId>,
             offset: u32,
@@ -211,6 +215,7 @@ impl Graph {
                         bytes[start + 4 * i..start + 4 * i + 4].copy_from_slice(&w.to_le_bytes());
                     }
                     pre.push(Pre::D(Pending {
+                        label: key.short_label(),
                         entry,
                         bufs: bufs.clone(),
                         offset: (slot * align) as u32,
@@ -269,6 +274,7 @@ impl Graph {
                             .clone();
                         if let Some(seg) = segments.last_mut() {
                             seg.push(Ready::Dispatch {
+                                label: d.label,
                                 entry: d.entry,
                                 bind_group: bg,
                                 offset: d.offset,
@@ -302,6 +308,7 @@ impl Graph {
 
 enum Ready {
     Dispatch {
+        label: String,
         entry: Arc<PipelineEntry>,
         bind_group: wgpu::BindGroup,
         offset: u32,
@@ -370,6 +377,7 @@ impl Plan {
                         bind_group,
                         offset,
                         groups,
+                        ..
                     }) = seg.get(k)
                     {
                         pass.set_pipeline(&entry.pipeline);
@@ -387,6 +395,62 @@ impl Plan {
             after_segment(i);
         }
         ctx.wait(prev)
+    }
+}
+
+impl Plan {
+    /// Runs the plan once with every dispatch in its own submission, waiting for each, and
+    /// returns the wall time per kernel variant (label, dispatches, seconds), slowest first.
+    /// Slower than [`Plan::execute`] (no overlap, one synchronisation per dispatch): for finding
+    /// where the time goes, not for timing the whole.
+    pub fn profile(&self, ctx: &GpuContext) -> Result<Vec<(String, usize, f64)>, EngineError> {
+        let mut acc: HashMap<String, (usize, f64)> = HashMap::new();
+        for op in self.segments.iter().flatten() {
+            let t = std::time::Instant::now();
+            let label = ctx.scoped(|| {
+                let mut enc = ctx
+                    .device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+                let label = match op {
+                    Ready::Copy {
+                        src,
+                        src_off,
+                        dst,
+                        dst_off,
+                        bytes,
+                    } => {
+                        enc.copy_buffer_to_buffer(src, *src_off, dst, *dst_off, *bytes);
+                        "copy".to_string()
+                    }
+                    Ready::Dispatch {
+                        label,
+                        entry,
+                        bind_group,
+                        offset,
+                        groups,
+                    } => {
+                        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                            label: None,
+                            timestamp_writes: None,
+                        });
+                        pass.set_pipeline(&entry.pipeline);
+                        pass.set_bind_group(0, bind_group, &[*offset]);
+                        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+                        label.clone()
+                    }
+                };
+                ctx.queue.submit([enc.finish()]);
+                label
+            })?;
+            ctx.wait(None)?;
+            let e = acc.entry(label).or_insert((0, 0.0));
+            e.0 += 1;
+            e.1 += t.elapsed().as_secs_f64();
+        }
+        let mut v: Vec<(String, usize, f64)> =
+            acc.into_iter().map(|(k, (n, s))| (k, n, s)).collect();
+        v.sort_by(|a, b| b.2.total_cmp(&a.2));
+        Ok(v)
     }
 }
 

@@ -25,6 +25,7 @@ pub enum Kind {
     ShiftMix,
     AttPrep,
     Scan,
+    ScanVec4,
     Combine,
 }
 
@@ -37,6 +38,7 @@ impl Kind {
             Kind::ShiftMix => include_str!("../../shaders/shift_mix.wgsl"),
             Kind::AttPrep => include_str!("../../shaders/att_prep.wgsl"),
             Kind::Scan => include_str!("../../shaders/scan.wgsl"),
+            Kind::ScanVec4 => include_str!("../../shaders/scan_vec4.wgsl"),
             Kind::Combine => include_str!("../../shaders/combine.wgsl"),
         }
     }
@@ -46,7 +48,7 @@ impl Kind {
         match self {
             Kind::Conv3x3 | Kind::Matmul | Kind::LayerNorm | Kind::ShiftMix => &[true, true, false],
             Kind::AttPrep => &[true, true, true, false, false],
-            Kind::Scan => &[true, true, false, false],
+            Kind::Scan | Kind::ScanVec4 => &[true, true, false, false],
             Kind::Combine => &[true, true, true, true, true, false],
         }
     }
@@ -59,6 +61,7 @@ impl Kind {
             Kind::ShiftMix => "shift_mix",
             Kind::AttPrep => "att_prep",
             Kind::Scan => "scan",
+            Kind::ScanVec4 => "scan_vec4",
             Kind::Combine => "combine",
         }
     }
@@ -79,7 +82,32 @@ impl KernelKey {
             s.push_str(&format!("const {name}: u32 = {value}u;\n"));
         }
         s.push_str(COMMON);
-        s.push_str(self.kind.source());
+        match self.kind {
+            Kind::ScanVec4 => s.push_str(&expand_scan_vec4(self.kind.source(), self.get("NV"))),
+            _ => s.push_str(self.kind.source()),
+        }
+        s
+    }
+
+    /// Value of template constant `name` (0 when absent).
+    fn get(&self, name: &str) -> u32 {
+        self.consts
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, v)| *v)
+    }
+
+    /// Short name for profiles: the kernel and the constants that tell its uses apart.
+    pub fn short_label(&self) -> String {
+        let mut s = self.kind.name().to_string();
+        for (n, v) in &self.consts {
+            if matches!(
+                *n,
+                "ACT" | "ACCUM" | "LEAKY" | "SHUFFLE" | "NMIX" | "FIRST" | "CO_T" | "CI_T"
+            ) {
+                s.push_str(&format!(" {n}={v}"));
+            }
+        }
         s
     }
 
@@ -90,6 +118,64 @@ impl KernelKey {
         }
         s
     }
+}
+
+/// Sum of `terms` as a balanced tree (short dependency chains).
+fn tree_sum(terms: &[String]) -> String {
+    match terms {
+        [] => "0.0".into(),
+        [t] => t.clone(),
+        _ => {
+            let (a, b) = terms.split_at(terms.len() / 2);
+            format!("({} + {})", tree_sum(a), tree_sum(b))
+        }
+    }
+}
+
+/// Expands the `// GENERATED:` lines of `scan_vec4.wgsl` for `nv` vec4 registers per state row.
+fn expand_scan_vec4(src: &str, nv: u32) -> String {
+    let idx: Vec<u32> = (0..nv).collect();
+    let decl: String = idx
+        .iter()
+        .map(|q| format!("    var s{q} = vec4<f32>(0.0);\n"))
+        .collect();
+    let dots = |arr: u32| -> Vec<String> {
+        idx.iter()
+            .map(|q| format!("dot(s{q}, sh[o + {}u])", arr * nv + q))
+            .collect()
+    };
+    let sa = format!("            let sa = {};\n", tree_sum(&dots(2)));
+    let update: String = idx
+        .iter()
+        .map(|q| {
+            format!(
+                "            s{q} = s{q} * sh[o + {}u] + sa * sh[o + {}u] + vi * sh[o + {}u];\n",
+                nv + q,
+                3 * nv + q,
+                4 * nv + q
+            )
+        })
+        .collect();
+    let y = format!("            let y = {};\n", tree_sum(&dots(0)));
+    let store: String = idx
+        .iter()
+        .flat_map(|q| (0..4).map(move |c| format!("    state[so + {}u] = s{q}[{c}];\n", 4 * q + c)))
+        .collect();
+    let mut out = String::with_capacity(src.len() + 4096);
+    for line in src.lines() {
+        match line.trim() {
+            "// GENERATED: state declarations" => out.push_str(&decl),
+            "// GENERATED: sa" => out.push_str(&sa),
+            "// GENERATED: update" => out.push_str(&update),
+            "// GENERATED: y" => out.push_str(&y),
+            "// GENERATED: state store" => out.push_str(&store),
+            _ => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
 }
 
 /// A compiled pipeline and its bind group layout.
@@ -153,12 +239,26 @@ impl GpuContext {
                 bind_group_layouts: &[Some(&layout)],
                 immediate_size: 0,
             });
-        let module = self
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(&label),
-                source: wgpu::ShaderSource::Wgsl(key.source().into()),
-            });
+        // Bounds checks stay on (a kernel can never touch memory outside its bindings). The two
+        // checks turned off cost a lot in hot loops and are guaranteed by construction:
+        // - loop bounding: every loop of these kernels runs to a bound taken from a constant or
+        //   a parameter block, so none is infinite;
+        // - integer division guards: every divisor is a template constant or a size the launch
+        //   functions below derive from non-empty shapes (a launch with an empty dimension has
+        //   no workgroups and is skipped by `Graph::dispatch`).
+        let mut checks = wgpu::ShaderRuntimeChecks::checked();
+        checks.force_loop_bounding = false;
+        checks.int_div_checks = false;
+        // SAFETY: see the two guarantees above; the shaders are this crate's own sources.
+        let module = unsafe {
+            self.device.create_shader_module_trusted(
+                wgpu::ShaderModuleDescriptor {
+                    label: Some(&label),
+                    source: wgpu::ShaderSource::Wgsl(key.source().into()),
+                },
+                checks,
+            )
+        };
         let pipeline = self
             .device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -437,17 +537,14 @@ impl Graph {
 
     /// Appends a (batched) matrix product.
     pub fn matmul(&mut self, a: &MatmulArgs) -> Result<(), EngineError> {
-        let (bm, bn, bk, tm, tn) = (64u32, 32u32, 16u32, 4u32, 4u32);
+        let (bm, bn, bk) = (64u32, 32u32, 16u32);
         let key = KernelKey {
             kind: Kind::Matmul,
             consts: vec![
                 ("BM", bm),
                 ("BN", bn),
                 ("BK", bk),
-                ("TM", tm),
-                ("TN", tn),
-                ("WG", (bm / tm) * (bn / tn)),
-                ("ACC", tm * tn),
+                ("WG", (bm / 4) * (bn / 4)),
                 ("ACT", a.act as u32),
                 ("ACCUM", a.accumulate as u32),
             ],
@@ -556,9 +653,16 @@ impl Graph {
         let n = a.head_size;
         // Six staged vectors per token; stay within the workgroup memory limit.
         let chunk = (self.max_workgroup_bytes() / (4 * 6 * n)).clamp(1, 16);
-        let key = KernelKey {
-            kind: Kind::Scan,
-            consts: vec![("N", n), ("CHUNK", chunk)],
+        let key = if n.is_multiple_of(4) && !self.scalar_scan {
+            KernelKey {
+                kind: Kind::ScanVec4,
+                consts: vec![("N", n), ("NV", n / 4), ("CHUNK", chunk)],
+            }
+        } else {
+            KernelKey {
+                kind: Kind::Scan,
+                consts: vec![("N", n), ("CHUNK", chunk)],
+            }
         };
         let heads = a.c / n;
         let params = vec![

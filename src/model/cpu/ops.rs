@@ -273,23 +273,28 @@ pub fn token_shift_2d(x: &[f32], h: usize, w: usize, c: usize, head_size: usize)
     check_len("token_shift_2d x", x, h * w * c);
     assert!(head_size > 0, "ops::token_shift_2d: head_size is 0");
     let mut xs = vec![0.0f32; x.len()];
-    for row in 0..h {
-        for col in 0..w {
-            let p = row * w + col;
-            for ch in 0..c {
-                let q = 4 * (ch % head_size) / head_size;
-                let src = match q {
-                    0 => (col > 0).then(|| p - 1),
-                    1 => (col + 1 < w).then(|| p + 1),
-                    2 => (row > 0).then(|| p - w),
-                    _ => (row + 1 < h).then(|| p + w),
-                };
-                if let Some(s) = src {
-                    xs[p * c + ch] = x[s * c + ch];
+    if w == 0 || c == 0 {
+        return xs;
+    }
+    xs.par_chunks_mut(w * c)
+        .enumerate()
+        .for_each(|(row, out_row)| {
+            for col in 0..w {
+                let p = row * w + col;
+                for ch in 0..c {
+                    let q = 4 * (ch % head_size) / head_size;
+                    let src = match q {
+                        0 => (col > 0).then(|| p - 1),
+                        1 => (col + 1 < w).then(|| p + 1),
+                        2 => (row > 0).then(|| p - w),
+                        _ => (row + 1 < h).then(|| p + w),
+                    };
+                    if let Some(s) = src {
+                        out_row[col * c + ch] = x[s * c + ch];
+                    }
                 }
             }
-        }
-    }
+        });
     xs
 }
 
@@ -307,15 +312,20 @@ pub fn lerp_mix(x: &[f32], d: &[f32], mu: &[f32], c: usize) -> Vec<f32> {
     check_len("lerp_mix d", d, x.len());
     check_len("lerp_mix mu", mu, c);
     assert!(x.len().is_multiple_of(c), "ops::lerp_mix: x is not L x {c}");
-    x.chunks(c)
-        .zip(d.chunks(c))
-        .flat_map(|(xt, dt)| {
-            xt.iter()
-                .zip(dt)
-                .zip(mu)
-                .map(|((&xv, &dv), &m)| xv + dv * m)
-        })
-        .collect()
+    let mut y = vec![0.0f32; x.len()];
+    y.par_chunks_mut(c * TOKEN_CHUNK)
+        .zip(
+            x.par_chunks(c * TOKEN_CHUNK)
+                .zip(d.par_chunks(c * TOKEN_CHUNK)),
+        )
+        .for_each(|(yc, (xc, dc))| {
+            for ((yt, xt), dt) in yc.chunks_mut(c).zip(xc.chunks(c)).zip(dc.chunks(c)) {
+                for (((yv, &xv), &dv), &m) in yt.iter_mut().zip(xt).zip(dt).zip(mu) {
+                    *yv = xv + dv * m;
+                }
+            }
+        });
+    y
 }
 
 /// PyTorch `nn.Linear` without bias: `x` is `L x in_dim`, `weight` is `[out_dim, in_dim]`, returns
@@ -635,9 +645,11 @@ pub fn delta_scan_head(
     ] {
         check_len(name, s, l * c);
     }
-    let mut state = vec![0.0f32; n * n];
+    // The state is kept transposed, `st[j * n + i] = S[i, j]`, so that every step is a sequence
+    // of elementwise vector operations over the value channel `i` (no horizontal sums).
+    let mut st = vec![0.0f32; n * n];
     let mut y = vec![0.0f32; l * n];
-    let mut akk = vec![0.0f32; n];
+    let mut sa = vec![0.0f32; n];
     let off = head * n;
     for t in 0..l {
         let p = direction.position(t, h, w);
@@ -648,17 +660,19 @@ pub fn delta_scan_head(
         let a = &inputs.a[base..base + n];
         let kt = &inputs.kt[base..base + n];
         let v = &inputs.v[base..base + n];
-        for j in 0..n {
-            akk[j] = a[j] * kk[j];
+        // sa = S kk
+        sa.fill(0.0);
+        for (col, &kkj) in st.chunks_exact(n).zip(kk) {
+            axpy(&mut sa, kkj, col);
         }
+        // S[:, j] = S[:, j] lambda_j - sa (a_j kk_j) + v kt_j;  y = S r (after the update)
         let yp = &mut y[p * n..(p + 1) * n];
-        for (i, srow) in state.chunks_exact_mut(n).enumerate() {
-            let sa = dot(srow, kk);
-            let vi = v[i];
-            for j in 0..n {
-                srow[j] = srow[j] * lambda[j] - sa * akk[j] + vi * kt[j];
+        for (j, col) in st.chunks_exact_mut(n).enumerate() {
+            let (lj, akkj, ktj, rj) = (lambda[j], a[j] * kk[j], kt[j], r[j]);
+            for (((s, &sai), &vi), yi) in col.iter_mut().zip(&sa).zip(v).zip(yp.iter_mut()) {
+                *s = *s * lj - sai * akkj + vi * ktj;
+                *yi += *s * rj;
             }
-            yp[i] = dot(srow, r);
         }
     }
     y
