@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use deltawkv::app::jobs::CheckpointSource;
+use deltawkv::app::jobs::{CheckpointSource, DialogPurpose, Event};
 use deltawkv::app::metrics_cache::{ResultId, Slot};
 use deltawkv::app::session::{MapKind, Mode, PaneKind};
 use deltawkv::app::{AppOptions, DeltaApp, Settings};
@@ -33,6 +33,10 @@ fn data(name: &str) -> PathBuf {
 }
 
 fn tiny_checkpoint(scale: usize) -> CheckpointSource {
+    tiny_checkpoint_seeded(scale, 7)
+}
+
+fn tiny_checkpoint_seeded(scale: usize, seed: u64) -> CheckpointSource {
     let config = ModelConfig {
         scale,
         dim: 8,
@@ -47,8 +51,8 @@ fn tiny_checkpoint(scale: usize) -> CheckpointSource {
         degradation: Degradation::Kspace,
     };
     CheckpointSource::Memory {
-        label: format!("tiny random x{scale}"),
-        checkpoint: Arc::new(Checkpoint::random(&config, 7)),
+        label: format!("tiny random x{scale} ({seed})"),
+        checkpoint: Arc::new(Checkpoint::random(&config, seed)),
     }
 }
 
@@ -273,4 +277,85 @@ fn bad_inputs_show_messages_not_crashes() {
         "{:?}",
         v.messages
     );
+}
+
+#[test]
+fn compare_two_checkpoints_and_export_results() {
+    let mut h = open_crop(test_settings());
+    h.state_mut()
+        .viewer
+        .set_checkpoint(Slot::B, tiny_checkpoint_seeded(2, 11));
+    settle(&mut h);
+    {
+        let v = &h.state().viewer;
+        assert_eq!(
+            v.pane_rows()[0],
+            vec![
+                PaneKind::Lr,
+                PaneKind::Sr(Slot::A),
+                PaneKind::Sr(Slot::B),
+                PaneKind::Gt
+            ]
+        );
+        let a = v.metrics.volume(ResultId::Sr(Slot::A)).expect("A metrics");
+        let b = v.metrics.volume(ResultId::Sr(Slot::B)).expect("B metrics");
+        assert_eq!((a.slices, b.slices), (6, 6));
+        assert_ne!(a.psnr, b.psnr, "different checkpoints, different results");
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nii = dir.path().join("sr.nii.gz");
+    let csv = dir.path().join("metrics.csv");
+    let json = dir.path().join("metrics.json");
+    for (purpose, path) in [
+        (DialogPurpose::ExportNifti, &nii),
+        (DialogPurpose::ExportCsv, &csv),
+        (DialogPurpose::ExportJson, &json),
+    ] {
+        h.state_mut().viewer.handle(Event::Dialog {
+            purpose,
+            path: Some(path.clone()),
+        });
+    }
+    // The NIfTI is written on a worker thread.
+    let t0 = Instant::now();
+    while !nii.exists() {
+        h.step();
+        assert!(t0.elapsed() < Duration::from_secs(60), "NIfTI not written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    settle(&mut h);
+    let v = &h.state().viewer;
+    assert!(v.messages.iter().all(|m| !m.error), "{:?}", v.messages);
+    let p = v.prepared.as_ref().expect("prepared");
+    let run = v.runs[0].as_ref().expect("run A");
+    let back = deltawkv::volume::load(&nii, &Default::default()).expect("reload");
+    assert_eq!(back.dims, p.grid.dims);
+    for r in 0..3 {
+        for c in 0..4 {
+            assert!(
+                (back.affine[r][c] - p.grid.affine[r][c]).abs() < 1e-4,
+                "affine {r},{c}"
+            );
+        }
+    }
+    for (a, b) in back.data.iter().zip(&run.volume.data) {
+        assert!(
+            (a - b * p.norm).abs() <= 1e-3 * p.norm,
+            "{a} vs {}",
+            b * p.norm
+        );
+    }
+    let text = std::fs::read_to_string(&csv).expect("csv");
+    assert!(text.starts_with("scope,result,slice,psnr_db,ssim"));
+    assert!(text.contains("volume,sr_b,"), "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("slice,")).count(),
+        5 * 6
+    );
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("parse");
+    assert_eq!(j["volume"].as_array().map(Vec::len), Some(5));
+    assert_eq!(j["data_range"], 1.0);
+    assert_eq!(j["scale"], 2);
 }

@@ -117,7 +117,7 @@ pub fn metrics_report(v: &Viewer) -> Result<MetricsReport, String> {
             .unwrap_or_default(),
         scale: p.params.scale,
         degradation: p.params.degradation.as_str(),
-        axis: axis_label(p.params.sr_axis),
+        axis: axis_label(p.sr_axis),
         data_range: p.data_range(),
         normalisation: p.norm,
         checkpoint_a: run(Slot::A).map(|r| r.checkpoint.clone()),

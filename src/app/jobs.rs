@@ -63,12 +63,12 @@ impl std::fmt::Debug for CheckpointSource {
     }
 }
 
-/// A loaded volume, reoriented to canonical RAS.
+/// A loaded volume, in the file's voxel order (the pipeline's order; the display reorients).
 #[derive(Clone, Debug)]
 pub struct Loaded {
     pub path: PathBuf,
-    pub canonical: Arc<Volume>,
-    /// Orientation code of the file before reorientation.
+    pub volume: Arc<Volume>,
+    /// Orientation code of the file's voxel axes (e.g. `LPS`).
     pub orientation: String,
     pub load_secs: f64,
 }
@@ -231,10 +231,9 @@ impl Jobs {
                 };
                 let v = volume::load(&path, &opts).map_err(|e| e.to_string())?;
                 let orientation = v.orientation_code();
-                let canonical = v.to_canonical();
                 Ok(Ok(Loaded {
                     path: path.clone(),
-                    canonical: Arc::new(canonical),
+                    volume: Arc::new(v),
                     orientation,
                     load_secs: t0.elapsed().as_secs_f64(),
                 }))
@@ -267,11 +266,11 @@ impl Jobs {
         params: PrepareParams,
         cancel: Arc<AtomicBool>,
     ) {
-        let canonical = loaded.canonical.clone();
+        let volume = loaded.volume.clone();
         let orientation = loaded.orientation.clone();
         self.spawn("prepare", move |tx, waker| {
             let result = guarded("preparing", || {
-                session::prepare(&canonical, &orientation, params, &|| {
+                session::prepare(&volume, &orientation, params, &|| {
                     cancel.load(Ordering::Relaxed)
                 })
                 .map(Arc::new)
@@ -282,7 +281,8 @@ impl Jobs {
     }
 
     /// Runs a checkpoint over every SR slice, `first` first. Slices sent on `priority` jump the
-    /// queue (the slice on screen when the user scrolls).
+    /// queue (the slice on screen when the user scrolls). Slice numbers of the job, its
+    /// `priority` requests and its reports are in the file's stored voxel order.
     pub fn infer(&self, job: InferenceJob) {
         self.spawn("inference", move |tx, waker| {
             let (run_id, slot) = (job.run_id, job.slot);
@@ -420,7 +420,8 @@ fn run_inference(job: &InferenceJob, send: &dyn Fn(SrEvent)) -> Result<bool, Str
     let mut engine = (job.factory)(&ckpt).map_err(|e| format!("cannot start the engine: {e}"))?;
     send(SrEvent::EngineReady(engine.describe()));
 
-    let axis = job.prepared.params.sr_axis;
+    // Slices are numbered in the file's voxel order here (the network's input order).
+    let axis = job.prepared.params.stored_sr_axis;
     let n = job.prepared.sr_slices();
     let mut order = session::outward_order(job.first, n);
     order.reverse(); // popped from the back
@@ -462,7 +463,7 @@ fn run_inference(job: &InferenceJob, send: &dyn Fn(SrEvent)) -> Result<bool, Str
             .next()
             .ok_or_else(|| format!("slice {k}: the engine returned nothing"))?;
         let (ca, ra) = axis.in_plane();
-        let dims = job.prepared.grid.dims;
+        let dims = job.prepared.sr_stored_dims;
         if plane.width != dims[ca] || plane.height != dims[ra] {
             return Err(format!(
                 "slice {k}: the engine returned {}x{}, expected {}x{}",

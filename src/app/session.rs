@@ -79,7 +79,135 @@ pub struct PrepareParams {
     pub scale: usize,
     /// How the LR was made (simulate) or is assumed to be sampled (upscale).
     pub degradation: Degradation,
-    pub sr_axis: Axis,
+    /// Voxel axis of the file as stored whose slices are degraded and upscaled (as
+    /// `deltawkv eval --axis`); the display works on the canonical axis it maps to.
+    pub stored_sr_axis: Axis,
+}
+
+/// The voxel axis of index 0, 1 or 2.
+pub fn axis_of(index: usize) -> Axis {
+    match index {
+        0 => Axis::Sagittal,
+        1 => Axis::Coronal,
+        _ => Axis::Axial,
+    }
+}
+
+/// The exact permutation and flips taking the file's stored voxel order to the canonical (RAS)
+/// order, as [`Volume::to_canonical`] does: canonical axis `w` is stored axis `src[w]`, mirrored
+/// when `flip[w]`. The pipeline runs in stored order (so its numbers equal `deltawkv eval` and
+/// `deltawkv upscale`, whose k-space sampling phase depends on the voxel order), the display in
+/// canonical order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reorient {
+    pub src: [usize; 3],
+    pub flip: [bool; 3],
+}
+
+impl Reorient {
+    /// The mapping of a volume with this affine.
+    pub fn of(affine: &[[f64; 4]; 4]) -> Self {
+        let mapping = crate::volume::geometry::axis_mapping(affine);
+        let mut src = [0, 1, 2];
+        let mut flip = [false; 3];
+        for (old, &(w, along)) in mapping.iter().enumerate() {
+            if let (Some(s), Some(f)) = (src.get_mut(w), flip.get_mut(w)) {
+                *s = old;
+                *f = !along;
+            }
+        }
+        Self { src, flip }
+    }
+
+    /// Canonical axis of stored axis `a`.
+    pub fn canonical_axis(&self, a: usize) -> usize {
+        (0..3).find(|&w| self.src[w] == a).unwrap_or(a)
+    }
+
+    /// Canonical voxel of stored voxel `ijk` in a volume of stored `dims`.
+    pub fn to_canonical(&self, dims: [usize; 3], ijk: [usize; 3]) -> [usize; 3] {
+        let mut out = [0; 3];
+        for (w, o) in out.iter_mut().enumerate() {
+            let s = self.src[w];
+            *o = if self.flip[w] {
+                dims[s].saturating_sub(1).saturating_sub(ijk[s])
+            } else {
+                ijk[s]
+            };
+        }
+        out
+    }
+
+    /// Stored voxel of canonical voxel `ijk` in a volume of stored `dims`.
+    pub fn to_stored(&self, dims: [usize; 3], ijk: [usize; 3]) -> [usize; 3] {
+        let mut out = [0; 3];
+        for (w, &v) in ijk.iter().enumerate() {
+            let s = self.src[w];
+            if let Some(o) = out.get_mut(s) {
+                *o = if self.flip[w] {
+                    dims[s].saturating_sub(1).saturating_sub(v)
+                } else {
+                    v
+                };
+            }
+        }
+        out
+    }
+
+    /// Canonical dimensions of stored `dims`.
+    pub fn canonical_dims(&self, dims: [usize; 3]) -> [usize; 3] {
+        [dims[self.src[0]], dims[self.src[1]], dims[self.src[2]]]
+    }
+
+    /// Canonical index of stored slice `k` along stored axis `a` (stored `dims`).
+    pub fn canonical_slice(&self, dims: [usize; 3], a: usize, k: usize) -> usize {
+        let w = self.canonical_axis(a);
+        if self.flip[w] {
+            dims[a].saturating_sub(1).saturating_sub(k)
+        } else {
+            k
+        }
+    }
+
+    /// Stored index of canonical slice `k` along the canonical axis of stored axis `a`.
+    pub fn stored_slice(&self, dims: [usize; 3], a: usize, k: usize) -> usize {
+        // A flip is its own inverse.
+        self.canonical_slice(dims, a, k)
+    }
+
+    /// Writes `plane`, stored slice `k` along stored axis `a` (layout of [`Volume::slice`] on a
+    /// volume of stored `dims`), into the canonical volume `canon`. `false` when sizes differ.
+    pub fn write_slice(
+        &self,
+        canon: &mut Volume,
+        dims: [usize; 3],
+        a: usize,
+        k: usize,
+        plane: &Plane,
+    ) -> bool {
+        let (ca, ra) = axis_of(a).in_plane();
+        if canon.dims != self.canonical_dims(dims)
+            || k >= dims[a]
+            || plane.width != dims[ca]
+            || plane.height != dims[ra]
+            || plane.data.len() != plane.width * plane.height
+        {
+            return false;
+        }
+        let mut ijk = [0usize; 3];
+        ijk[a] = k;
+        for (r, row) in plane.data.chunks_exact(plane.width).enumerate() {
+            ijk[ra] = r;
+            for (c, v) in row.iter().enumerate() {
+                ijk[ca] = c;
+                let li = canon.linear_index(self.to_canonical(dims, ijk));
+                if let Some(d) = canon.data.get_mut(li) {
+                    *d = *v;
+                }
+            }
+        }
+        true
+    }
 }
 
 /// Dimensions, voxel size and voxel-to-world affine of a grid.
@@ -134,6 +262,16 @@ impl IntensitySummary {
 #[derive(Clone, Debug)]
 pub struct Prepared {
     pub params: PrepareParams,
+    /// Stored-to-canonical voxel mapping of the opened volume.
+    pub reorient: Reorient,
+    /// The canonical axis of the SR slices (what the panes and metrics call the SR axis).
+    pub sr_axis: Axis,
+    /// Stored dimensions of the LR input (for mapping slices between the orders).
+    pub lr_stored_dims: [usize; 3],
+    /// Stored dimensions of the SR grid.
+    pub sr_stored_dims: [usize; 3],
+    /// The LR input in the file's voxel order: the network's input slices.
+    pub lr_stored: Volume,
     /// Metadata of the opened volume.
     pub meta: VolumeMeta,
     /// Orientation code of the opened file before reorientation (e.g. `LPS`).
@@ -171,12 +309,38 @@ impl Prepared {
 
     /// Number of SR slices (slices along the SR axis).
     pub fn sr_slices(&self) -> usize {
-        self.grid.dims[self.params.sr_axis.index()]
+        self.grid.dims[self.sr_axis.index()]
     }
 
-    /// The LR input planes of the network, one per SR-axis slice.
-    pub fn lr_plane(&self, index: usize) -> Option<Plane> {
-        self.lr.slice(self.params.sr_axis, index)
+    /// The network's input for stored slice `k` (file voxel order, as `deltawkv upscale`).
+    pub fn lr_plane(&self, k: usize) -> Option<Plane> {
+        self.lr_stored.slice(self.params.stored_sr_axis, k)
+    }
+
+    /// Canonical SR-axis index of stored SR slice `k`.
+    pub fn canonical_sr_slice(&self, k: usize) -> usize {
+        let a = self.params.stored_sr_axis.index();
+        self.reorient.canonical_slice(self.sr_stored_dims, a, k)
+    }
+
+    /// Stored SR slice of canonical SR-axis index `k`.
+    pub fn stored_sr_slice(&self, k: usize) -> usize {
+        let a = self.params.stored_sr_axis.index();
+        self.reorient.stored_slice(self.sr_stored_dims, a, k)
+    }
+
+    /// The LR voxel (canonical LR grid) nearest to display voxel `vox`, through the sampling
+    /// geometry of the degradation in the file's voxel order.
+    pub fn lr_voxel(&self, vox: [usize; 3]) -> [usize; 3] {
+        let stored = self.reorient.to_stored(self.sr_stored_dims, vox);
+        let lr = super::geometry::lr_voxel_of_sr(
+            stored,
+            self.params.stored_sr_axis,
+            self.params.scale,
+            self.params.degradation,
+            self.lr_stored_dims,
+        );
+        self.reorient.to_canonical(self.lr_stored_dims, lr)
     }
 }
 
@@ -246,9 +410,11 @@ fn empty_like(grid: &Grid, meta: &VolumeMeta, fill: f32) -> Volume {
     }
 }
 
-/// Builds LR, GT and baselines from a canonical volume. `cancelled` is polled between slices.
+/// Builds LR, GT and baselines from the opened volume (in its stored voxel order, like
+/// `deltawkv eval`), then reorients them to canonical RAS for display. `cancelled` is polled
+/// between slices.
 pub fn prepare(
-    canonical: &Volume,
+    stored: &Volume,
     source_orientation: &str,
     params: PrepareParams,
     cancelled: &dyn Fn() -> bool,
@@ -257,10 +423,12 @@ pub fn prepare(
     if s < 2 {
         return Err(format!("scale must be 2 or more, got {s}"));
     }
-    let axis = params.sr_axis;
+    let axis = params.stored_sr_axis;
     let (ca, ra) = axis.in_plane();
+    let reorient = Reorient::of(&stored.affine);
+    let sr_axis = axis_of(reorient.canonical_axis(axis.index()));
     let mut notes = Vec::new();
-    let mut vol = canonical.clone();
+    let mut vol = stored.clone();
     if vol.meta.non_finite > 0 {
         notes.push(format!(
             "{} non-finite voxels were set to 0",
@@ -271,7 +439,8 @@ pub fn prepare(
     let n_slices = vol.dims[axis.index()];
     let meta = vol.meta.clone();
 
-    let (gt, lr, grid, lr_grid) = match params.mode {
+    // Stored order: GT (cropped), LR, and the SR grid.
+    let (gt, lr, grid) = match params.mode {
         Mode::Simulate => {
             let (cw, ch) = (vol.dims[ca] / s * s, vol.dims[ra] / s * s);
             if cw == 0 || ch == 0 {
@@ -279,7 +448,7 @@ pub fn prepare(
                     "a {}x{} {} slice is too small for x{s}",
                     vol.dims[ca],
                     vol.dims[ra],
-                    super::geometry::axis_label(axis)
+                    super::geometry::axis_label(sr_axis)
                 ));
             }
             if cw != vol.dims[ca] || ch != vol.dims[ra] {
@@ -291,22 +460,14 @@ pub fn prepare(
             let mut gdims = vol.dims;
             gdims[ca] = cw;
             gdims[ra] = ch;
-            // Cropping keeps voxel (0, 0): the affine is unchanged.
+            // Cropping keeps stored voxel (0, 0): the affine is unchanged.
             let grid = Grid {
                 dims: gdims,
                 spacing: vol.spacing,
                 affine: vol.affine,
             };
             let mut gt = empty_like(&grid, &meta, 0.0);
-            let tmp = Volume {
-                data: Vec::new(),
-                dims: gdims,
-                spacing: vol.spacing,
-                affine: vol.affine,
-                meta: meta.clone(),
-            };
-            let (ldims, laff) =
-                tmp.downsampled_geometry(s, rescaled_axes(axis), params.degradation);
+            let (ldims, laff) = gt.downsampled_geometry(s, rescaled_axes(axis), params.degradation);
             let lr_grid = Grid::from_affine(ldims, laff);
             let mut lr = empty_like(&lr_grid, &meta, 0.0);
             for k in 0..n_slices {
@@ -328,13 +489,11 @@ pub fn prepare(
                     ));
                 }
             }
-            (Some(gt), lr, grid, lr_grid)
+            (Some(gt), lr, grid)
         }
         Mode::Upscale => {
             let (udims, uaff) = vol.upscaled_geometry(s, rescaled_axes(axis), params.degradation);
-            let grid = Grid::from_affine(udims, uaff);
-            let lr_grid = Grid::of(&vol);
-            (None, vol, grid, lr_grid)
+            (None, vol, Grid::from_affine(udims, uaff))
         }
     };
 
@@ -363,10 +522,18 @@ pub fn prepare(
                 ));
             }
         }
-        baselines.push((b, out));
+        baselines.push((b, out.to_canonical()));
     }
 
-    let reference = gt.as_ref().unwrap_or(&lr);
+    let lr_stored_dims = lr.dims;
+    let sr_stored_dims = grid.dims;
+    let gt = gt.map(|g| g.to_canonical());
+    let lr_canonical = lr.to_canonical();
+    let display = empty_like(&grid, &meta, 0.0).to_canonical();
+    let grid = Grid::of(&display);
+    let lr_grid = Grid::of(&lr_canonical);
+
+    let reference = gt.as_ref().unwrap_or(&lr_canonical);
     let values = crate::volume::percentiles(&reference.data, &SUMMARY_PERCENTILES);
     let summary = IntensitySummary {
         percentiles: SUMMARY_PERCENTILES.iter().copied().zip(values).collect(),
@@ -390,13 +557,18 @@ pub fn prepare(
 
     Ok(Prepared {
         params,
+        reorient,
+        sr_axis,
+        lr_stored_dims,
+        sr_stored_dims,
+        lr_stored: lr,
         meta,
         source_orientation: source_orientation.to_string(),
         norm,
         grid,
         lr_grid,
         gt,
-        lr,
+        lr: lr_canonical,
         baselines,
         summary,
         diff_scale,
@@ -452,18 +624,24 @@ impl SrRun {
         }
     }
 
-    /// Stores an upscaled slice (along `axis`); `false` when its size or index does not fit.
-    pub fn apply_slice(&mut self, axis: Axis, index: usize, plane: &Plane) -> bool {
-        if !self.volume.set_slice(axis, index, plane) {
-            return false;
+    /// Stores the upscaled stored slice `k` (file voxel order, as the network returned it);
+    /// returns its canonical SR-axis index, `None` when its size or index does not fit.
+    pub fn apply_stored_slice(&mut self, p: &Prepared, k: usize, plane: &Plane) -> Option<usize> {
+        let a = p.params.stored_sr_axis.index();
+        if !p
+            .reorient
+            .write_slice(&mut self.volume, p.sr_stored_dims, a, k, plane)
+        {
+            return None;
         }
+        let index = p.canonical_sr_slice(k);
         if let Some(d) = self.done.get_mut(index)
             && !*d
         {
             *d = true;
             self.n_done += 1;
         }
-        true
+        Some(index)
     }
 
     /// Whether every slice is done.
@@ -644,7 +822,7 @@ pub fn pane_plane(
                 .get(slot.index())
                 .and_then(|r| r.as_ref())
                 .ok_or(PaneEmpty::NoRun)?;
-            if axis == prepared.params.sr_axis && !run.done.get(index).copied().unwrap_or(false) {
+            if axis == prepared.sr_axis && !run.done.get(index).copied().unwrap_or(false) {
                 return Err(PaneEmpty::Pending);
             }
             run.volume.slice(axis, index).ok_or_else(missing)
@@ -661,8 +839,7 @@ pub fn pane_plane(
                     .get(slot.index())
                     .and_then(|r| r.as_ref())
                     .ok_or(PaneEmpty::NoRun)?;
-                if axis == prepared.params.sr_axis && !run.done.get(index).copied().unwrap_or(false)
-                {
+                if axis == prepared.sr_axis && !run.done.get(index).copied().unwrap_or(false) {
                     return Err(PaneEmpty::Pending);
                 }
             }
@@ -763,7 +940,7 @@ pub(crate) mod tests {
             mode,
             scale,
             degradation: Degradation::Kspace,
-            sr_axis: Axis::Axial,
+            stored_sr_axis: Axis::Axial,
         }
     }
 
@@ -819,6 +996,89 @@ pub(crate) mod tests {
         let v = phantom([16, 16, 2], [1.0, 1.0, 1.0]);
         let e = prepare(&v, "RAS", params(Mode::Simulate, 2), &|| true).unwrap_err();
         assert_eq!(e, "cancelled");
+    }
+
+    /// The phantom stored in LPS order (i to the left, j to posterior).
+    fn permuted_phantom() -> Volume {
+        let mut v = phantom([24, 20, 6], [1.0, 1.0, 3.0]);
+        // Stored axes: i -> -x (L), j -> -y (P), k -> +z (S): LPS.
+        v.affine = [
+            [-1.0, 0.0, 0.0, 30.0],
+            [0.0, -1.0, 0.0, 40.0],
+            [0.0, 0.0, 3.0, -5.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
+        v
+    }
+
+    #[test]
+    fn reorient_maps_stored_and_canonical_voxels_exactly() {
+        let v = permuted_phantom();
+        let r = Reorient::of(&v.affine);
+        assert_eq!(r.src, [0, 1, 2]);
+        assert_eq!(r.flip, [true, true, false]);
+        let c = v.to_canonical();
+        for ijk in [[0, 0, 0], [23, 19, 5], [5, 7, 2]] {
+            let w = r.to_canonical(v.dims, ijk);
+            assert_eq!(c.data[c.linear_index(w)], v.data[v.linear_index(ijk)]);
+            assert_eq!(r.to_stored(v.dims, w), ijk);
+        }
+        // A permutation: stored (k, i, j) order.
+        let swapped = [
+            [0.0, 0.0, 2.0, 0.0],
+            [0.0, -1.0, 0.0, 0.0],
+            [-4.0, 0.0, 0.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
+        let p = Reorient::of(&swapped);
+        assert_eq!(p.src, [2, 1, 0]);
+        assert_eq!(p.flip, [false, true, true]);
+        assert_eq!(p.canonical_axis(0), 2);
+        assert_eq!(p.canonical_dims([3, 4, 5]), [5, 4, 3]);
+        assert_eq!(p.canonical_slice([3, 4, 5], 0, 0), 2);
+        assert_eq!(p.stored_slice([3, 4, 5], 0, 2), 0);
+        // write_slice puts a stored slice where to_canonical puts it.
+        let mut vol = phantom([3, 4, 5], [1.0, 1.0, 1.0]);
+        vol.affine = swapped;
+        let canon = vol.to_canonical();
+        let mut blank = canon.clone();
+        blank.data.iter_mut().for_each(|x| *x = f32::NAN);
+        for k in 0..3 {
+            let plane = vol.slice(Axis::Sagittal, k).expect("slice");
+            assert!(p.write_slice(&mut blank, vol.dims, 0, k, &plane));
+        }
+        assert_eq!(blank.data, canon.data);
+        assert!(!p.write_slice(&mut blank, vol.dims, 0, 3, &Plane::zeros(4, 5)));
+    }
+
+    #[test]
+    fn pipeline_runs_in_stored_order_and_displays_canonically() {
+        let v = permuted_phantom();
+        let p = prepare(&v, "LPS", params(Mode::Simulate, 2), &|| false).expect("prepare");
+        assert_eq!(p.sr_axis, Axis::Axial);
+        // The network input is the stored LR slice: degrading the stored GT slice.
+        let mut norm = v.clone();
+        normalise(&mut norm).expect("normalise");
+        let hr = norm.slice(Axis::Axial, 2).expect("slice");
+        let lr = degrade::degrade(&hr, 2, Degradation::Kspace).expect("degrade");
+        assert_eq!(p.lr_plane(2), Some(lr));
+        // The canonical GT is the reoriented stored GT.
+        let gt = p.gt.as_ref().expect("gt");
+        assert_eq!(gt.dims, [24, 20, 6]);
+        assert_eq!(gt.affine[0][0], 1.0, "canonical: +i is R");
+        let stored_v = norm.data[norm.linear_index([0, 0, 2])];
+        assert_eq!(gt.data[gt.linear_index([23, 19, 2])], stored_v);
+        // An SR slice lands where the canonical order puts it.
+        let mut run = SrRun::new(Slot::A, 1, "t".into(), &p);
+        let mut sr = Plane::zeros(24, 20);
+        sr.set(0, 0, 0.5);
+        assert_eq!(run.apply_stored_slice(&p, 2, &sr), Some(2));
+        assert_eq!(run.volume.data[run.volume.linear_index([23, 19, 2])], 0.5);
+        // k-space geometry in stored order: stored LR voxel i sits at stored HR voxel 2i, so
+        // canonical HR voxel 23 (stored 0) maps to canonical LR voxel 11 (stored 0).
+        assert_eq!(p.lr_voxel([23, 19, 2]), [11, 9, 2]);
+        // Canonical 22 is stored 1 -> LR 0.5, rounded to stored LR 1 = canonical LR 10.
+        assert_eq!(p.lr_voxel([22, 18, 2]), [10, 8, 2]);
     }
 
     #[test]
@@ -933,8 +1193,8 @@ pub(crate) mod tests {
                 .and_then(|g| g.slice(Axis::Axial, 1))
                 .expect("gt");
         let run = runs[0].as_mut().expect("run");
-        assert!(run.apply_slice(Axis::Axial, 1, &g));
-        assert!(!run.apply_slice(Axis::Axial, 1, &Plane::zeros(3, 3)));
+        assert_eq!(run.apply_stored_slice(&p, 1, &g), Some(1));
+        assert_eq!(run.apply_stored_slice(&p, 1, &Plane::zeros(3, 3)), None);
         assert_eq!(run.n_done, 1);
         let m = pane_plane(
             &p,

@@ -5,7 +5,7 @@ use egui_plot::{Line, Plot, PlotPoints, VLine};
 
 use super::backend;
 use super::colormap::Colormap;
-use super::geometry::{Convention, axis_label, lr_voxel_of_sr, voxel_to_world};
+use super::geometry::{Convention, axis_label, voxel_to_world};
 use super::jobs::{CheckpointSource, DialogPurpose};
 use super::metrics_cache::{ResultId, Slot};
 use super::session::{MapKind, Mode, RunState, SrAxisChoice, result_volume};
@@ -402,19 +402,23 @@ fn fmt_db(x: f64) -> String {
 
 /// The side panel: volume facts, display controls, checkpoints and metrics.
 pub fn side_panel(v: &mut Viewer, ui: &mut Ui) {
+    // Most looked-at first: the numbers, then the runs; the rest can be folded away.
     egui::ScrollArea::vertical().show(ui, |ui| {
-        volume_info(v, ui);
-        ui.separator();
-        display_controls(v, ui);
+        metrics_table(v, ui);
         ui.separator();
         checkpoint_info(v, ui);
         ui.separator();
-        metrics_table(v, ui);
+        egui::CollapsingHeader::new(RichText::new("Display").heading())
+            .default_open(true)
+            .show(ui, |ui| display_controls(v, ui));
+        ui.separator();
+        egui::CollapsingHeader::new(RichText::new("Volume").heading())
+            .default_open(true)
+            .show(ui, |ui| volume_info(v, ui));
     });
 }
 
 fn volume_info(v: &Viewer, ui: &mut Ui) {
-    ui.heading("Volume");
     let (Some(l), Some(p)) = (&v.loaded, &v.prepared) else {
         ui.weak("nothing loaded");
         return;
@@ -426,7 +430,7 @@ fn volume_info(v: &Viewer, ui: &mut Ui) {
         .unwrap_or_default();
     ui.label(RichText::new(name).strong())
         .on_hover_text(l.path.display().to_string());
-    let c = &l.canonical;
+    let c = &l.volume;
     egui::Grid::new("volinfo").num_columns(2).show(ui, |ui| {
         ui.label("format");
         ui.label(&p.meta.format);
@@ -451,7 +455,7 @@ fn volume_info(v: &Viewer, ui: &mut Ui) {
             g[1],
             g[2],
             p.params.scale,
-            axis_label(p.params.sr_axis)
+            axis_label(p.sr_axis)
         ));
         ui.end_row();
         ui.label("LR grid");
@@ -479,7 +483,6 @@ fn volume_info(v: &Viewer, ui: &mut Ui) {
 }
 
 fn display_controls(v: &mut Viewer, ui: &mut Ui) {
-    ui.heading("Display");
     let norm = v.prepared.as_ref().map(|p| p.norm).unwrap_or(1.0);
     let (lo, hi) = v.window.range();
     let mut level = v.window.center * norm;
@@ -684,7 +687,7 @@ fn metrics_table(v: &mut Viewer, ui: &mut Ui) {
         "slice: {} {}; volume: {} slices (PSNR of pooled MSE, mean SSIM)",
         axis_label(axis),
         index + 1,
-        axis_label(p.params.sr_axis)
+        axis_label(p.sr_axis)
     ));
 }
 
@@ -704,7 +707,13 @@ pub fn progress(v: &mut Viewer, ui: &mut Ui) {
             String::new()
         } else {
             let mean = run.slice_secs.iter().sum::<f64>() / run.slice_secs.len() as f64;
-            format!(", {:.1} s/slice", mean)
+            let left = mean * (run.done.len() - run.n_done) as f64;
+            let left = if left >= 90.0 {
+                format!("{:.0} min", left / 60.0)
+            } else {
+                format!("{left:.0} s")
+            };
+            format!(", {mean:.1} s/slice, about {left} left")
         };
         let text = match run.state {
             RunState::Starting => format!("{name}: starting the engine"),
@@ -753,7 +762,7 @@ pub fn psnr_plot(v: &mut Viewer, ui: &mut Ui) {
     if p.gt.is_none() {
         return;
     }
-    let sr_axis = p.params.sr_axis;
+    let sr_axis = p.sr_axis;
     let series: Vec<(String, Vec<[f64; 2]>)> = v
         .metric_results()
         .into_iter()
@@ -772,9 +781,22 @@ pub fn psnr_plot(v: &mut Viewer, ui: &mut Ui) {
         })
         .collect();
     let current = (v.crosshair.axis == sr_axis).then(|| v.crosshair.slice() as f64 + 1.0);
-    let resp = Plot::new("psnr_per_slice")
+    // Leave the upper part of the plot to the legend.
+    let (lo, hi) = series
+        .iter()
+        .flat_map(|(_, pts)| pts.iter().map(|p| p[1]))
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| {
+            (a.min(y), b.max(y))
+        });
+    let mut plot = Plot::new("psnr_per_slice")
         .height(ui.available_height().max(60.0))
-        .legend(egui_plot::Legend::default())
+        .legend(egui_plot::Legend::default().position(egui_plot::Corner::RightTop));
+    if lo.is_finite() && hi.is_finite() {
+        plot = plot
+            .include_y(lo - 1.0)
+            .include_y(hi + 0.8 * (hi - lo) + 2.0);
+    }
+    let resp = plot
         .x_axis_label(format!("{} slice", axis_label(sr_axis)))
         .y_axis_label("PSNR (dB)")
         .allow_scroll(false)
@@ -786,7 +808,7 @@ pub fn psnr_plot(v: &mut Viewer, ui: &mut Ui) {
                 plot.line(Line::new(name, PlotPoints::from(pts)));
             }
             if let Some(x) = current {
-                plot.add(VLine::new("current slice", x));
+                plot.add(VLine::new("", x));
             }
         });
     if resp.response.clicked()
@@ -815,13 +837,7 @@ pub fn readout(v: &Viewer, ui: &mut Ui) {
         "voxel ({}, {}, {})  {:.1}, {:.1}, {:.1} mm",
         vox[0], vox[1], vox[2], world[0], world[1], world[2]
     )];
-    let lr = lr_voxel_of_sr(
-        vox,
-        p.params.sr_axis,
-        p.params.scale,
-        p.params.degradation,
-        p.lr.dims,
-    );
+    let lr = p.lr_voxel(vox);
     let lr_val = p.lr.data.get(p.lr.linear_index(lr)).copied();
     if let Some(x) = lr_val {
         parts.push(format!(

@@ -286,8 +286,20 @@ impl Viewer {
             mode: self.settings.mode,
             scale: self.settings.scale,
             degradation: self.settings.degradation,
-            sr_axis: self.settings.sr_axis.resolve(loaded.canonical.spacing),
+            stored_sr_axis: self.stored_sr_axis(&loaded.volume),
         })
+    }
+
+    /// The stored voxel axis the settings' SR axis (given in canonical terms) maps to.
+    fn stored_sr_axis(&self, v: &crate::volume::Volume) -> Axis {
+        let r = session::Reorient::of(&v.affine);
+        let canonical_spacing = [
+            v.spacing[r.src[0]],
+            v.spacing[r.src[1]],
+            v.spacing[r.src[2]],
+        ];
+        let a = self.settings.sr_axis.resolve(canonical_spacing);
+        session::axis_of(r.src[a.index()])
     }
 
     /// Rebuilds LR/GT/baselines after a parameter change (no-op when nothing changed).
@@ -420,7 +432,7 @@ impl Viewer {
             self.view = ViewTransform::default();
         }
         self.crosshair.axis = self.settings.view_axis;
-        self.metrics = MetricsCache::new(p.params.sr_axis, p.sr_slices(), p.data_range());
+        self.metrics = MetricsCache::new(p.sr_axis, p.sr_slices(), p.data_range());
         self.diff_scale = p.diff_scale;
         self.prepared = Some(p.clone());
         self.apply_preset(self.settings.window_preset);
@@ -491,11 +503,7 @@ impl Viewer {
         self.metrics.invalidate_result(ResultId::Sr(slot));
         let cancel = Arc::new(AtomicBool::new(false));
         let (ptx, prx) = crossbeam_channel::unbounded();
-        let first = if self.crosshair.axis == p.params.sr_axis {
-            self.crosshair.slice()
-        } else {
-            self.crosshair.voxel[p.params.sr_axis.index()]
-        };
+        let first = p.stored_sr_slice(self.crosshair.voxel[p.sr_axis.index()]);
         self.run_ctl[slot.index()] = Some(RunControl {
             cancel: cancel.clone(),
             priority: ptx,
@@ -513,9 +521,8 @@ impl Viewer {
     }
 
     fn on_sr(&mut self, run_id: u64, slot: Slot, ev: SrEvent) {
-        let axis = match &self.prepared {
-            Some(p) => p.params.sr_axis,
-            None => return,
+        let Some(p) = self.prepared.clone() else {
+            return;
         };
         let Some(run) = self.runs[slot.index()].as_mut() else {
             return;
@@ -532,9 +539,9 @@ impl Viewer {
             }
             SrEvent::Warning(w) => self.info(w),
             SrEvent::Slice { index, plane, secs } => {
-                if run.apply_slice(axis, index, &plane) {
+                if let Some(canonical) = run.apply_stored_slice(&p, index, &plane) {
                     run.slice_secs.push(secs);
-                    self.metrics.invalidate_slice(ResultId::Sr(slot), index);
+                    self.metrics.invalidate_slice(ResultId::Sr(slot), canonical);
                 } else {
                     let msg = format!(
                         "SR slice {index} has the wrong size {}x{}",
@@ -565,7 +572,7 @@ impl Viewer {
         let Some(p) = &self.prepared else {
             return;
         };
-        let k = self.crosshair.voxel[p.params.sr_axis.index()];
+        let k = p.stored_sr_slice(self.crosshair.voxel[p.sr_axis.index()]);
         for ctl in self.run_ctl.iter().flatten() {
             let _ = ctl.priority.send(k);
         }
@@ -686,7 +693,7 @@ impl Viewer {
         let Some(gt) = p.gt.as_ref() else {
             return;
         };
-        let sr_axis = p.params.sr_axis;
+        let sr_axis = p.sr_axis;
         let mut wanted: Vec<(Axis, usize, ResultId)> = Vec::new();
         // Asked for first, computed last: the metrics thread serves the newest request first.
         for id in self.metric_results() {
@@ -750,7 +757,7 @@ impl Viewer {
     /// Jumps to SR-axis slice `index` (the per-slice plot).
     pub fn jump_to_sr_slice(&mut self, index: usize) {
         if let Some(p) = &self.prepared {
-            let axis = p.params.sr_axis;
+            let axis = p.sr_axis;
             self.set_axis(axis);
             self.crosshair.set_slice(index);
             self.prioritise_current();
@@ -909,7 +916,7 @@ mod tests {
         let vol = phantom([32, 32, 12], [1.0, 1.0, 4.0]);
         v.loaded = Some(Loaded {
             path: PathBuf::from("/phantom.nii.gz"),
-            canonical: Arc::new(vol),
+            volume: Arc::new(vol),
             orientation: "RAS".into(),
             load_secs: 0.0,
         });
@@ -923,7 +930,7 @@ mod tests {
         load_phantom(&mut v);
         let p = v.prepared.clone().expect("prepared");
         assert_eq!(p.params.mode, Mode::Simulate);
-        assert_eq!(p.params.sr_axis, Axis::Axial);
+        assert_eq!(p.sr_axis, Axis::Axial);
         assert_eq!(
             v.pane_rows(),
             vec![vec![PaneKind::Lr, PaneKind::Sr(Slot::A), PaneKind::Gt]]
@@ -996,7 +1003,7 @@ mod tests {
         let vol = phantom([32, 32, 6], [1.0, 1.0, 4.0]);
         v.loaded = Some(Loaded {
             path: PathBuf::from("/thin.nii.gz"),
-            canonical: Arc::new(vol),
+            volume: Arc::new(vol),
             orientation: "RAS".into(),
             load_secs: 0.0,
         });
