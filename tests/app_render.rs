@@ -104,7 +104,11 @@ fn draw(rs: &egui_wgpu::RenderState, cb: &SliceCallback) -> Vec<u8> {
         })
         .expect("poll");
     rx.recv().expect("map").expect("map");
-    let data = buffer.slice(..).get_mapped_range().expect("mapped").to_vec();
+    let data = buffer
+        .slice(..)
+        .get_mapped_range()
+        .expect("mapped")
+        .to_vec();
     data.chunks_exact(padded as usize)
         .flat_map(|row| row[..(W * 4) as usize].to_vec())
         .collect()
@@ -179,7 +183,10 @@ fn nearest_display_matches_cpu_window_and_colour_map() {
                 } else {
                     lut[Colormap::lut_index(wl.normalise(v))]
                 };
-                assert_eq!(got, want, "pixel ({x}, {y}) voxel ({c}, {r}) flips {flips:?}");
+                assert_eq!(
+                    got, want,
+                    "pixel ({x}, {y}) voxel ({c}, {r}) flips {flips:?}"
+                );
             }
         }
     }

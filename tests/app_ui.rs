@@ -126,7 +126,11 @@ fn opens_a_volume_upscales_it_and_steps_slices() {
     assert_eq!(h.state().viewer.crosshair.slice(), 4);
     h.key_press(Key::PageDown);
     h.run_steps(2);
-    assert_eq!(h.state().viewer.crosshair.slice(), 0, "clamped at the first slice");
+    assert_eq!(
+        h.state().viewer.crosshair.slice(),
+        0,
+        "clamped at the first slice"
+    );
     h.key_press(Key::Y);
     h.run_steps(2);
     assert_eq!(h.state().viewer.crosshair.axis, Axis::Coronal);
@@ -168,14 +172,17 @@ fn maps_flip_and_metrics() {
     let slices = |vol: &deltawkv::volume::Volume| -> Vec<deltawkv::plane::Plane> {
         (0..6).filter_map(|k| vol.slice(Axis::Axial, k)).collect()
     };
-    let (direct, _) = deltawkv::metrics::volume_metrics(&slices(gt), &slices(bic), 1.0)
-        .expect("metrics");
+    let (direct, _) =
+        deltawkv::metrics::volume_metrics(&slices(gt), &slices(bic), 1.0).expect("metrics");
     let shown = v
         .metrics
         .volume(ResultId::Baseline(Baseline::Bicubic))
         .expect("shown");
     assert_eq!(shown.slices, 6);
-    assert!((shown.psnr - direct.psnr).abs() < 1e-9, "{shown:?} {direct:?}");
+    assert!(
+        (shown.psnr - direct.psnr).abs() < 1e-9,
+        "{shown:?} {direct:?}"
+    );
     assert!((shown.ssim - direct.ssim).abs() < 1e-12);
     let sr = v.metrics.volume(ResultId::Sr(Slot::A)).expect("SR metrics");
     assert_eq!(sr.slices, 6);
@@ -202,7 +209,10 @@ fn upscale_mode_presentation_and_png_export() {
     h.key_press(Key::P);
     h.run_steps(2);
     assert!(h.state().viewer.presentation);
-    assert_eq!(h.state().viewer.pane_rows(), vec![vec![PaneKind::Sr(Slot::A)]]);
+    assert_eq!(
+        h.state().viewer.pane_rows(),
+        vec![vec![PaneKind::Sr(Slot::A)]]
+    );
     h.key_press(Key::Space);
     h.run_steps(2);
     assert_eq!(h.state().viewer.pane_rows(), vec![vec![PaneKind::Lr]]);

@@ -199,7 +199,7 @@ impl MetricsCache {
     /// Whether [`Self::request`] would ask for a computation (cheap check before gathering inputs).
     pub fn needs(&self, key: MetricKey) -> bool {
         let version = self.version(key.0, key.1, key.2);
-        !self.entries.get(&key).is_some_and(|(v, _)| *v == version)
+        self.entries.get(&key).is_none_or(|(v, _)| *v != version)
             && !self.pending.contains(&(key, version))
     }
 

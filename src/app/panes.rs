@@ -313,7 +313,9 @@ fn interact(
     let id = egui::Id::unique(("deltawkv-pane", slot));
     let resp = ui.interact(rect, id, Sense::click_and_drag());
     let title = kind.title();
-    resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Image, true, format!("pane {title}")));
+    resp.widget_info(|| {
+        egui::WidgetInfo::labeled(egui::Role::Image, true, format!("pane {title}"))
+    });
     let (shift, primary_down) = ui.input(|i| (i.modifiers.shift, i.pointer.primary_down()));
     let Some((size_mm, _, _)) = plane_size_mm(v) else {
         return;

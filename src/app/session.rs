@@ -196,9 +196,16 @@ pub fn robust_max(data: &[f32]) -> Result<f64, String> {
     let pos = NORM_PERCENTILE / 100.0 * last as f64;
     let lo = (pos.floor() as usize).min(last);
     let hi = (lo + 1).min(last);
-    let (a, b) = (v.get(lo).copied().unwrap_or(0.0), v.get(hi).copied().unwrap_or(0.0));
+    let (a, b) = (
+        v.get(lo).copied().unwrap_or(0.0),
+        v.get(hi).copied().unwrap_or(0.0),
+    );
     let p = a + (b - a) * (pos - lo as f64);
-    let m = if p > 0.0 { p } else { v.get(last).copied().unwrap_or(0.0) };
+    let m = if p > 0.0 {
+        p
+    } else {
+        v.get(last).copied().unwrap_or(0.0)
+    };
     if !(m.is_finite() && m > 0.0) {
         return Err(format!(
             "cannot normalise intensities: the largest finite voxel is {m}, not positive"
