@@ -1064,6 +1064,39 @@ mod tests {
     }
 
     #[test]
+    fn dicom_folder_with_two_series_asks_which_then_opens_it() {
+        let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/fixtures");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let series = fixtures.join("dicom_series_tiny16");
+        for e in std::fs::read_dir(&series).expect("fixture folder").flatten() {
+            std::fs::copy(e.path(), dir.path().join(e.file_name())).expect("copy");
+        }
+        std::fs::copy(
+            fixtures.join("dicom_single_mr_small/MR_small.dcm"),
+            dir.path().join("other.dcm"),
+        )
+        .expect("copy");
+        let mut v = viewer();
+        v.open(dir.path().to_path_buf(), None);
+        wait_until(&mut v, "series list", |v| v.loading.is_none());
+        let choice = v.series_choice.clone().expect("a series choice");
+        assert_eq!(choice.series.len(), 2);
+        let tiny = choice
+            .series
+            .iter()
+            .find(|s| s.files == 7)
+            .expect("the 7-file series");
+        v.open(choice.folder.clone(), Some(tiny.uid.clone()));
+        assert!(v.series_choice.is_none());
+        wait_until(&mut v, "the chosen series", |v| {
+            v.loading.is_none() && v.preparing.is_none()
+        });
+        assert!(v.messages.iter().all(|m| !m.error), "{:?}", v.messages);
+        let p = v.prepared.as_ref().expect("prepared");
+        assert_eq!(p.sr_slices(), 7);
+    }
+
+    #[test]
     fn bad_file_shows_a_message_and_no_crash() {
         let mut v = viewer();
         let dir = tempfile::tempdir().expect("tempdir");
