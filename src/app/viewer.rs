@@ -285,9 +285,28 @@ impl Viewer {
         Some(PrepareParams {
             mode: self.settings.mode,
             scale: self.settings.scale,
-            degradation: self.settings.degradation,
+            degradation: self.lr_geometry(),
             stored_sr_axis: self.stored_sr_axis(&loaded.volume),
         })
+    }
+
+    /// The training degradation of checkpoint `slot`, when known.
+    pub fn checkpoint_degradation(&self, slot: Slot) -> Option<crate::model::Degradation> {
+        match self.checkpoints[slot.index()].as_ref()? {
+            CheckpointSource::Memory { checkpoint, .. } => Some(checkpoint.config.degradation),
+            CheckpointSource::File(f) => backend::peek_meta(f).ok().and_then(|m| m.degradation),
+        }
+    }
+
+    /// Sampling geometry of the LR: in simulate mode the chosen degradation; in upscale mode the
+    /// one checkpoint A was trained on (as `deltawkv upscale`), else the chosen one.
+    pub fn lr_geometry(&self) -> crate::model::Degradation {
+        match self.settings.mode {
+            Mode::Simulate => self.settings.degradation,
+            Mode::Upscale => self
+                .checkpoint_degradation(Slot::A)
+                .unwrap_or(self.settings.degradation),
+        }
     }
 
     /// The stored voxel axis the settings' SR axis (given in canonical terms) maps to.
@@ -304,6 +323,7 @@ impl Viewer {
 
     /// Rebuilds LR/GT/baselines after a parameter change (no-op when nothing changed).
     pub fn reprepare_if_needed(&mut self) {
+        self.ensure_checkpoint(Slot::A);
         let Some(want) = self.wanted_params() else {
             return;
         };
@@ -317,6 +337,7 @@ impl Viewer {
         let Some(loaded) = self.loaded.clone() else {
             return;
         };
+        self.ensure_checkpoint(Slot::A);
         let Some(params) = self.wanted_params() else {
             return;
         };
@@ -449,10 +470,7 @@ impl Viewer {
 
     /// Picks a checkpoint of the session's scale from `weights/` when slot A has none that fits.
     fn ensure_checkpoint(&mut self, slot: Slot) {
-        let Some(p) = self.prepared.clone() else {
-            return;
-        };
-        let scale = p.params.scale;
+        let scale = self.settings.scale;
         let fits = match &self.checkpoints[slot.index()] {
             Some(CheckpointSource::File(f)) => backend::peek_scale(f).ok() == Some(scale),
             Some(CheckpointSource::Memory { checkpoint, .. }) => checkpoint.config.scale == scale,
@@ -482,8 +500,15 @@ impl Viewer {
         if slot == Slot::B {
             self.settings.compare_b = true;
         }
-        if self.prepared.is_some() {
+        let same = self
+            .prepared
+            .as_ref()
+            .is_some_and(|p| Some(p.params) == self.wanted_params());
+        if same {
             self.start_run(slot);
+        } else {
+            // Upscale mode follows checkpoint A's geometry: rebuild, runs start when ready.
+            self.start_prepare();
         }
     }
 
@@ -1068,7 +1093,10 @@ mod tests {
         let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/fixtures");
         let dir = tempfile::tempdir().expect("tempdir");
         let series = fixtures.join("dicom_series_tiny16");
-        for e in std::fs::read_dir(&series).expect("fixture folder").flatten() {
+        for e in std::fs::read_dir(&series)
+            .expect("fixture folder")
+            .flatten()
+        {
             std::fs::copy(e.path(), dir.path().join(e.file_name())).expect("copy");
         }
         std::fs::copy(
