@@ -359,3 +359,38 @@ fn compare_two_checkpoints_and_export_results() {
     assert_eq!(j["data_range"], 1.0);
     assert_eq!(j["scale"], 2);
 }
+
+#[test]
+fn starts_on_the_bundled_sample() {
+    // No path: the viewer opens assets/sample_pd.nii.gz (no checkpoint here, so no inference).
+    let mut h = harness(AppOptions {
+        no_weights_discovery: true,
+        settings: Some(test_settings()),
+        ..Default::default()
+    });
+    settle(&mut h);
+    let v = &h.state().viewer;
+    let path = v.loaded_path().expect("loaded");
+    assert!(
+        path.ends_with("assets/sample_pd.nii.gz"),
+        "{}",
+        path.display()
+    );
+    let p = v.prepared.as_ref().expect("prepared");
+    assert_eq!(p.grid.dims, [256, 256, 20]);
+    assert_eq!(p.source_orientation, "LPS");
+    assert!(v.runs[0].is_none());
+    assert!(
+        v.messages
+            .iter()
+            .any(|m| m.text.contains("no x2 checkpoint")),
+        "{:?}",
+        v.messages
+    );
+    // Baseline metrics exist without a network.
+    let z = v
+        .metrics
+        .volume(ResultId::Baseline(Baseline::Zerofill))
+        .expect("zero-filled metrics");
+    assert_eq!(z.slices, 20);
+}

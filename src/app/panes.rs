@@ -237,6 +237,9 @@ fn draw_pane(
 
     // Title and slice position.
     let mut title = kind.title();
+    if kind == PaneKind::Lr {
+        title = format!("LR ({})", v.settings.lr_interp.as_str());
+    }
     if v.flip && kind == PaneKind::Gt && !v.presentation {
         title.push_str("  (flipped: F)");
     }

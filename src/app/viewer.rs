@@ -476,14 +476,24 @@ impl Viewer {
             Some(CheckpointSource::Memory { checkpoint, .. }) => checkpoint.config.scale == scale,
             None => false,
         };
-        if fits || !self.discover_weights {
+        if fits {
             return;
         }
-        if let Some(found) = backend::find_weights(scale).into_iter().next() {
+        let found = if self.discover_weights {
+            backend::find_weights(scale).into_iter().next()
+        } else {
+            None
+        };
+        if let Some(found) = found {
             self.checkpoints[slot.index()] = Some(CheckpointSource::File(found));
         } else if self.checkpoints[slot.index()].is_none() {
+            let place = if self.discover_weights {
+                " in weights/"
+            } else {
+                ""
+            };
             self.info(format!(
-                "no x{scale} checkpoint in weights/: choose one with Checkpoints > Open (A)"
+                "no x{scale} checkpoint{place}: choose one with Checkpoints > Open (A)"
             ));
         }
     }
