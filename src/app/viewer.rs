@@ -123,6 +123,9 @@ pub struct Viewer {
     discover_weights: bool,
     /// Display-grid voxel under the mouse, if any.
     pub hover: Option<[usize; 3]>,
+    /// The voxel under the mouse found while drawing this frame's panes (the readout, drawn
+    /// earlier in the frame, shows [`Self::hover`], updated from this at the end of the frame).
+    pub hover_next: Option<[usize; 3]>,
     /// Accumulated smooth-scroll distance (touchpads), in points.
     pub wheel_accum: f32,
     /// Size of the pane area last drawn, in points (for the PNG export).
@@ -192,6 +195,7 @@ impl Viewer {
             pending_png: None,
             discover_weights: !opts.no_weights_discovery,
             hover: None,
+            hover_next: None,
             wheel_accum: 0.0,
             panes_size: egui::vec2(1200.0, 500.0),
             settings,
