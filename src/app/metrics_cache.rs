@@ -238,12 +238,24 @@ impl MetricsCache {
     /// Volume PSNR (from the MSE over all voxels) and mean SSIM over the SR-axis slices computed
     /// so far; `None` before the first.
     pub fn volume(&self, id: ResultId) -> Option<VolumeMetrics> {
+        self.volume_over(id, None)
+    }
+
+    /// [`Self::volume`] restricted to the SR-axis slices where `mask` is true (the slices an
+    /// unfinished SR run has, so that baselines are compared on the same slices).
+    pub fn volume_over(&self, id: ResultId, mask: Option<&[bool]>) -> Option<VolumeMetrics> {
         let series = self.sr_axis_series(id);
         let mut sq = 0.0f64;
         let mut voxels = 0usize;
         let mut ssim = 0.0f64;
         let mut slices = 0usize;
-        for m in series.iter().flatten() {
+        let keep = |k: usize| mask.is_none_or(|m| m.get(k).copied().unwrap_or(false));
+        for m in series
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| keep(*k))
+            .filter_map(|(_, m)| m.as_ref())
+        {
             sq += m.mse * m.voxels as f64;
             voxels += m.voxels;
             ssim += m.ssim;
@@ -371,6 +383,12 @@ mod tests {
         assert_eq!((vm.slices, vm.total), (2, 3));
         assert!((vm.psnr - 10.0 * (1.0f64 / 0.025).log10()).abs() < 1e-9);
         assert!((vm.ssim - 0.75).abs() < 1e-12);
+        let only_first = c
+            .volume_over(SR, Some(&[true, false, false]))
+            .expect("one slice");
+        assert_eq!(only_first.slices, 1);
+        assert!((only_first.psnr - 20.0).abs() < 1e-9);
+        assert!(c.volume_over(SR, Some(&[false, false, true])).is_none());
         assert_eq!(psnr_from_mse(0.0, 1.0), f64::INFINITY);
     }
 

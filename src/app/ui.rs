@@ -673,7 +673,16 @@ fn metrics_table(v: &mut Viewer, ui: &mut Ui) {
                         }
                     }
                 }
-                match v.metrics.volume(id) {
+                // While SR A is unfinished, every other result is pooled over the same slices.
+                let mask = v.runs[0]
+                    .as_ref()
+                    .filter(|r| !r.complete())
+                    .map(|r| r.done.clone());
+                let vm = match id {
+                    ResultId::Sr(_) => v.metrics.volume(id),
+                    _ => v.metrics.volume_over(id, mask.as_deref()),
+                };
+                match vm {
                     Some(vm) => {
                         let partial = if vm.slices < vm.total {
                             format!(" ({}/{})", vm.slices, vm.total)
@@ -811,7 +820,8 @@ pub fn psnr_plot(v: &mut Viewer, ui: &mut Ui) {
         .allow_boxed_zoom(false)
         .show(ui, |plot| {
             for (name, pts) in series {
-                plot.line(Line::new(name, PlotPoints::from(pts)));
+                let width = if name.starts_with("SR") { 2.5 } else { 1.2 };
+                plot.line(Line::new(name, PlotPoints::from(pts)).width(width));
             }
             if let Some(x) = current {
                 plot.add(VLine::new("", x));
