@@ -359,3 +359,100 @@ fn compare_two_checkpoints_and_export_results() {
     assert_eq!(j["data_range"], 1.0);
     assert_eq!(j["scale"], 2);
 }
+
+#[test]
+fn starts_on_the_bundled_sample() {
+    // No path: the viewer opens assets/sample_pd.nii.gz (no checkpoint here, so no inference).
+    let mut h = harness(AppOptions {
+        no_weights_discovery: true,
+        settings: Some(test_settings()),
+        ..Default::default()
+    });
+    settle(&mut h);
+    let v = &h.state().viewer;
+    let path = v.loaded_path().expect("loaded");
+    assert!(
+        path.ends_with("assets/sample_pd.nii.gz"),
+        "{}",
+        path.display()
+    );
+    let p = v.prepared.as_ref().expect("prepared");
+    assert_eq!(p.grid.dims, [256, 256, 20]);
+    assert_eq!(p.source_orientation, "LPS");
+    assert!(v.runs[0].is_none());
+    assert!(
+        v.messages
+            .iter()
+            .any(|m| m.text.contains("no x2 checkpoint")),
+        "{:?}",
+        v.messages
+    );
+    // Baseline metrics exist without a network.
+    let z = v
+        .metrics
+        .volume(ResultId::Baseline(Baseline::Zerofill))
+        .expect("zero-filled metrics");
+    assert_eq!(z.slices, 20);
+}
+
+#[test]
+fn mouse_moves_the_crosshair_steps_slices_and_sets_the_window() {
+    use egui::{Event, Modifiers, MouseWheelUnit, PointerButton, Pos2, TouchPhase, vec2};
+    let mut h = open_crop(test_settings());
+    // The LR pane is the first pane of the central area; find a point inside its image.
+    let pane_area = h.state().viewer.panes_size;
+    assert!(pane_area.x > 300.0, "{pane_area:?}");
+    let before = h.state().viewer.crosshair.voxel;
+    let p = Pos2::new(60.0, 200.0);
+    h.hover_at(p);
+    h.run_steps(1);
+    h.run_steps(1);
+    assert!(
+        h.state().viewer.hover.is_some(),
+        "hover readout under the mouse"
+    );
+    // The status line reads out voxel, position and every pane's value.
+    for part in ["voxel (", " mm ", "LR (", "SR = ", "GT = "] {
+        assert!(
+            h.query_by_label_contains(part).is_some(),
+            "no readout label with {part:?}"
+        );
+    }
+    h.drag_at(p);
+    h.run_steps(1);
+    h.drop_at(p);
+    h.run_steps(2);
+    let after = h.state().viewer.crosshair.voxel;
+    assert_ne!(before, after, "a click moves the crosshair");
+    assert_eq!(before[2], after[2], "in-plane only");
+
+    // The wheel steps slices.
+    h.hover_at(p);
+    h.event(Event::MouseWheel {
+        unit: MouseWheelUnit::Line,
+        delta: vec2(0.0, 1.0),
+        phase: TouchPhase::Move,
+        source: egui::MouseWheelSource::Wheel,
+        modifiers: Modifiers::NONE,
+    });
+    h.run_steps(2);
+    assert_eq!(h.state().viewer.crosshair.voxel[2], after[2] + 1);
+
+    // Right drag to the right widens the window.
+    let w0 = h.state().viewer.window;
+    for (x, pressed) in [(60.0, true), (90.0, true), (120.0, false)] {
+        let pos = Pos2::new(x, 200.0);
+        h.event(Event::PointerMoved(pos));
+        if x == 60.0 || !pressed {
+            h.event(Event::PointerButton {
+                pos,
+                button: PointerButton::Secondary,
+                pressed,
+                modifiers: Modifiers::NONE,
+            });
+        }
+        h.run_steps(1);
+    }
+    let w1 = h.state().viewer.window;
+    assert!(w1.width > w0.width, "{w0:?} -> {w1:?}");
+}

@@ -9,7 +9,7 @@ use eframe::egui_wgpu::wgpu;
 
 use super::jobs::EngineFactory;
 use crate::engine::{DeviceChoice, EngineError, Upscaler};
-use crate::model::Checkpoint;
+use crate::model::{Checkpoint, Degradation};
 
 /// eframe's wgpu device, shared with the inference engine.
 #[derive(Clone, Debug)]
@@ -106,8 +106,20 @@ pub fn find_weights(scale: usize) -> Vec<PathBuf> {
 /// Largest safetensors header read when peeking (the header is JSON before the tensors).
 const MAX_HEADER: u64 = 16 << 20;
 
+/// What a checkpoint's metadata says, read without loading its tensors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeekedMeta {
+    pub scale: usize,
+    pub degradation: Option<Degradation>,
+}
+
 /// The `scale` in a safetensors file's `__metadata__`, read from the header alone.
 pub fn peek_scale(path: &Path) -> Result<usize, String> {
+    peek_meta(path).map(|m| m.scale)
+}
+
+/// `scale` and `degradation` from a safetensors file's `__metadata__` (header only).
+pub fn peek_meta(path: &Path) -> Result<PeekedMeta, String> {
     let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut len = [0u8; 8];
     f.read_exact(&mut len)
@@ -125,11 +137,17 @@ pub fn peek_scale(path: &Path) -> Result<usize, String> {
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let v: serde_json::Value = serde_json::from_slice(&header)
         .map_err(|e| format!("{}: header is not JSON ({e})", path.display()))?;
-    v.get("__metadata__")
+    let meta = v.get("__metadata__");
+    let scale = meta
         .and_then(|m| m.get("scale"))
         .and_then(|s| s.as_str())
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("{}: no scale in the checkpoint metadata", path.display()))
+        .ok_or_else(|| format!("{}: no scale in the checkpoint metadata", path.display()))?;
+    let degradation = meta
+        .and_then(|m| m.get("degradation"))
+        .and_then(|s| s.as_str())
+        .and_then(Degradation::from_metadata);
+    Ok(PeekedMeta { scale, degradation })
 }
 
 /// The backend factory for a device choice (see [`crate::engine::create`]). With a real GPU under
@@ -162,11 +180,19 @@ mod tests {
     fn peek_scale_reads_the_header_only_and_rejects_junk() {
         let dir = tempfile::tempdir().expect("tempdir");
         let good = dir.path().join("c.safetensors");
-        let header = br#"{"__metadata__":{"format":"delta-wkv","scale":"4"}}"#;
+        let header =
+            br#"{"__metadata__":{"format":"delta-wkv","scale":"4","degradation":"bicubic"}}"#;
         let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
         bytes.extend_from_slice(header);
         std::fs::write(&good, &bytes).expect("write");
         assert_eq!(peek_scale(&good), Ok(4));
+        assert_eq!(
+            peek_meta(&good),
+            Ok(PeekedMeta {
+                scale: 4,
+                degradation: Some(Degradation::Bicubic)
+            })
+        );
         let junk = dir.path().join("j.safetensors");
         std::fs::write(&junk, u64::MAX.to_le_bytes()).expect("write");
         assert!(peek_scale(&junk).unwrap_err().contains("not a safetensors"));

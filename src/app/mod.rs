@@ -156,7 +156,7 @@ impl eframe::App for DeltaApp {
         ui::dropped_files(&mut self.viewer, &ctx);
         let mut req = ui::FrameRequests::default();
         ui::shortcuts(&mut self.viewer, ui, &mut req);
-        self.viewer.hover = None;
+        self.viewer.hover_next = None;
 
         let v = &mut self.viewer;
         if !v.presentation {
@@ -192,6 +192,11 @@ impl eframe::App for DeltaApp {
                 .rect_filled(rect, 0.0, egui::Color32::from_gray(18));
             panes::pane_grid(v, ui, rect.shrink(2.0), true);
         });
+        if v.hover_next != v.hover {
+            // The readout was drawn before the panes found the voxel: show it next frame.
+            v.hover = v.hover_next;
+            ctx.request_repaint();
+        }
         ui::help_window(v, &ctx);
         ui::series_window(v, &ctx);
         v.request_metrics();

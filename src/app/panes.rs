@@ -237,6 +237,9 @@ fn draw_pane(
 
     // Title and slice position.
     let mut title = kind.title();
+    if kind == PaneKind::Lr {
+        title = format!("LR ({})", v.settings.lr_interp.as_str());
+    }
     if v.flip && kind == PaneKind::Gt && !v.presentation {
         title.push_str("  (flipped: F)");
     }
@@ -349,7 +352,7 @@ fn interact(
 
     if let Some(pos) = resp.hover_pos() {
         // The voxel under the mouse, for the readout.
-        v.hover = screen_to_plane(pos, image, cols, rows, layout).map(|(x, y)| {
+        v.hover_next = screen_to_plane(pos, image, cols, rows, layout).map(|(x, y)| {
             let (ca, ra) = v.crosshair.axis.in_plane();
             let mut vox = v.crosshair.voxel;
             vox[ca] = to_index(x, cols);

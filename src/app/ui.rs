@@ -352,14 +352,22 @@ pub fn toolbar(v: &mut Viewer, ui: &mut Ui) {
         ui.selectable_value(&mut scale, 2, "x2");
         ui.selectable_value(&mut scale, 4, "x4");
         let mut deg = v.settings.degradation;
-        let deg_label = if v.settings.mode == Mode::Simulate {
-            "LR by"
-        } else {
-            "LR geometry"
+        let from_checkpoint = match v.settings.mode {
+            Mode::Simulate => None,
+            Mode::Upscale => v.checkpoint_degradation(Slot::A),
         };
-        ui.label(deg_label);
-        ui.selectable_value(&mut deg, Degradation::Kspace, "k-space");
-        ui.selectable_value(&mut deg, Degradation::Bicubic, "bicubic");
+        if let Some(d) = from_checkpoint {
+            ui.label(format!("LR geometry: {} (checkpoint A)", d.as_str()))
+                .on_hover_text("in upscale mode the LR sampling geometry is the one checkpoint A was trained on, as in deltawkv upscale");
+        } else {
+            ui.label(if v.settings.mode == Mode::Simulate {
+                "LR by"
+            } else {
+                "LR geometry"
+            });
+            ui.selectable_value(&mut deg, Degradation::Kspace, "k-space");
+            ui.selectable_value(&mut deg, Degradation::Bicubic, "bicubic");
+        }
         if scale != v.settings.scale || deg != v.settings.degradation {
             v.settings.scale = scale;
             v.settings.degradation = deg;
@@ -792,9 +800,7 @@ pub fn psnr_plot(v: &mut Viewer, ui: &mut Ui) {
         .height(ui.available_height().max(60.0))
         .legend(egui_plot::Legend::default().position(egui_plot::Corner::RightTop));
     if lo.is_finite() && hi.is_finite() {
-        plot = plot
-            .include_y(lo - 1.0)
-            .include_y(hi + 0.8 * (hi - lo) + 2.0);
+        plot = plot.include_y(lo - 1.0).include_y(hi + (hi - lo) + 3.0);
     }
     let resp = plot
         .x_axis_label(format!("{} slice", axis_label(sr_axis)))

@@ -123,6 +123,9 @@ pub struct Viewer {
     discover_weights: bool,
     /// Display-grid voxel under the mouse, if any.
     pub hover: Option<[usize; 3]>,
+    /// The voxel under the mouse found while drawing this frame's panes (the readout, drawn
+    /// earlier in the frame, shows [`Self::hover`], updated from this at the end of the frame).
+    pub hover_next: Option<[usize; 3]>,
     /// Accumulated smooth-scroll distance (touchpads), in points.
     pub wheel_accum: f32,
     /// Size of the pane area last drawn, in points (for the PNG export).
@@ -192,6 +195,7 @@ impl Viewer {
             pending_png: None,
             discover_weights: !opts.no_weights_discovery,
             hover: None,
+            hover_next: None,
             wheel_accum: 0.0,
             panes_size: egui::vec2(1200.0, 500.0),
             settings,
@@ -285,9 +289,28 @@ impl Viewer {
         Some(PrepareParams {
             mode: self.settings.mode,
             scale: self.settings.scale,
-            degradation: self.settings.degradation,
+            degradation: self.lr_geometry(),
             stored_sr_axis: self.stored_sr_axis(&loaded.volume),
         })
+    }
+
+    /// The training degradation of checkpoint `slot`, when known.
+    pub fn checkpoint_degradation(&self, slot: Slot) -> Option<crate::model::Degradation> {
+        match self.checkpoints[slot.index()].as_ref()? {
+            CheckpointSource::Memory { checkpoint, .. } => Some(checkpoint.config.degradation),
+            CheckpointSource::File(f) => backend::peek_meta(f).ok().and_then(|m| m.degradation),
+        }
+    }
+
+    /// Sampling geometry of the LR: in simulate mode the chosen degradation; in upscale mode the
+    /// one checkpoint A was trained on (as `deltawkv upscale`), else the chosen one.
+    pub fn lr_geometry(&self) -> crate::model::Degradation {
+        match self.settings.mode {
+            Mode::Simulate => self.settings.degradation,
+            Mode::Upscale => self
+                .checkpoint_degradation(Slot::A)
+                .unwrap_or(self.settings.degradation),
+        }
     }
 
     /// The stored voxel axis the settings' SR axis (given in canonical terms) maps to.
@@ -304,6 +327,7 @@ impl Viewer {
 
     /// Rebuilds LR/GT/baselines after a parameter change (no-op when nothing changed).
     pub fn reprepare_if_needed(&mut self) {
+        self.ensure_checkpoint(Slot::A);
         let Some(want) = self.wanted_params() else {
             return;
         };
@@ -317,6 +341,7 @@ impl Viewer {
         let Some(loaded) = self.loaded.clone() else {
             return;
         };
+        self.ensure_checkpoint(Slot::A);
         let Some(params) = self.wanted_params() else {
             return;
         };
@@ -449,23 +474,30 @@ impl Viewer {
 
     /// Picks a checkpoint of the session's scale from `weights/` when slot A has none that fits.
     fn ensure_checkpoint(&mut self, slot: Slot) {
-        let Some(p) = self.prepared.clone() else {
-            return;
-        };
-        let scale = p.params.scale;
+        let scale = self.settings.scale;
         let fits = match &self.checkpoints[slot.index()] {
             Some(CheckpointSource::File(f)) => backend::peek_scale(f).ok() == Some(scale),
             Some(CheckpointSource::Memory { checkpoint, .. }) => checkpoint.config.scale == scale,
             None => false,
         };
-        if fits || !self.discover_weights {
+        if fits {
             return;
         }
-        if let Some(found) = backend::find_weights(scale).into_iter().next() {
+        let found = if self.discover_weights {
+            backend::find_weights(scale).into_iter().next()
+        } else {
+            None
+        };
+        if let Some(found) = found {
             self.checkpoints[slot.index()] = Some(CheckpointSource::File(found));
         } else if self.checkpoints[slot.index()].is_none() {
+            let place = if self.discover_weights {
+                " in weights/"
+            } else {
+                ""
+            };
             self.info(format!(
-                "no x{scale} checkpoint in weights/: choose one with Checkpoints > Open (A)"
+                "no x{scale} checkpoint{place}: choose one with Checkpoints > Open (A)"
             ));
         }
     }
@@ -482,8 +514,15 @@ impl Viewer {
         if slot == Slot::B {
             self.settings.compare_b = true;
         }
-        if self.prepared.is_some() {
+        let same = self
+            .prepared
+            .as_ref()
+            .is_some_and(|p| Some(p.params) == self.wanted_params());
+        if same {
             self.start_run(slot);
+        } else {
+            // Upscale mode follows checkpoint A's geometry: rebuild, runs start when ready.
+            self.start_prepare();
         }
     }
 
@@ -1061,6 +1100,42 @@ mod tests {
             v.pane_image(PaneKind::Sr(Slot::A)).map(|_| ()),
             Err(PaneEmpty::NoRun)
         );
+    }
+
+    #[test]
+    fn dicom_folder_with_two_series_asks_which_then_opens_it() {
+        let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/fixtures");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let series = fixtures.join("dicom_series_tiny16");
+        for e in std::fs::read_dir(&series)
+            .expect("fixture folder")
+            .flatten()
+        {
+            std::fs::copy(e.path(), dir.path().join(e.file_name())).expect("copy");
+        }
+        std::fs::copy(
+            fixtures.join("dicom_single_mr_small/MR_small.dcm"),
+            dir.path().join("other.dcm"),
+        )
+        .expect("copy");
+        let mut v = viewer();
+        v.open(dir.path().to_path_buf(), None);
+        wait_until(&mut v, "series list", |v| v.loading.is_none());
+        let choice = v.series_choice.clone().expect("a series choice");
+        assert_eq!(choice.series.len(), 2);
+        let tiny = choice
+            .series
+            .iter()
+            .find(|s| s.files == 7)
+            .expect("the 7-file series");
+        v.open(choice.folder.clone(), Some(tiny.uid.clone()));
+        assert!(v.series_choice.is_none());
+        wait_until(&mut v, "the chosen series", |v| {
+            v.loading.is_none() && v.preparing.is_none()
+        });
+        assert!(v.messages.iter().all(|m| !m.error), "{:?}", v.messages);
+        let p = v.prepared.as_ref().expect("prepared");
+        assert_eq!(p.sr_slices(), 7);
     }
 
     #[test]
