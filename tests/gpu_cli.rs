@@ -129,7 +129,14 @@ fn upscale_without_weights_names_the_option() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.nii.gz");
     write_volume(&input);
-    let out = exe()
+    // The binary looks for weights/ next to itself and up to four folders above it, which finds
+    // the repository's shipped checkpoints; a copy in a folder of its own finds none.
+    let bin_dir = dir.path().join("a").join("b").join("c").join("d").join("e");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let bin = bin_dir.join("deltawkv");
+    std::fs::copy(env!("CARGO_BIN_EXE_deltawkv"), &bin).unwrap();
+    let out = std::process::Command::new(&bin)
+        .env("DELTAWKV_CACHE_DIR", dir.path().join("cache"))
         .current_dir(dir.path())
         .env_remove("DELTAWKV_WEIGHTS_DIR")
         .args(["upscale"])
