@@ -456,3 +456,98 @@ fn mouse_moves_the_crosshair_steps_slices_and_sets_the_window() {
     let w1 = h.state().viewer.window;
     assert!(w1.width > w0.width, "{w0:?} -> {w1:?}");
 }
+
+/// An in-memory eframe storage.
+#[derive(Default, Clone)]
+struct MemStorage(std::collections::BTreeMap<String, String>);
+
+impl eframe::Storage for MemStorage {
+    fn get_string(&self, key: &str) -> Option<String> {
+        self.0.get(key).cloned()
+    }
+    fn set_string(&mut self, key: &str, value: String) {
+        self.0.insert(key.to_string(), value);
+    }
+    fn remove_string(&mut self, key: &str) {
+        self.0.remove(key);
+    }
+    fn flush(&mut self) {}
+}
+
+#[derive(Debug)]
+struct Dropped(PathBuf);
+
+impl egui::DroppedFile for Dropped {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+#[test]
+fn settings_persist_and_dropped_files_open() {
+    use eframe::App;
+    let quiet = || AppOptions {
+        open_nothing: true,
+        no_weights_discovery: true,
+        ..Default::default()
+    };
+    let mut first = Harness::builder()
+        .with_size(SIZE)
+        .wgpu()
+        .build_eframe(move |cc| DeltaApp::new(cc, quiet()));
+    // Drop the crop on the window: it opens and enters the recent list.
+    first
+        .input_mut()
+        .dropped_files
+        .push(Arc::new(Dropped(data("pd_crop_96x96x6.nii.gz"))));
+    settle(&mut first);
+    assert!(first.state().viewer.prepared.is_some());
+    assert_eq!(
+        first.state().viewer.settings.recent.first(),
+        Some(&data("pd_crop_96x96x6.nii.gz"))
+    );
+    first.key_press(Key::M);
+    first.key_press(Key::C);
+    first.run_steps(2);
+    let mut storage = MemStorage::default();
+    first.state_mut().save(&mut storage);
+    let saved = first.state().viewer.settings.clone();
+    assert_eq!(saved.map, Some(MapKind::AbsDiff));
+
+    let restored_storage: &'static MemStorage = Box::leak(Box::new(storage));
+    let second = Harness::builder()
+        .with_size(SIZE)
+        .wgpu()
+        .build_eframe(move |cc| {
+            cc.storage = Some(restored_storage);
+            DeltaApp::new(cc, quiet())
+        });
+    assert_eq!(second.state().viewer.settings, saved);
+}
+
+#[test]
+fn help_lists_every_shortcut() {
+    let mut h = harness(AppOptions {
+        open_nothing: true,
+        no_weights_discovery: true,
+        settings: Some(test_settings()),
+        ..Default::default()
+    });
+    h.run_steps(2);
+    h.key_press(Key::F1);
+    h.run_steps(2);
+    assert!(h.state().viewer.show_help);
+    for s in deltawkv::app::settings::SHORTCUTS {
+        assert!(
+            h.query_by_label(s.action).is_some(),
+            "help misses {:?}",
+            s.action
+        );
+    }
+    h.key_press(Key::Escape);
+    h.run_steps(2);
+    assert!(!h.state().viewer.show_help);
+}

@@ -496,14 +496,18 @@ fn display_controls(v: &mut Viewer, ui: &mut Ui) {
     let mut level = v.window.center * norm;
     let mut width = v.window.width * norm;
     ui.horizontal(|ui| {
-        ui.label("level");
-        let a = ui.add(egui::DragValue::new(&mut level).speed(norm * 0.002));
-        ui.label("width");
-        let b = ui.add(
-            egui::DragValue::new(&mut width)
-                .speed(norm * 0.002)
-                .range(0.0..=f32::MAX),
-        );
+        let la = ui.label("level");
+        let a = ui
+            .add(egui::DragValue::new(&mut level).speed(norm * 0.002))
+            .labelled_by(la.id);
+        let lb = ui.label("width");
+        let b = ui
+            .add(
+                egui::DragValue::new(&mut width)
+                    .speed(norm * 0.002)
+                    .range(0.0..=f32::MAX),
+            )
+            .labelled_by(lb.id);
         if a.changed() || b.changed() {
             v.window = WindowLevel {
                 center: level / norm,
@@ -551,13 +555,14 @@ fn display_controls(v: &mut Viewer, ui: &mut Ui) {
             });
         let mut scale = v.diff_scale * norm;
         ui.horizontal(|ui| {
-            ui.label("|error| scale");
+            let l = ui.label("|error| scale");
             if ui
                 .add(
                     egui::DragValue::new(&mut scale)
                         .speed(norm * 0.001)
                         .range(0.0..=f32::MAX),
                 )
+                .labelled_by(l.id)
                 .changed()
             {
                 v.diff_scale = (scale / norm).max(1e-4);
