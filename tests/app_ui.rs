@@ -551,3 +551,82 @@ fn help_lists_every_shortcut() {
     h.run_steps(2);
     assert!(!h.state().viewer.show_help);
 }
+
+#[test]
+fn inference_on_the_viewers_own_wgpu_device_matches_the_cpu_reference() {
+    use deltawkv::app::backend::{SharedGpu, shared_engine_factory};
+    use deltawkv::engine::Upscaler;
+    let ckpt = tiny_checkpoint(2);
+    let mut h = Harness::builder()
+        .with_size(SIZE)
+        .wgpu()
+        .build_eframe(move |cc| {
+            let rs = cc.wgpu_render_state.as_ref().expect("wgpu render state");
+            let shared = SharedGpu {
+                device: rs.device.clone(),
+                queue: rs.queue.clone(),
+                info: rs.adapter.get_info(),
+            };
+            DeltaApp::new(
+                cc,
+                AppOptions {
+                    path: Some(data("pd_crop_96x96x6.nii.gz")),
+                    checkpoint: Some(ckpt),
+                    no_weights_discovery: true,
+                    settings: Some(test_settings()),
+                    engine_factory: Some(shared_engine_factory(
+                        deltawkv::engine::DeviceChoice::Gpu,
+                        shared,
+                    )),
+                    ..Default::default()
+                },
+            )
+        });
+    settle(&mut h);
+    let v = &h.state().viewer;
+    assert!(v.messages.iter().all(|m| !m.error), "{:?}", v.messages);
+    let run = v.runs[0].as_ref().expect("run");
+    assert!(run.complete(), "{:?}", run.state);
+    let engine = run.engine.clone().unwrap_or_default();
+    assert!(!engine.starts_with("CPU"), "engine: {engine}");
+    // The same slices through the CPU reference.
+    let p = v.prepared.as_ref().expect("prepared");
+    let CheckpointSource::Memory { checkpoint, .. } = tiny_checkpoint(2) else {
+        unreachable!("memory checkpoint")
+    };
+    let mut cpu = deltawkv::model::cpu::CpuUpscaler::new((*checkpoint).clone()).expect("cpu");
+    let inputs: Vec<_> = (0..6).filter_map(|k| p.lr_plane(k)).collect();
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let want = cpu
+        .upscale(&inputs, &|_, _| {}, &cancel)
+        .expect("cpu upscale");
+    // Placed through the same stored-to-canonical mapping, clamped as the viewer clamps.
+    let mut expect = deltawkv::app::session::SrRun::new(Slot::A, 0, "cpu".into(), p);
+    for (k, w) in want.iter().enumerate() {
+        let mut w = w.clone();
+        w.data.iter_mut().for_each(|x| *x = x.clamp(0.0, 1.0));
+        assert!(expect.apply_stored_slice(p, k, &w).is_some());
+    }
+    let mut num = 0.0f64;
+    let mut den = 0.0f64;
+    for (a, b) in run.volume.data.iter().zip(&expect.volume.data) {
+        num += f64::from(a - b).powi(2);
+        den += f64::from(*b).powi(2);
+    }
+    let inside = expect
+        .volume
+        .data
+        .iter()
+        .filter(|x| **x > 0.0 && **x < 1.0)
+        .count();
+    assert!(
+        inside * 10 > expect.volume.data.len(),
+        "the comparison needs unclamped outputs: {inside} of {}",
+        expect.volume.data.len()
+    );
+    let rel = (num / den.max(1e-30)).sqrt();
+    assert!(
+        rel < 1e-4,
+        "GPU in the viewer vs CPU reference: relative error {rel}"
+    );
+}

@@ -155,19 +155,27 @@ pub fn peek_meta(path: &Path) -> Result<PeekedMeta, String> {
 /// shared: compute work queued on it would hold up the UI's frames, so the engine gets its own
 /// device, or the CPU reference where that measures faster (`auto`).
 pub fn engine_factory(choice: DeviceChoice, shared: Option<SharedGpu>) -> EngineFactory {
+    match shared.filter(|s| !s.is_software()) {
+        Some(s) if choice != DeviceChoice::Cpu => shared_engine_factory(choice, s),
+        _ => Arc::new(
+            move |ckpt: &Checkpoint| -> Result<Box<dyn Upscaler>, EngineError> {
+                crate::engine::create(ckpt.clone(), choice)
+            },
+        ),
+    }
+}
+
+/// A factory whose engines run on `shared` (eframe's device), whatever its kind.
+pub fn shared_engine_factory(choice: DeviceChoice, shared: SharedGpu) -> EngineFactory {
     Arc::new(
         move |ckpt: &Checkpoint| -> Result<Box<dyn Upscaler>, EngineError> {
-            match (&shared, choice) {
-                (_, DeviceChoice::Cpu) => crate::engine::create(ckpt.clone(), DeviceChoice::Cpu),
-                (Some(s), _) if !s.is_software() => crate::engine::create_with_device(
-                    ckpt.clone(),
-                    choice,
-                    s.device.clone(),
-                    s.queue.clone(),
-                    s.info.clone(),
-                ),
-                _ => crate::engine::create(ckpt.clone(), choice),
-            }
+            crate::engine::create_with_device(
+                ckpt.clone(),
+                choice,
+                shared.device.clone(),
+                shared.queue.clone(),
+                shared.info.clone(),
+            )
         },
     )
 }

@@ -187,7 +187,7 @@ pub const SHORTCUTS: &[Shortcut] = &[
     },
     Shortcut {
         keys: "M",
-        action: "map row: off / |error| / signed error / SSIM map",
+        action: "map row: off / absolute error / signed error / SSIM map",
     },
     Shortcut {
         keys: "B",
@@ -195,7 +195,7 @@ pub const SHORTCUTS: &[Shortcut] = &[
     },
     Shortcut {
         keys: "C",
-        action: "colour map of the |error| and SSIM maps",
+        action: "colour map of the absolute-error and SSIM maps",
     },
     Shortcut {
         keys: "F",
