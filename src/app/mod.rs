@@ -212,6 +212,17 @@ impl eframe::App for DeltaApp {
             self.viewer.dialog(jobs::DialogPurpose::ExportPng, &name);
         }
         self.save_png(&ctx);
+        // Display problems found while preparing the last frame (e.g. a slice too large).
+        let display_error = self.render_state.as_ref().and_then(|rs| {
+            rs.renderer
+                .write()
+                .callback_resources
+                .get_mut::<render::DisplayResources>()
+                .and_then(|r| r.last_error.take())
+        });
+        if let Some(e) = display_error {
+            self.viewer.error(e);
+        }
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {

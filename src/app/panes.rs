@@ -294,7 +294,7 @@ fn pending_text(v: &Viewer, kind: PaneKind) -> String {
             RunState::Starting => "starting the engine ...".to_string(),
             RunState::Running => format!("upscaling ... {}/{} slices", run.n_done, run.done.len()),
             RunState::Failed(e) => format!("SR failed: {e}"),
-            RunState::Cancelled => "cancelled: Inference > Restart".to_string(),
+            RunState::Cancelled => "cancelled: Checkpoints > Restart inference".to_string(),
             RunState::Finished(_) => "not computed".to_string(),
         },
         None => "no SR run".to_string(),

@@ -214,6 +214,14 @@ impl DisplayResources {
         params: &Params,
     ) {
         let (w, h) = (image.plane.width as u32, image.plane.height as u32);
+        if image.plane.data.len() != image.plane.width * image.plane.height {
+            self.last_error = Some(format!(
+                "slice claims {w}x{h} voxels but holds {}",
+                image.plane.data.len()
+            ));
+            self.slots.remove(&slot);
+            return;
+        }
         if w == 0 || h == 0 || w > self.max_dim || h > self.max_dim {
             self.last_error = Some(format!(
                 "slice of {w}x{h} voxels cannot be shown (texture limit {})",
