@@ -19,7 +19,7 @@ use crate::plane::Plane;
 use crate::volume::{Axis, Volume, VolumeMeta};
 
 /// Percentile of the finite voxels that maps to 1.0 (the normalisation of training and eval).
-pub const NORM_PERCENTILE: f64 = 99.5;
+pub const NORM_PERCENTILE: f64 = crate::volume::stats::NORM_PERCENTILE;
 
 /// What the opened volume is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -347,35 +347,7 @@ impl Prepared {
 /// The robust maximum of `deltawkv eval`: the [`NORM_PERCENTILE`]th percentile of the finite
 /// voxels (f64, linear interpolation as NumPy), or their maximum when that is not positive.
 pub fn robust_max(data: &[f32]) -> Result<f64, String> {
-    let mut v: Vec<f64> = data
-        .iter()
-        .filter(|x| x.is_finite())
-        .map(|&x| f64::from(x))
-        .collect();
-    if v.is_empty() {
-        return Err("cannot normalise intensities: no finite voxels".into());
-    }
-    v.sort_unstable_by(f64::total_cmp);
-    let last = v.len() - 1;
-    let pos = NORM_PERCENTILE / 100.0 * last as f64;
-    let lo = (pos.floor() as usize).min(last);
-    let hi = (lo + 1).min(last);
-    let (a, b) = (
-        v.get(lo).copied().unwrap_or(0.0),
-        v.get(hi).copied().unwrap_or(0.0),
-    );
-    let p = a + (b - a) * (pos - lo as f64);
-    let m = if p > 0.0 {
-        p
-    } else {
-        v.get(last).copied().unwrap_or(0.0)
-    };
-    if !(m.is_finite() && m > 0.0) {
-        return Err(format!(
-            "cannot normalise intensities: the largest finite voxel is {m}, not positive"
-        ));
-    }
-    Ok(m)
+    crate::volume::stats::robust_max(data).map_err(|e| format!("cannot normalise intensities: {e}"))
 }
 
 /// Divides by [`robust_max`] and clips to [0, 1]; non-finite voxels become 0. Returns the factor.

@@ -29,7 +29,7 @@ use crate::plane::Plane;
 use crate::volume::{self, Axis, LoadOptions};
 
 /// Percentile of the finite GT voxels that maps to 1.0.
-pub const ROBUST_PERCENTILE: f64 = 99.5;
+pub const ROBUST_PERCENTILE: f64 = crate::volume::stats::NORM_PERCENTILE;
 
 /// Arguments of `deltawkv eval`.
 #[derive(clap::Args, Debug)]
@@ -70,25 +70,7 @@ pub struct EvalArgs {
 /// linear interpolation between order statistics as NumPy's default), or their maximum when that
 /// percentile is not positive (the rule of `train/data.py`).
 pub fn robust_max(data: &[f32]) -> anyhow::Result<f64> {
-    let mut v: Vec<f64> = data
-        .iter()
-        .filter(|x| x.is_finite())
-        .map(|&x| f64::from(x))
-        .collect();
-    if v.is_empty() {
-        bail!("no finite voxels");
-    }
-    v.sort_unstable_by(f64::total_cmp);
-    let last = v.len() - 1;
-    let pos = ROBUST_PERCENTILE / 100.0 * last as f64;
-    let lo = (pos.floor() as usize).min(last);
-    let hi = (lo + 1).min(last);
-    let p = v[lo] + (v[hi] - v[lo]) * (pos - lo as f64);
-    let m = if p > 0.0 { p } else { v[last] };
-    if !(m.is_finite() && m > 0.0) {
-        bail!("the largest finite voxel is {m}, not positive");
-    }
-    Ok(m)
+    Ok(crate::volume::stats::robust_max(data)?)
 }
 
 /// Parses `A:B`, `A:`, `:B` or `A` into a half-open range within `0..n`.

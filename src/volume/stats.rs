@@ -52,6 +52,43 @@ pub fn intensity_stats(data: &[f32]) -> IntensityStats {
 /// Percentiles (`ps` in 0..=100) of the finite values of `data`, with linear interpolation
 /// between order statistics (numpy's default `linear` method). Each result is `NaN` when `data`
 /// has no finite value; `ps` outside 0..=100 are clamped.
+/// The percentile the network's intensity normalisation uses (training, `eval`, the viewer).
+pub const NORM_PERCENTILE: f64 = 99.5;
+
+/// Why a volume cannot be normalised to [0, 1].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NormaliseError {
+    #[error("no finite voxels")]
+    NoFiniteVoxels,
+    #[error("the largest finite voxel is {0}, not positive")]
+    NotPositive(f64),
+}
+
+/// The robust maximum intensities are divided by: the [`NORM_PERCENTILE`]th percentile of the
+/// finite voxels (f64, linear interpolation between order statistics as NumPy's default), or their
+/// maximum when that percentile is not positive (the rule of `train/data.py`).
+pub fn robust_max(data: &[f32]) -> Result<f64, NormaliseError> {
+    let mut v: Vec<f64> = data
+        .iter()
+        .filter(|x| x.is_finite())
+        .map(|&x| f64::from(x))
+        .collect();
+    v.sort_unstable_by(f64::total_cmp);
+    let last = v
+        .len()
+        .checked_sub(1)
+        .ok_or(NormaliseError::NoFiniteVoxels)?;
+    let pos = NORM_PERCENTILE / 100.0 * last as f64;
+    let lo = (pos.floor() as usize).min(last);
+    let hi = (lo + 1).min(last);
+    let p = v[lo] + (v[hi] - v[lo]) * (pos - lo as f64);
+    let m = if p > 0.0 { p } else { v[last] };
+    if !(m.is_finite() && m > 0.0) {
+        return Err(NormaliseError::NotPositive(m));
+    }
+    Ok(m)
+}
+
 pub fn percentiles(data: &[f32], ps: &[f64]) -> Vec<f32> {
     let mut finite: Vec<f32> = data.iter().copied().filter(|v| v.is_finite()).collect();
     if finite.is_empty() {
