@@ -242,9 +242,16 @@ class Trainer:
         if path.is_dir():
             sd = torch.load(path / "model.pt", map_location="cpu", weights_only=False)["model"]
         else:
+            from safetensors import safe_open
             from safetensors.torch import load_file
 
             sd = load_file(str(path))
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+            if meta.get("scale") == str(self.cfg.scale) and meta.get("steps", "").isdigit():
+                # the same network continued (its optimiser state lost): keep counting its steps
+                self.step = int(meta["steps"])
+                print(f"continuing {path.name} from its step {self.step} (fresh optimiser)")
         own = self.model.state_dict()
         copied, skipped = [], []
         for k, v in own.items():
