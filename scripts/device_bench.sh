@@ -1,24 +1,78 @@
 #!/usr/bin/env bash
-# GPU benchmarks on the device machine (H100): the WGSL engine (`deltawkv bench`, a binary built on
-# the development machine and carried as .devbin/deltawkv) and the PyTorch reference
-# (train/bench_torch.py) in the same run, same checkpoints. Results go to $OUT.
-# carry: [".gl", ".devbin", ".whl"]
+# GPU benchmarks on the device machine (H100), one call: the WGSL engine (`deltawkv bench`, a
+# headless binary built on the development machine and carried xz-compressed as
+# .devbin/deltawkv.xz) with its kernel variants in the same process, the PyTorch reference
+# (train/bench_torch.py) on the same checkpoints, and `deltawkv eval` of the val volumes on the GPU.
+#
+# here:   cargo build --no-default-features --bin deltawkv && mkdir -p .devbin \
+#         && strip -o .devbin/deltawkv target/debug/deltawkv && xz -f -T2 .devbin/deltawkv
+#         mkdir -p .devdata/val && cp -r ../shared/data/val/* .devdata/val/
+# device: carry [".gl", ".devbin", ".whl", ".devdata/val"]; bash scripts/device_bench.sh
+# Results (a device call returns at most 8 files): $OUT/bench.jsonl (one line per bench run:
+# name and result), bench.err, eval_x{2,4}.jsonl, eval.err, torch.json, gpu.txt.
+# Each step has its own time limit (seconds, environment variables T_*), so one slow step cannot
+# take the call's whole budget.
 set -u
+T0=$(date +%s)
 OUT=${OUT:-/tmp/bench-out}; mkdir -p "$OUT"
 for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
 export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+[ -f .devbin/deltawkv ] || xz -d -k .devbin/deltawkv.xz
+chmod +x .devbin/deltawkv
 B=.devbin/deltawkv
-nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader | tee "$OUT/gpu.txt"
-run() { # name, timeout, args...
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
+W2=weights/dwkv3m_x2.safetensors
+W4=weights/dwkv3m_x4.safetensors
+bench() { # name, timeout, args...
   local name=$1 t=$2; shift 2
-  echo "== $name: $*"
-  timeout "$t" "$B" bench --device gpu --json "$@" > "$OUT/$name.json" 2> "$OUT/$name.err"
-  echo "rc=$?"; tail -c 600 "$OUT/$name.json"; echo; tail -n 3 "$OUT/$name.err"
+  echo "== $name ($(( $(date +%s) - T0 )) s): $*"
+  timeout "$t" "$B" bench --device gpu --json "$@" > "/tmp/$name.json" 2> "/tmp/$name.err"
+  echo "rc=$?"
+  { echo "== $name"; cat "/tmp/$name.err"; } >> "$OUT/bench.err"
+  python3 - "/tmp/$name.json" "$name" "$OUT/bench.jsonl" <<'EOF'
+import json, sys
+try:
+    d = json.load(open(sys.argv[1]))
+except Exception as e:  # noqa: BLE001
+    print("  no result:", e); sys.exit(0)
+with open(sys.argv[3], "a") as f:
+    f.write(json.dumps({"name": sys.argv[2], "result": d}) + "\n")
+g = d.get("gpu") or {}
+print(f"  batch {g.get('batch')} matmul {g.get('matmul_gflops', 0):.0f} GFLOP/s")
+for v in d.get("kernel_variants", []):
+    e = v.get("max_rel_error_gpu_vs_cpu")
+    print(f"  {v['kernels']:<12} {1e3 * v['seconds_per_slice']:9.2f} ms/slice  x{v['time_vs_first']:.2f}"
+          f"  first {v['first_run_seconds']:.2f} s" + (f"  err {e:.1e}" if e is not None else ""))
+    tot = sum(k["seconds"] for k in v["profile"]) or 1
+    for k in v["profile"][:6]:
+        print(f"      {k['kernel']:<34} {k['dispatches']:5d} {1e3 * k['seconds']:9.2f} ms {100 * k['seconds'] / tot:5.1f}%")
+EOF
 }
-run x2_128_b1 ${T1:-60} --scale 2 --size 128x128 --slices 1 --cpu-slices 1 --weights weights/dwkv3m_x2.safetensors
-run x2_128_v150 ${T2:-60} --scale 2 --size 128x128 --slices 150 --cpu-slices 0 --repeat 1 --weights weights/dwkv3m_x2.safetensors
-run x4_128_b1 ${T3:-40} --scale 4 --size 128x128 --slices 1 --cpu-slices 0 --weights weights/dwkv3m_x4.safetensors
+# In order of importance (a later step may run out of the call's time).
+# parity of every variant against the CPU reference (small slices: the CPU is slow)
+bench parity_x2_32 ${T_PAR:-60} --scale 2 --size 32x32 --slices 4 --cpu-slices 4 --repeat 1 --weights $W2 --kernels default,per-direction,baseline
+# batch 1 and a 150-slice volume, x2, 128x128
+bench x2_128_b1 ${T_B1:-90} --scale 2 --size 128x128 --slices 1 --cpu-slices 0 --repeat 2 --profile --weights $W2 --kernels default,per-direction,baseline
+bench x2_128_v150 ${T_V:-100} --scale 2 --size 128x128 --slices 150 --cpu-slices 0 --repeat 1 --weights $W2 --kernels default,per-direction
+# the PyTorch reference, same checkpoints and sizes
 if ls .whl/fla_core-*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/fla_core-*.whl && export PYTHONPATH=/tmp/site
 fi
-PYTHONUNBUFFERED=1 timeout ${TT:-80} python3 train/bench_torch.py --sizes 128 --budget ${TB:-50} --json "$OUT/torch.json" 2>&1 | tail -n 20
+echo "== torch ($(( $(date +%s) - T0 )) s)"
+PYTHONUNBUFFERED=1 timeout ${T_TORCH:-130} python3 train/bench_torch.py --sizes ${TORCH_SIZES:-128,256} \
+  --budget ${TORCH_BUDGET:-100} --json "$OUT/torch.json" 2>&1 | grep -v Warning | tail -n 30
+# the model card's numbers through the Rust eval on the GPU
+for s in 2 4; do
+  : > "$OUT/eval_x$s.jsonl"
+  for f in $(find .devdata/val -name '*.nii*' | sort); do
+    echo "== eval x$s $f ($(( $(date +%s) - T0 )) s)"
+    DELTAWKV_KERNELS=${EVAL_KERNELS:-default} timeout ${T_EVAL:-25} "$B" eval "$f" --scale $s \
+      --weights weights/dwkv3m_x$s.safetensors --device gpu --json >> "$OUT/eval_x$s.jsonl" 2>> "$OUT/eval.err"
+    echo "rc=$?"
+  done
+done
+bench x2_256_b1 ${T_256:-45} --scale 2 --size 256x256 --slices 1 --cpu-slices 0 --repeat 2 --weights $W2 --kernels default,per-direction
+bench x4_128_b1 ${T_X4:-45} --scale 4 --size 128x128 --slices 1 --cpu-slices 0 --repeat 2 --weights $W4 --kernels default,per-direction
+bench x2_256_v150 ${T_256V:-60} --scale 2 --size 256x256 --slices 150 --cpu-slices 0 --repeat 1 --weights $W2 --kernels default
+bench x4_128_v150 ${T_X4V:-60} --scale 4 --size 128x128 --slices 150 --cpu-slices 0 --repeat 1 --weights $W4 --kernels default
+echo "call wall time $(( $(date +%s) - T0 )) s"

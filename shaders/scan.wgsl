@@ -10,7 +10,9 @@
 // + i) * N.
 //
 // Inputs (M x C each, offsets in elements): in `ins` lambda, -kk, kk * a, kt, v; in `rbuf` r.
-// Template constants: N, CHUNK.
+// DIRS = 4: the four directions in one dispatch (grid z = direction; direction d writes y at
+// y_off + d * y_ds and its state at state_off + d * s_ds); DIRS = 1: direction P.dir.
+// Template constants: N, CHUNK, DIRS.
 
 struct Params {
     height: u32,
@@ -26,6 +28,8 @@ struct Params {
     v_off: u32,
     y_off: u32,
     state_off: u32,
+    y_ds: u32,
+    s_ds: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -37,9 +41,9 @@ struct Params {
 // [token in chunk][array: r, lambda, -kk, kk*a, kt, v][channel]
 var<workgroup> sh: array<f32, CHUNK * 6u * N>;
 
-fn position(t: u32) -> u32 {
+fn position(dir: u32, t: u32) -> u32 {
     let l = P.height * P.width;
-    switch P.dir {
+    switch dir {
         case 0u: {
             return t;
         }
@@ -60,6 +64,11 @@ fn position(t: u32) -> u32 {
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) i: u32) {
     let head = wg.x;
     let image = wg.y;
+    var dir = P.dir;
+    if (DIRS == 4u) {
+        dir = wg.z;
+    }
+    let y_off = P.y_off + dir * P.y_ds;
     let l = P.height * P.width;
     let base = image * l;
     let ch = head * N + i;
@@ -72,7 +81,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) i
     for (var t0 = 0u; t0 < l; t0 += CHUNK) {
         let cnt = min(CHUNK, l - t0);
         for (var tt = 0u; tt < cnt; tt++) {
-            let e = (base + position(t0 + tt)) * P.c + ch;
+            let e = (base + position(dir, t0 + tt)) * P.c + ch;
             let o = tt * 6u * N + i;
             sh[o] = rbuf[P.r_off + e];
             sh[o + N] = ins[P.lam_off + e];
@@ -95,12 +104,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) i
                 s[j] = sj;
                 y = fma(sj, sh[o + j], y);
             }
-            ys[P.y_off + (base + position(t0 + tt)) * P.c + ch] = y;
+            ys[y_off + (base + position(dir, t0 + tt)) * P.c + ch] = y;
         }
         workgroupBarrier();
     }
 
-    let so = P.state_off + ((image * P.heads + head) * N + i) * N;
+    let so = P.state_off + dir * P.s_ds + ((image * P.heads + head) * N + i) * N;
     for (var j = 0u; j < N; j++) {
         state[so + j] = s[j];
     }

@@ -287,6 +287,137 @@ fn matmul_residual_add() {
     matmul_act_case("matmul + residual add", 43, Act::None, true);
 }
 
+/// The vec4 matmul (`matmul_v4.wgsl`): shapes of the network (K, N multiples of 4; M not a
+/// multiple of the 128-row tile), z-batched with offsets, each activation and the residual add,
+/// and each column tile width it picks (96, 64, 32).
+fn matmul_v4_case(
+    name: &str,
+    seed: u64,
+    (m, k, n): (usize, usize, usize),
+    act: Act,
+    accumulate: bool,
+) {
+    let Some(ctx) = ctx() else { return };
+    let z = 2usize;
+    let pad = 4usize; // a non-zero, 4-aligned offset into every buffer
+    let xv = rand_vec(seed, z * m * k, -1.0, 1.0);
+    let wv = rand_vec(seed + 1, z * k * n, -0.4, 0.4);
+    let prev = rand_vec(seed + 2, z * m * n, -1.0, 1.0);
+    let mut hs = Harness::new(ctx);
+    assert!(hs.graph.kernels.matmul_v4, "v4 matmul is the default");
+    let x = hs.input(&[vec![9.0; pad], xv.clone()].concat());
+    let w = hs.input(&[vec![9.0; pad], wv.clone()].concat());
+    let y = if accumulate {
+        hs.input(&[vec![9.0; pad], prev.clone()].concat())
+    } else {
+        hs.zeros(pad + z * m * n)
+    };
+    hs.graph
+        .matmul(&MatmulArgs {
+            x: x.at(pad as u32),
+            x_zs: (m * k) as u32,
+            w: w.at(pad as u32),
+            w_zs: (k * n) as u32,
+            y: y.at(pad as u32),
+            y_zs: (m * n) as u32,
+            m: m as u32,
+            n: n as u32,
+            k: k as u32,
+            batch_z: z as u32,
+            act,
+            accumulate,
+        })
+        .unwrap();
+    hs.run();
+    let gpu = hs.read(y, pad, z * m * n);
+    let mut cpu: Vec<f32> = (0..z)
+        .flat_map(|i| ops::matmul(&xv[i * m * k..][..m * k], k, &wv[i * k * n..][..k * n], n))
+        .collect();
+    match act {
+        Act::None => {}
+        Act::Tanh => cpu.iter_mut().for_each(|v| *v = v.tanh()),
+        Act::Sigmoid => cpu.iter_mut().for_each(|v| *v = ops::sigmoid(*v)),
+        Act::ReluSquared => ops::relu_squared_in_place(&mut cpu),
+    }
+    if accumulate {
+        cpu = ops::add(&cpu, &prev);
+    }
+    check(name, &gpu, &cpu, REDUCTION);
+    let head = hs.read(y, 0, pad);
+    if !accumulate {
+        assert!(
+            head.iter().all(|&v| v == 0.0),
+            "{name}: wrote before its offset"
+        );
+    }
+}
+
+#[test]
+fn matmul_v4_projection() {
+    matmul_v4_case(
+        "matmul v4 300x96 -> 96",
+        50,
+        (300, 96, 96),
+        Act::None,
+        false,
+    );
+}
+
+#[test]
+fn matmul_v4_lora_down_tanh() {
+    matmul_v4_case(
+        "matmul v4 LoRA down 131x96 -> 32 + tanh",
+        51,
+        (131, 96, 32),
+        Act::Tanh,
+        false,
+    );
+}
+
+#[test]
+fn matmul_v4_lora_up_sigmoid() {
+    matmul_v4_case(
+        "matmul v4 LoRA up 257x32 -> 96 + sigmoid",
+        52,
+        (257, 32, 96),
+        Act::Sigmoid,
+        false,
+    );
+}
+
+#[test]
+fn matmul_v4_ffn_key_relu_squared() {
+    matmul_v4_case(
+        "matmul v4 ffn 140x96 -> 192 + relu^2",
+        53,
+        (140, 96, 192),
+        Act::ReluSquared,
+        false,
+    );
+}
+
+#[test]
+fn matmul_v4_ffn_value_residual() {
+    matmul_v4_case(
+        "matmul v4 ffn 129x192 -> 96 + residual",
+        54,
+        (129, 192, 96),
+        Act::None,
+        true,
+    );
+}
+
+#[test]
+fn matmul_v4_tile_64_wide() {
+    matmul_v4_case(
+        "matmul v4 70x20 -> 128 (64-wide tiles)",
+        55,
+        (70, 20, 128),
+        Act::None,
+        false,
+    );
+}
+
 #[test]
 fn layer_norm() {
     let Some(ctx) = ctx() else { return };
@@ -560,7 +691,8 @@ fn scan_case_with(dir: ops::ScanDirection, scalar: bool) {
     let kb = ops::mul(&kk, &a);
 
     let mut hs = Harness::new(ctx);
-    hs.graph.scalar_scan = scalar;
+    hs.graph.kernels.scan_vec4 = !scalar;
+    hs.graph.kernels.fused_scan = false;
     let ins = hs.input(&[lambda.clone(), kneg, kb, kt.clone(), v.clone()].concat());
     let rb = hs.input(&r);
     let y = hs.zeros(len);
@@ -631,6 +763,121 @@ fn scan_case_with(dir: ops::ScanDirection, scalar: bool) {
         &expected,
         REDUCTION,
     );
+}
+
+/// All four directions in one dispatch (`KernelOptions::fused_scan`), against the CPU reference
+/// per direction: outputs at `y + d * y_ds`, states at `state + d * s_ds`. 13 x 11 tokens cross
+/// several staging chunks.
+fn scan_fused_case(scalar: bool) {
+    let Some(ctx) = ctx() else { return };
+    let (b, h, w, c, n) = (2usize, 13usize, 11usize, 64usize, 32usize);
+    let l = h * w;
+    let heads = c / n;
+    let len = b * l * c;
+    let seed = 700 + scalar as u64;
+    let r = rand_vec(seed, len, -1.0, 1.0);
+    let lambda = rand_vec(seed + 1, len, 0.55, 1.0);
+    let kk = ops::removal_key(&rand_vec(seed + 2, len, -1.0, 1.0), c, n, &vec![1.0; c]);
+    let a = rand_vec(seed + 3, len, 0.0, 1.0);
+    let kt = rand_vec(seed + 4, len, -1.0, 1.0);
+    let v = rand_vec(seed + 5, len, -1.0, 1.0);
+    let kneg: Vec<f32> = kk.iter().map(|x| -x).collect();
+    let kb = ops::mul(&kk, &a);
+
+    let mut hs = Harness::new(ctx);
+    hs.graph.kernels.scan_vec4 = !scalar;
+    hs.graph.kernels.fused_scan = true;
+    let ins = hs.input(&[lambda.clone(), kneg, kb, kt.clone(), v.clone()].concat());
+    let rb = hs.input(&r);
+    let y = hs.zeros(4 * len);
+    let s_len = b * heads * n * n;
+    let state = hs.zeros(4 * s_len);
+    let lu = len as u32;
+    hs.graph
+        .scan_fused(
+            &ScanArgs {
+                ins,
+                lam_off: 0,
+                kneg_off: lu,
+                kb_off: 2 * lu,
+                kt_off: 3 * lu,
+                v_off: 4 * lu,
+                r: rb.at(0),
+                y: y.at(0),
+                state: state.at(0),
+                batch: b as u32,
+                height: h as u32,
+                width: w as u32,
+                c: c as u32,
+                head_size: n as u32,
+                dir: 0,
+            },
+            lu,
+            s_len as u32,
+        )
+        .unwrap();
+    hs.run();
+    let kind = if scalar { "scalar" } else { "vec4" };
+    for d in 0..4 {
+        let dir = [
+            ops::ScanDirection::RowsForward,
+            ops::ScanDirection::RowsBackward,
+            ops::ScanDirection::ColsForward,
+            ops::ScanDirection::ColsBackward,
+        ][d];
+        assert_eq!(dir.index(), d);
+        let gpu = hs.read(y, d * len, len);
+        let mut cpu = Vec::new();
+        for i in 0..b {
+            let s = |x: &[f32]| x[i * l * c..(i + 1) * l * c].to_vec();
+            let (ri, li, ki, ai, ti, vi) = (s(&r), s(&lambda), s(&kk), s(&a), s(&kt), s(&v));
+            let inputs = ops::ScanInputs {
+                r: &ri,
+                lambda: &li,
+                kk: &ki,
+                a: &ai,
+                kt: &ti,
+                v: &vi,
+            };
+            cpu.extend(ops::delta_scan(dir, h, w, c, n, &inputs));
+        }
+        check(
+            &format!("fused {kind} scan, direction {d}"),
+            &gpu,
+            &cpu,
+            REDUCTION,
+        );
+        // the final state of this direction: y at its last token = S_final r there
+        let st = hs.read(state, d * s_len, s_len);
+        let p_last = dir.position(l - 1, h, w);
+        let (mut from_state, mut expected) = (Vec::new(), Vec::new());
+        for i in 0..b {
+            for hd in 0..heads {
+                for row in 0..n {
+                    let base = (i * l + p_last) * c + hd * n;
+                    let srow = &st[((i * heads + hd) * n + row) * n..][..n];
+                    from_state.push(ops::dot(srow, &r[base..base + n]));
+                    expected.push(cpu[base + row]);
+                }
+            }
+        }
+        check(
+            &format!("fused {kind} scan, direction {d}, final state"),
+            &from_state,
+            &expected,
+            REDUCTION,
+        );
+    }
+}
+
+#[test]
+fn scan_fused_vec4() {
+    scan_fused_case(false);
+}
+
+#[test]
+fn scan_fused_scalar() {
+    scan_fused_case(true);
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use deltawkv::engine::{EngineError, Upscaler};
-use deltawkv::gpu::kernels::ScanArgs;
+use deltawkv::gpu::kernels::{KernelOptions, ScanArgs};
 use deltawkv::gpu::{GpuEngine, GpuOptions};
 use deltawkv::model::cpu::{self, ops};
 use deltawkv::model::{Checkpoint, Degradation, ModelConfig};
@@ -47,7 +47,7 @@ fn tensor(st: &SafeTensors<'_>, name: &str) -> (Vec<usize>, Vec<f32>) {
 fn quiet(_: usize, _: usize) {}
 
 /// All golden inputs of one checkpoint in ONE call (four shapes: the engine groups them).
-fn golden_case(scale: usize) {
+fn golden_case(scale: usize, kernels: KernelOptions) {
     let Some(ctx) = ctx() else { return };
     let ck = Checkpoint::from_bytes(
         &golden(&format!("model_x{scale}.safetensors")),
@@ -64,14 +64,18 @@ fn golden_case(scale: usize) {
         inputs.push(Plane::from_vec(shape[2], shape[1], data).unwrap());
         expected.push(tensor(&st, &format!("output.{tag}")).1);
     }
-    let mut eng = GpuEngine::new(ctx, &ck, GpuOptions::default()).expect("engine");
+    let opts = GpuOptions {
+        kernels: Some(kernels),
+        ..Default::default()
+    };
+    let mut eng = GpuEngine::new(ctx, &ck, opts).expect("engine");
     let out = eng
         .upscale(&inputs, &quiet, &AtomicBool::new(false))
         .expect("upscale");
     for ((tag, o), e) in tags.iter().zip(&out).zip(&expected) {
         assert_eq!(o.width * o.height, e.len());
         check(
-            &format!("network x{scale} {tag} vs PyTorch golden"),
+            &format!("network x{scale} {tag} vs PyTorch golden ({kernels:?})"),
             &o.data,
             e,
             PARITY,
@@ -81,12 +85,12 @@ fn golden_case(scale: usize) {
 
 #[test]
 fn golden_x2() {
-    golden_case(2);
+    golden_case(2, KernelOptions::default());
 }
 
 #[test]
 fn golden_x4() {
-    golden_case(4);
+    golden_case(4, KernelOptions::default());
 }
 
 /// The scan kernel on the golden recurrence problem (h = 5, w = 7, N = 8), each direction.
@@ -179,12 +183,13 @@ fn test_planes(seed: u64, shapes: &[(usize, usize)]) -> Vec<Plane> {
 }
 
 /// Several slices of two shapes, batched two at a time, against `cpu::forward` slice by slice.
-fn cpu_parity_case(scale: usize) {
+fn cpu_parity_case(scale: usize, kernels: KernelOptions) {
     let Some(ctx) = ctx() else { return };
     let ck = Checkpoint::random(&tiny_config(scale), 7 + scale as u64);
     let inputs = test_planes(300, &[(7, 5), (7, 5), (6, 9), (7, 5)]);
     let opts = GpuOptions {
         max_batch: Some(2),
+        kernels: Some(kernels),
         ..Default::default()
     };
     let mut eng = GpuEngine::new(ctx, &ck, opts).expect("engine");
@@ -198,7 +203,7 @@ fn cpu_parity_case(scale: usize) {
         assert_eq!((o.width, o.height), (reference.width, reference.height));
         check(
             &format!(
-                "network x{scale} slice {i} ({}x{}) vs CPU forward",
+                "network x{scale} slice {i} ({}x{}) vs CPU forward ({kernels:?})",
                 inp.height, inp.width
             ),
             &o.data,
@@ -213,12 +218,30 @@ fn cpu_parity_case(scale: usize) {
 
 #[test]
 fn cpu_parity_x2() {
-    cpu_parity_case(2);
+    cpu_parity_case(2, KernelOptions::default());
 }
 
 #[test]
 fn cpu_parity_x4() {
-    cpu_parity_case(4);
+    cpu_parity_case(4, KernelOptions::default());
+}
+
+/// One scan dispatch per direction (the spec's description of the engine) gives the PyTorch
+/// goldens too.
+#[test]
+fn golden_x2_per_direction_scan() {
+    golden_case(2, KernelOptions::from_name("per-direction").unwrap());
+}
+
+/// The first engine's kernels (scalar-storage matmul) stay correct: benchmarks compare them.
+#[test]
+fn cpu_parity_x4_baseline_kernels() {
+    cpu_parity_case(4, KernelOptions::BASELINE);
+}
+
+#[test]
+fn cpu_parity_x2_per_direction_scan() {
+    cpu_parity_case(2, KernelOptions::from_name("per-direction").unwrap());
 }
 
 #[test]

@@ -314,43 +314,7 @@ impl Jobs {
     /// Opens a native file dialog on its own thread; the answer arrives as [`Event::Dialog`].
     pub fn dialog(&self, purpose: DialogPurpose, start_dir: Option<PathBuf>, default_name: String) {
         self.spawn("dialog", move |tx, waker| {
-            let mut d = rfd::FileDialog::new();
-            if let Some(dir) = start_dir.filter(|d| d.is_dir()) {
-                d = d.set_directory(dir);
-            }
-            let path = match purpose {
-                DialogPurpose::OpenFile => d
-                    .set_title("Open volume (NIfTI or DICOM)")
-                    .add_filter("Volumes", &["nii", "gz", "dcm", "dicom", "ima"])
-                    .add_filter("All files", &["*"])
-                    .pick_file(),
-                DialogPurpose::OpenFolder => d.set_title("Open DICOM folder").pick_folder(),
-                DialogPurpose::Checkpoint(_) => d
-                    .set_title("Choose checkpoint")
-                    .add_filter("safetensors", &["safetensors"])
-                    .add_filter("All files", &["*"])
-                    .pick_file(),
-                DialogPurpose::ExportNifti => d
-                    .set_title("Export SR volume")
-                    .add_filter("NIfTI", &["gz", "nii"])
-                    .set_file_name(default_name)
-                    .save_file(),
-                DialogPurpose::ExportPng => d
-                    .set_title("Save screenshot")
-                    .add_filter("PNG", &["png"])
-                    .set_file_name(default_name)
-                    .save_file(),
-                DialogPurpose::ExportCsv => d
-                    .set_title("Export metrics (CSV)")
-                    .add_filter("CSV", &["csv"])
-                    .set_file_name(default_name)
-                    .save_file(),
-                DialogPurpose::ExportJson => d
-                    .set_title("Export metrics (JSON)")
-                    .add_filter("JSON", &["json"])
-                    .set_file_name(default_name)
-                    .save_file(),
-            };
+            let path = pick_path(purpose, start_dir, default_name);
             let _ = tx.send(Event::Dialog { purpose, path });
             waker();
         });
@@ -529,4 +493,65 @@ fn metrics_loop(rx: Receiver<MetricRequest>, tx: Sender<Event>, waker: Waker) {
         }
         waker();
     }
+}
+
+/// Asks the user for a path with the platform's native dialog (rfd, GTK 3 backend).
+#[cfg(feature = "native-dialogs")]
+fn pick_path(
+    purpose: DialogPurpose,
+    start_dir: Option<PathBuf>,
+    default_name: String,
+) -> Option<PathBuf> {
+    let mut d = rfd::FileDialog::new();
+    if let Some(dir) = start_dir.filter(|d| d.is_dir()) {
+        d = d.set_directory(dir);
+    }
+    match purpose {
+        DialogPurpose::OpenFile => d
+            .set_title("Open volume (NIfTI or DICOM)")
+            .add_filter("Volumes", &["nii", "gz", "dcm", "dicom", "ima"])
+            .add_filter("All files", &["*"])
+            .pick_file(),
+        DialogPurpose::OpenFolder => d.set_title("Open DICOM folder").pick_folder(),
+        DialogPurpose::Checkpoint(_) => d
+            .set_title("Choose checkpoint")
+            .add_filter("safetensors", &["safetensors"])
+            .add_filter("All files", &["*"])
+            .pick_file(),
+        DialogPurpose::ExportNifti => d
+            .set_title("Export SR volume")
+            .add_filter("NIfTI", &["gz", "nii"])
+            .set_file_name(default_name)
+            .save_file(),
+        DialogPurpose::ExportPng => d
+            .set_title("Save screenshot")
+            .add_filter("PNG", &["png"])
+            .set_file_name(default_name)
+            .save_file(),
+        DialogPurpose::ExportCsv => d
+            .set_title("Export metrics (CSV)")
+            .add_filter("CSV", &["csv"])
+            .set_file_name(default_name)
+            .save_file(),
+        DialogPurpose::ExportJson => d
+            .set_title("Export metrics (JSON)")
+            .add_filter("JSON", &["json"])
+            .set_file_name(default_name)
+            .save_file(),
+    }
+}
+
+/// Built without native dialogs (`--no-default-features`, e.g. headless benchmark binaries):
+/// files open by drag and drop or from the command line.
+#[cfg(not(feature = "native-dialogs"))]
+fn pick_path(
+    purpose: DialogPurpose,
+    _start_dir: Option<PathBuf>,
+    _default_name: String,
+) -> Option<PathBuf> {
+    tracing::warn!(
+        "{purpose:?}: this build has no native file dialogs (feature native-dialogs); \
+         drop a file on the window or pass a path on the command line"
+    );
+    None
 }

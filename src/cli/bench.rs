@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 
 use crate::engine::{DeviceChoice, Upscaler};
+use crate::gpu::kernels::KernelOptions;
 use crate::gpu::network::network_macs;
 use crate::gpu::{GpuContext, GpuEngine, GpuOptions, measure};
 use crate::model::cpu::CpuUpscaler;
@@ -47,9 +48,23 @@ pub struct BenchArgs {
     /// and print where the time goes.
     #[arg(long)]
     pub profile: bool,
+    /// Kernel variants to time, comma separated, each in the same run on the same inputs
+    /// (default = fused, per-direction, baseline, scalar-scan); the first is the headline figure.
+    #[arg(long, default_value = "default", value_delimiter = ',', value_parser = parse_kernels)]
+    pub kernels: Vec<String>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_kernels(s: &str) -> Result<String, String> {
+    match KernelOptions::from_name(s) {
+        Some(_) => Ok(s.trim().to_string()),
+        None => Err(format!(
+            "unknown kernel variant `{s}` (one of {})",
+            KernelOptions::NAMES.join(", ")
+        )),
+    }
 }
 
 fn parse_size(s: &str) -> Result<(usize, usize), String> {
@@ -123,6 +138,20 @@ struct GpuReport {
     ratio_to_floor: f64,
 }
 
+/// One kernel variant's timing (same inputs, same run).
+#[derive(serde::Serialize)]
+struct VariantReport {
+    kernels: String,
+    first_run_seconds: f64,
+    seconds_per_slice: f64,
+    /// This variant's time per slice over the first variant's.
+    time_vs_first: f64,
+    max_rel_error_gpu_vs_cpu: Option<f64>,
+    profile: Vec<KernelTime>,
+    #[serde(skip)]
+    outputs: Vec<Plane>,
+}
+
 #[derive(serde::Serialize)]
 struct KernelTime {
     kernel: String,
@@ -192,6 +221,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut profile: Vec<KernelTime> = Vec::new();
     let mut gpu_outputs: Vec<Plane> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
+    let mut variants: Vec<VariantReport> = Vec::new();
     if args.device != DeviceChoice::Cpu {
         match GpuContext::new() {
             Ok(ctx) => {
@@ -205,33 +235,60 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                     .context("cannot start the GPU engine")?;
                 let batch = eng.batch_for(h, w, args.slices)?;
                 let cancel = AtomicBool::new(false);
-                let t = Instant::now();
-                gpu_outputs = eng
-                    .upscale(&inputs, &quiet, &cancel)
-                    .context("GPU warm-up run failed")?;
-                let first = t.elapsed().as_secs_f64();
-                let mut best = f64::INFINITY;
-                for _ in 0..args.repeat.max(1) {
+                for name in &args.kernels {
+                    let Some(k) = KernelOptions::from_name(name) else {
+                        bail!("unknown kernel variant `{name}`");
+                    };
+                    eng.set_kernels(k);
+                    say(format!("GPU run, kernels `{name}` ({k:?})..."));
                     let t = Instant::now();
-                    gpu_outputs = eng
+                    let mut outputs = eng
                         .upscale(&inputs, &quiet, &cancel)
-                        .context("GPU run failed")?;
-                    best = best.min(t.elapsed().as_secs_f64());
+                        .context("GPU warm-up run failed")?;
+                    let first = t.elapsed().as_secs_f64();
+                    let mut best = f64::INFINITY;
+                    for _ in 0..args.repeat.max(1) {
+                        let t = Instant::now();
+                        outputs = eng
+                            .upscale(&inputs, &quiet, &cancel)
+                            .context("GPU run failed")?;
+                        best = best.min(t.elapsed().as_secs_f64());
+                    }
+                    let mut prof = Vec::new();
+                    if args.profile {
+                        let chunk: Vec<&Plane> = inputs.iter().take(batch).collect();
+                        prof = eng
+                            .profile_batch(&chunk)
+                            .context("profiling run failed")?
+                            .into_iter()
+                            .map(|(kernel, dispatches, seconds)| KernelTime {
+                                kernel,
+                                dispatches,
+                                seconds,
+                            })
+                            .collect();
+                    }
+                    let per = best / args.slices as f64;
+                    let base = variants
+                        .first()
+                        .map_or(per, |v: &VariantReport| v.seconds_per_slice);
+                    variants.push(VariantReport {
+                        kernels: name.clone(),
+                        first_run_seconds: first,
+                        seconds_per_slice: per,
+                        time_vs_first: per / base,
+                        max_rel_error_gpu_vs_cpu: None,
+                        profile: prof,
+                        outputs,
+                    });
                 }
-                let per = best / args.slices as f64;
-                if args.profile {
-                    let chunk: Vec<&Plane> = inputs.iter().take(batch).collect();
-                    profile = eng
-                        .profile_batch(&chunk)
-                        .context("profiling run failed")?
-                        .into_iter()
-                        .map(|(kernel, dispatches, seconds)| KernelTime {
-                            kernel,
-                            dispatches,
-                            seconds,
-                        })
-                        .collect();
-                }
+                let Some(head) = variants.first_mut() else {
+                    bail!("no kernel variant to run");
+                };
+                gpu_outputs = std::mem::take(&mut head.outputs);
+                profile = std::mem::take(&mut head.profile);
+                let first = head.first_run_seconds;
+                let per = head.seconds_per_slice;
                 say("measuring the adapter's f32 matmul rate...".into());
                 let flops =
                     measure::matmul_flops(&ctx).context("matmul rate measurement failed")?;
@@ -277,13 +334,21 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             .upscale(&inputs[..cpu_n], &quiet, &AtomicBool::new(false))
             .context("CPU reference failed")?;
         let per = t.elapsed().as_secs_f64() / cpu_n as f64;
-        if !gpu_outputs.is_empty() {
-            let e = out
-                .iter()
-                .zip(&gpu_outputs)
+        let max_err = |gpu: &[Plane]| {
+            out.iter()
+                .zip(gpu)
                 .map(|(c, g)| rel_err(&g.data, &c.data))
-                .fold(0.0f64, f64::max);
-            parity = Some(e);
+                .fold(0.0f64, f64::max)
+        };
+        if !gpu_outputs.is_empty() {
+            parity = Some(max_err(&gpu_outputs));
+        }
+        for (i, v) in variants.iter_mut().enumerate() {
+            v.max_rel_error_gpu_vs_cpu = if i == 0 {
+                parity
+            } else {
+                Some(max_err(&v.outputs))
+            };
         }
         cpu_report = Some(CpuReport {
             slices: cpu_n,
@@ -310,6 +375,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             "max_rel_error_gpu_vs_cpu": parity,
             "profile_batch": if args.profile { Some(gpu_report.as_ref().map_or(0, |g| g.batch)) } else { None },
             "profile": profile,
+            "kernel_variants": variants,
             "notes": notes,
         });
         println!("{obj}");
@@ -370,6 +436,20 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 k.dispatches,
                 k.seconds * 1e3,
                 100.0 * k.seconds / total.max(1e-12)
+            );
+        }
+    }
+    if variants.len() > 1 {
+        println!("kernel variants (same inputs, same run):");
+        for v in &variants {
+            println!(
+                "  {:<14} {:>10.1} ms/slice  {:>6.2}x the first's time  first run {:.2} s{}",
+                v.kernels,
+                v.seconds_per_slice * 1e3,
+                v.time_vs_first,
+                v.first_run_seconds,
+                v.max_rel_error_gpu_vs_cpu
+                    .map_or(String::new(), |e| format!("  rel. error vs CPU {e:.2e}"))
             );
         }
     }

@@ -10,6 +10,7 @@ use crate::plane::Plane;
 
 use super::context::GpuContext;
 use super::graph::{Plan, read_staging, storage_buffer_init};
+use super::kernels::KernelOptions;
 use super::network::{Arena, ArenaSizes, build_forward, check_fits};
 use super::weights::PackedWeights;
 
@@ -22,6 +23,9 @@ pub struct GpuOptions {
     pub memory_budget: Option<u64>,
     /// Largest number of slices per batch (default 32 on a GPU, 4 on a software adapter).
     pub max_batch: Option<usize>,
+    /// Kernel variants (default [`KernelOptions::default`]; the environment variable
+    /// `DELTAWKV_KERNELS` names another, see [`KernelOptions::from_name`]).
+    pub kernels: Option<KernelOptions>,
 }
 
 /// How many plans (batch sizes x shapes) stay cached.
@@ -37,6 +41,7 @@ pub struct GpuEngine {
     plans: Vec<((usize, usize, usize), Plan)>,
     budget: u64,
     max_batch: usize,
+    kernels: KernelOptions,
 }
 
 impl std::fmt::Debug for GpuEngine {
@@ -45,6 +50,7 @@ impl std::fmt::Debug for GpuEngine {
             .field("device", &self.ctx.describe())
             .field("budget", &self.budget)
             .field("max_batch", &self.max_batch)
+            .field("kernels", &self.kernels)
             .finish_non_exhaustive()
     }
 }
@@ -82,6 +88,17 @@ impl GpuEngine {
             .max_batch
             .unwrap_or(if software { 4 } else { 32 })
             .max(1);
+        let env_kernels = std::env::var("DELTAWKV_KERNELS").ok().and_then(|v| {
+            let k = KernelOptions::from_name(&v);
+            if k.is_none() {
+                tracing::warn!(
+                    "DELTAWKV_KERNELS={v} is not one of {:?}; using the default kernels",
+                    KernelOptions::NAMES
+                );
+            }
+            k
+        });
+        let kernels = opts.kernels.or(env_kernels).unwrap_or_default();
         Ok(Self {
             ctx,
             pw,
@@ -91,7 +108,21 @@ impl GpuEngine {
             plans: Vec::new(),
             budget,
             max_batch,
+            kernels,
         })
+    }
+
+    /// The kernel variants this engine records.
+    pub fn kernels(&self) -> KernelOptions {
+        self.kernels
+    }
+
+    /// Switches kernel variants (the cached plans are rebuilt on the next run).
+    pub fn set_kernels(&mut self, kernels: KernelOptions) {
+        if kernels != self.kernels {
+            self.kernels = kernels;
+            self.plans.clear();
+        }
     }
 
     /// The device this engine runs on.
@@ -159,7 +190,14 @@ impl GpuEngine {
             .arena
             .as_ref()
             .ok_or_else(|| EngineError::Other("no activation buffers allocated".into()))?;
-        let graph = build_forward(&self.ctx, &self.pw, &self.weights, arena, batch)?;
+        let graph = build_forward(
+            &self.ctx,
+            &self.pw,
+            &self.weights,
+            arena,
+            batch,
+            self.kernels,
+        )?;
         let plan = graph.finalize(&self.ctx)?;
         if self.plans.len() >= PLAN_CACHE {
             self.plans.remove(0);

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::engine::EngineError;
 
 use super::context::GpuContext;
-use super::kernels::{KernelKey, PARAM_BYTES, PipelineEntry};
+use super::kernels::{KernelKey, KernelOptions, PARAM_BYTES, PipelineEntry};
 
 /// A buffer registered in a [`Graph`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -57,8 +57,8 @@ pub struct Graph {
     max_groups: u32,
     max_invocations: u32,
     max_workgroup_bytes: u32,
-    /// Use the scalar scan kernel even where the vec4 one applies (tests of the fallback).
-    pub scalar_scan: bool,
+    /// Which kernel variants to record.
+    pub kernels: KernelOptions,
 }
 
 impl Graph {
@@ -70,7 +70,7 @@ impl Graph {
             max_groups: ctx.limits.max_compute_workgroups_per_dimension,
             max_invocations: ctx.limits.max_compute_invocations_per_workgroup,
             max_workgroup_bytes: ctx.limits.max_compute_workgroup_storage_size,
-            scalar_scan: false,
+            kernels: KernelOptions::default(),
         }
     }
 

@@ -21,6 +21,7 @@ const COMMON: &str = include_str!("../../shaders/common.wgsl");
 pub enum Kind {
     Conv3x3,
     Matmul,
+    MatmulV4,
     LayerNorm,
     ShiftMix,
     AttPrep,
@@ -34,6 +35,7 @@ impl Kind {
         match self {
             Kind::Conv3x3 => include_str!("../../shaders/conv3x3.wgsl"),
             Kind::Matmul => include_str!("../../shaders/matmul.wgsl"),
+            Kind::MatmulV4 => include_str!("../../shaders/matmul_v4.wgsl"),
             Kind::LayerNorm => include_str!("../../shaders/layer_norm.wgsl"),
             Kind::ShiftMix => include_str!("../../shaders/shift_mix.wgsl"),
             Kind::AttPrep => include_str!("../../shaders/att_prep.wgsl"),
@@ -46,7 +48,9 @@ impl Kind {
     /// Storage bindings after the uniform at binding 0: `true` = read-only.
     pub(crate) fn storage_bindings(self) -> &'static [bool] {
         match self {
-            Kind::Conv3x3 | Kind::Matmul | Kind::LayerNorm | Kind::ShiftMix => &[true, true, false],
+            Kind::Conv3x3 | Kind::Matmul | Kind::MatmulV4 | Kind::LayerNorm | Kind::ShiftMix => {
+                &[true, true, false]
+            }
             Kind::AttPrep => &[true, true, true, false, false],
             Kind::Scan | Kind::ScanVec4 => &[true, true, false, false],
             Kind::Combine => &[true, true, true, true, true, false],
@@ -57,6 +61,7 @@ impl Kind {
         match self {
             Kind::Conv3x3 => "conv3x3",
             Kind::Matmul => "matmul",
+            Kind::MatmulV4 => "matmul_v4",
             Kind::LayerNorm => "layer_norm",
             Kind::ShiftMix => "shift_mix",
             Kind::AttPrep => "att_prep",
@@ -65,6 +70,74 @@ impl Kind {
             Kind::Combine => "combine",
         }
     }
+}
+
+/// Which variant of the kernels that have several a [`Graph`] records. Every combination computes
+/// the same network (each is tested against the CPU reference); they differ in speed, and
+/// `deltawkv bench --kernels` compares them in one run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelOptions {
+    /// `matmul_v4.wgsl` (vec4 storage, 8x4 outputs per thread) wherever the shapes and offsets
+    /// are multiples of 4; `matmul.wgsl` otherwise or when off.
+    pub matmul_v4: bool,
+    /// `scan_vec4.wgsl` (state rows in vec4 registers) when the head size is a multiple of 4;
+    /// the scalar `scan.wgsl` otherwise or when off.
+    pub scan_vec4: bool,
+    /// The four scan directions in one dispatch over the shared state buffer (grid z =
+    /// direction; they run concurrently) instead of one dispatch per direction (which the GPU
+    /// runs one after the other: each writes the shared output and state buffers, so wgpu puts
+    /// a barrier between them). Measured on an H100 (BENCHMARKS.md): 3.3x faster at batch 1 and
+    /// 1.6x on a 150-slice volume, with identical results; hence the default.
+    pub fused_scan: bool,
+}
+
+impl Default for KernelOptions {
+    fn default() -> Self {
+        Self {
+            matmul_v4: true,
+            scan_vec4: true,
+            fused_scan: true,
+        }
+    }
+}
+
+impl KernelOptions {
+    /// The kernels of the first engine (before the performance work): scalar-storage matmul,
+    /// one scan dispatch per direction.
+    pub const BASELINE: Self = Self {
+        matmul_v4: false,
+        scan_vec4: true,
+        fused_scan: false,
+    };
+
+    /// Parses a variant name: `default` (also `fused`), `per-direction` (default kernels with one
+    /// scan dispatch per direction), `baseline`, `scalar-scan` (default kernels with the scalar
+    /// scan).
+    pub fn from_name(name: &str) -> Option<Self> {
+        let d = Self::default();
+        match name.trim() {
+            "default" | "fused" => Some(d),
+            "baseline" => Some(Self::BASELINE),
+            "per-direction" => Some(Self {
+                fused_scan: false,
+                ..d
+            }),
+            "scalar-scan" => Some(Self {
+                scan_vec4: false,
+                ..d
+            }),
+            _ => None,
+        }
+    }
+
+    /// The names [`KernelOptions::from_name`] accepts.
+    pub const NAMES: [&'static str; 5] = [
+        "default",
+        "fused",
+        "per-direction",
+        "baseline",
+        "scalar-scan",
+    ];
 }
 
 /// A kernel variant: the kernel and its template constants (name, value), the pipeline cache key.
@@ -537,14 +610,29 @@ impl Graph {
 
     /// Appends a (batched) matrix product.
     pub fn matmul(&mut self, a: &MatmulArgs) -> Result<(), EngineError> {
-        let (bm, bn, bk) = (64u32, 32u32, 16u32);
+        let aligned = [a.k, a.n, a.x.off, a.x_zs, a.w.off, a.w_zs, a.y.off, a.y_zs]
+            .iter()
+            .all(|v| v.is_multiple_of(4));
+        let v4 = self.kernels.matmul_v4 && aligned;
+        let (kind, bm, bn, bk, wg) = if v4 {
+            let bn = if a.n.is_multiple_of(96) {
+                96
+            } else if a.n.is_multiple_of(64) {
+                64
+            } else {
+                32
+            };
+            (Kind::MatmulV4, 128u32, bn, 16u32, (128 / 8) * (bn / 4))
+        } else {
+            (Kind::Matmul, 64u32, 32u32, 16u32, (64 / 4) * (32 / 4))
+        };
         let key = KernelKey {
-            kind: Kind::Matmul,
+            kind,
             consts: vec![
                 ("BM", bm),
                 ("BN", bn),
                 ("BK", bk),
-                ("WG", (bm / 4) * (bn / 4)),
+                ("WG", wg),
                 ("ACT", a.act as u32),
                 ("ACCUM", a.accumulate as u32),
             ],
@@ -647,21 +735,40 @@ impl Graph {
         )
     }
 
-    /// Appends one direction of the delta-rule scan.
+    /// Appends one direction of the delta-rule scan (`a.dir`).
     pub fn scan(&mut self, a: &ScanArgs) -> Result<(), EngineError> {
+        self.scan_dirs(a, 1, 0, 0)
+    }
+
+    /// Appends all four directions of the delta-rule scan as one dispatch: direction `d` writes
+    /// its output at `a.y + d * y_ds` and its final state at `a.state + d * s_ds` (`a.dir` is
+    /// ignored).
+    pub fn scan_fused(&mut self, a: &ScanArgs, y_ds: u32, s_ds: u32) -> Result<(), EngineError> {
+        self.scan_dirs(a, 4, y_ds, s_ds)
+    }
+
+    fn scan_dirs(
+        &mut self,
+        a: &ScanArgs,
+        dirs: u32,
+        y_ds: u32,
+        s_ds: u32,
+    ) -> Result<(), EngineError> {
         check_head_size(self.max_invocations(), a.head_size)?;
         let n = a.head_size;
-        // Six staged vectors per token; stay within the workgroup memory limit.
-        let chunk = (self.max_workgroup_bytes() / (4 * 6 * n)).clamp(1, 16);
-        let key = if n.is_multiple_of(4) && !self.scalar_scan {
+        let key = if n.is_multiple_of(4) && self.kernels.scan_vec4 {
+            // Six staged vectors per token, double-buffered; stay within the workgroup memory
+            // limit.
+            let chunk = (self.max_workgroup_bytes() / (2 * 4 * 6 * n)).clamp(1, 16);
             KernelKey {
                 kind: Kind::ScanVec4,
-                consts: vec![("N", n), ("NV", n / 4), ("CHUNK", chunk)],
+                consts: vec![("N", n), ("NV", n / 4), ("CHUNK", chunk), ("DIRS", dirs)],
             }
         } else {
+            let chunk = (self.max_workgroup_bytes() / (4 * 6 * n)).clamp(1, 16);
             KernelKey {
                 kind: Kind::Scan,
-                consts: vec![("N", n), ("CHUNK", chunk)],
+                consts: vec![("N", n), ("CHUNK", chunk), ("DIRS", dirs)],
             }
         };
         let heads = a.c / n;
@@ -679,12 +786,14 @@ impl Graph {
             a.v_off,
             a.y.off,
             a.state.off,
+            y_ds,
+            s_ds,
         ];
         self.dispatch(
             key,
             vec![a.ins, a.r.buf, a.y.buf, a.state.buf],
             params,
-            [heads, a.batch, 1],
+            [heads, a.batch, dirs],
         )
     }
 

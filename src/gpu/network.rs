@@ -11,8 +11,8 @@ use crate::engine::EngineError;
 use super::context::GpuContext;
 use super::graph::{BufId, Graph, staging_buffer, storage_buffer};
 use super::kernels::{
-    Act, AttPrepArgs, CombineArgs, ConvArgs, LayerNormArgs, MatmulArgs, ScanArgs, ShiftMixArgs,
-    u32_of,
+    Act, AttPrepArgs, CombineArgs, ConvArgs, KernelOptions, LayerNormArgs, MatmulArgs, ScanArgs,
+    ShiftMixArgs, u32_of,
 };
 use super::weights::PackedWeights;
 
@@ -215,6 +215,7 @@ pub fn build_forward(
     weights: &wgpu::Buffer,
     arena: &Arena,
     batch: usize,
+    kernels: KernelOptions,
 ) -> Result<Graph, EngineError> {
     if batch == 0 || batch > arena.capacity {
         return Err(EngineError::Other(format!(
@@ -226,6 +227,7 @@ pub fn build_forward(
     let (h, w) = (arena.h, arena.w);
     let sz = ArenaSizes::new(pw, batch, h, w);
     let mut g = Graph::new(ctx);
+    g.kernels = kernels;
     let wts = g.add_buffer(weights.clone());
     let input = g.add_buffer(arena.input.clone());
     let t_a = g.add_buffer(arena.t.clone());
@@ -516,24 +518,30 @@ pub fn build_forward(
                 c,
                 head_size: n,
             })?;
-            for dir in 0..4u32 {
-                g.scan(&ScanArgs {
-                    ins: xs,
-                    lam_off: 0,
-                    kneg_off: mc,
-                    kb_off: 2 * mc,
-                    kt_off: 3 * mc,
-                    v_off: 4 * mc,
-                    r: rkv.at(0),
-                    y: ydir.at(dir * mc),
-                    state: state.at(dir * state_dir),
-                    batch: b32,
-                    height: h32,
-                    width: w32,
-                    c,
-                    head_size: n,
-                    dir,
-                })?;
+            let scan = |dir: u32| ScanArgs {
+                ins: xs,
+                lam_off: 0,
+                kneg_off: mc,
+                kb_off: 2 * mc,
+                kt_off: 3 * mc,
+                v_off: 4 * mc,
+                r: rkv.at(0),
+                y: ydir.at(dir * mc),
+                state: state.at(dir * state_dir),
+                batch: b32,
+                height: h32,
+                width: w32,
+                c,
+                head_size: n,
+                dir,
+            };
+            if g.kernels.fused_scan {
+                g.scan_fused(&scan(0), mc, state_dir)?;
+            } else {
+                // one dispatch per direction, as the spec describes the engine
+                for dir in 0..4u32 {
+                    g.scan(&scan(dir))?;
+                }
             }
             g.combine(&CombineArgs {
                 ydir: ydir.at(0),
