@@ -5,10 +5,12 @@
 #  - mesa-vulkan-drivers + libvulkan1: Vulkan loader and lavapipe, the software GPU used without a
 #    real GPU (and by the test suite)
 #  - libxkbcommon-x11-0, libwayland-client0: window system libraries loaded by winit at run time
+#  - xvfb: a virtual X server; tests/app_display.rs opens the real viewer window on it and kills
+#    it, checking that a lost display ends with a message and exit code 1 rather than a panic
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   build-essential pkg-config cmake libgtk-3-dev \
-  mesa-vulkan-drivers libvulkan1 libxkbcommon-x11-0 libwayland-client0 libegl1 \
+  mesa-vulkan-drivers libvulkan1 libxkbcommon-x11-0 libwayland-client0 libegl1 xvfb \
   python3-numpy python3-scipy python3-pytest >/dev/null

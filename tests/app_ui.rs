@@ -327,25 +327,14 @@ fn compare_two_checkpoints_and_export_results() {
     settle(&mut h);
     let v = &h.state().viewer;
     assert!(v.messages.iter().all(|m| !m.error), "{:?}", v.messages);
-    let p = v.prepared.as_ref().expect("prepared");
-    let run = v.runs[0].as_ref().expect("run A");
     let back = deltawkv::volume::load(&nii, &Default::default()).expect("reload");
-    assert_eq!(back.dims, p.grid.dims);
-    for r in 0..3 {
-        for c in 0..4 {
-            assert!(
-                (back.affine[r][c] - p.grid.affine[r][c]).abs() < 1e-4,
-                "affine {r},{c}"
-            );
-        }
-    }
-    for (a, b) in back.data.iter().zip(&run.volume.data) {
-        assert!(
-            (a - b * p.norm).abs() <= 1e-3 * p.norm,
-            "{a} vs {}",
-            b * p.norm
-        );
-    }
+    // Simulate mode: the SR grid is the (cropped) input's own grid, in its voxel order (LPS).
+    let input = deltawkv::volume::load(&data("pd_crop_96x96x6.nii.gz"), &Default::default())
+        .expect("input");
+    assert_eq!(input.orientation_code(), "LPS");
+    assert_eq!(back.dims, input.dims);
+    assert_affine_close(&back.affine, &input.affine);
+    assert_sr_export_matches_the_viewer(v, &back);
     let text = std::fs::read_to_string(&csv).expect("csv");
     assert!(text.starts_with("scope,result,slice,psnr_db,ssim"));
     assert!(text.contains("volume,sr_b,"), "{text}");
@@ -358,6 +347,225 @@ fn compare_two_checkpoints_and_export_results() {
     assert_eq!(j["volume"].as_array().map(Vec::len), Some(5));
     assert_eq!(j["data_range"], 1.0);
     assert_eq!(j["scale"], 2);
+}
+
+fn assert_affine_close(a: &[[f64; 4]; 4], b: &[[f64; 4]; 4]) {
+    for r in 0..3 {
+        for c in 0..4 {
+            assert!(
+                (a[r][c] - b[r][c]).abs() < 1e-4,
+                "affine {r},{c}: {a:?} vs {b:?}"
+            );
+        }
+    }
+}
+
+/// Every voxel of the exported SR volume `back` holds the viewer's SR value at the same world
+/// point (the viewer's SR volume lives on the canonical display grid).
+fn assert_sr_export_matches_the_viewer(v: &deltawkv::app::Viewer, back: &deltawkv::volume::Volume) {
+    use deltawkv::volume::geometry::{apply, invert};
+    let p = v.prepared.as_ref().expect("prepared");
+    let run = v.runs[0].as_ref().expect("run A");
+    assert_eq!(back.dims, p.sr_stored_dims);
+    let to_display = invert(&p.grid.affine).expect("invertible");
+    let mut checked = 0;
+    for k in 0..back.dims[2] {
+        for j in 0..back.dims[1] {
+            for i in 0..back.dims[0] {
+                let world = back.voxel_to_world([i as f64, j as f64, k as f64]);
+                let c = apply(&to_display, world);
+                let r = c.map(|x| x.round());
+                for a in 0..3 {
+                    assert!((c[a] - r[a]).abs() < 1e-3, "not on a display voxel: {c:?}");
+                    assert!(r[a] >= 0.0 && (r[a] as usize) < p.grid.dims[a], "{c:?}");
+                }
+                let want = run.volume.data[run.volume.linear_index(r.map(|x| x as usize))] * p.norm;
+                let got = back.data[back.linear_index([i, j, k])];
+                assert!(
+                    (got - want).abs() <= 1e-3 * p.norm,
+                    "voxel {:?}: exported {got}, viewer {want}",
+                    [i, j, k]
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, p.grid.dims.iter().product::<usize>());
+}
+
+#[test]
+fn sr_export_overlays_the_input_like_deltawkv_upscale() {
+    use deltawkv::volume::geometry::apply;
+    // Upscale mode with a bicubic-trained checkpoint: the LR (the opened file) is centre-aligned
+    // with the SR grid; a file, so that `deltawkv upscale` can use it too.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ck_path = dir.path().join("tiny_bicubic_x2.safetensors");
+    let CheckpointSource::Memory { checkpoint, .. } = tiny_checkpoint(2) else {
+        unreachable!("memory checkpoint")
+    };
+    let mut ck = (*checkpoint).clone();
+    ck.config.degradation = Degradation::Bicubic;
+    ck.save(&ck_path).expect("save checkpoint");
+    let input_path = data("pd_crop_96x96x6.nii.gz");
+    let mut h = harness(AppOptions {
+        path: Some(input_path.clone()),
+        checkpoint: Some(CheckpointSource::File(ck_path.clone())),
+        no_weights_discovery: true,
+        settings: Some(Settings {
+            mode: Mode::Upscale,
+            ..test_settings()
+        }),
+        ..Default::default()
+    });
+    settle(&mut h);
+    assert_eq!(
+        h.state()
+            .viewer
+            .prepared
+            .as_ref()
+            .map(|p| p.params.degradation),
+        Some(Degradation::Bicubic)
+    );
+    let nii = dir.path().join("sr.nii.gz");
+    h.state_mut().viewer.handle(Event::Dialog {
+        purpose: DialogPurpose::ExportNifti,
+        path: Some(nii.clone()),
+    });
+    let t0 = Instant::now();
+    while !nii.exists() {
+        h.step();
+        assert!(t0.elapsed() < Duration::from_secs(60), "NIfTI not written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    settle(&mut h);
+    let v = &h.state().viewer;
+    assert!(v.messages.iter().all(|m| !m.error), "{:?}", v.messages);
+    let input = deltawkv::volume::load(&input_path, &Default::default()).expect("input");
+    let back = deltawkv::volume::load(&nii, &Default::default()).expect("reload");
+    // The input's own axes (LPS, not the display's RAS), in-plane x2, slices kept.
+    assert_eq!(back.orientation_code(), input.orientation_code());
+    assert_eq!(back.dims, [192, 192, 6]);
+    // Voxel centres: SR voxel h sits at LR coordinate (h + 0.5) / 2 - 0.5 in-plane (bicubic,
+    // centre aligned); checked at the eight corners, and the grids' outer edges coincide.
+    let lr_of = |h: [f64; 3]| [(h[0] + 0.5) / 2.0 - 0.5, (h[1] + 0.5) / 2.0 - 0.5, h[2]];
+    for corner in 0..8 {
+        let sr = [0, 1, 2].map(|a| {
+            if corner >> a & 1 == 1 {
+                back.dims[a] as f64 - 1.0
+            } else {
+                0.0
+            }
+        });
+        let a = back.voxel_to_world(sr);
+        let b = input.voxel_to_world(lr_of(sr));
+        for d in 0..3 {
+            assert!((a[d] - b[d]).abs() < 1e-3, "corner {sr:?}: {a:?} vs {b:?}");
+        }
+    }
+    let edge_sr = apply(&back.affine, [-0.5, -0.5, 0.0]);
+    let edge_lr = apply(&input.affine, [-0.5, -0.5, 0.0]);
+    for d in 0..3 {
+        assert!(
+            (edge_sr[d] - edge_lr[d]).abs() < 1e-3,
+            "{edge_sr:?} vs {edge_lr:?}"
+        );
+    }
+    assert_sr_export_matches_the_viewer(v, &back);
+
+    // `deltawkv upscale` with the same checkpoint writes the same grid.
+    let cli_out = dir.path().join("cli.nii.gz");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_deltawkv"))
+        .arg("upscale")
+        .arg(&input_path)
+        .arg(&cli_out)
+        .args(["--scale", "2", "--device", "cpu", "--weights"])
+        .arg(&ck_path)
+        .output()
+        .expect("run deltawkv upscale");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli = deltawkv::volume::load(&cli_out, &Default::default()).expect("reload cli");
+    assert_eq!(cli.dims, back.dims);
+    assert_affine_close(&cli.affine, &back.affine);
+    assert_eq!(cli.spacing, back.spacing);
+}
+
+/// Copies every file of the fixture folders into `dest` (names prefixed by the folder).
+fn merge_fixture_series(dest: &std::path::Path, folders: &[&str]) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/fixtures");
+    for f in folders {
+        for e in std::fs::read_dir(root.join(f))
+            .expect("fixture folder")
+            .flatten()
+        {
+            let name = format!("{f}_{}", e.file_name().to_string_lossy());
+            std::fs::copy(e.path(), dest.join(name)).expect("copy fixture");
+        }
+    }
+}
+
+#[test]
+fn series_picker_opens_the_chosen_series() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    merge_fixture_series(
+        dir.path(),
+        &["dicom_series_tiny16", "dicom_series_pd_oblique"],
+    );
+    let series = deltawkv::volume::list_series(dir.path()).expect("list series");
+    assert_eq!(series.len(), 2, "{series:?}");
+    let mut h = harness(AppOptions {
+        path: Some(dir.path().to_path_buf()),
+        no_weights_discovery: true,
+        settings: Some(test_settings()),
+        ..Default::default()
+    });
+    settle(&mut h);
+    assert!(h.state().viewer.series_choice.is_some(), "no picker");
+    assert!(
+        h.state().viewer.loaded.is_none(),
+        "nothing opens before the choice"
+    );
+    assert!(h.query_by_label("Choose a DICOM series").is_some());
+    // One row per series, in the order listed.
+    for s in &series {
+        let text = format!("{} {}x{}x{}", s.modality, s.dims[0], s.dims[1], s.dims[2]);
+        assert!(h.query_by_label(&text).is_some(), "no row {text:?}");
+    }
+    let buttons: Vec<_> = h.get_all_by_label("open").collect();
+    assert_eq!(buttons.len(), 2);
+    buttons[1].click();
+    settle(&mut h);
+    let v = &h.state().viewer;
+    assert!(v.series_choice.is_none());
+    assert!(v.messages.iter().all(|m| !m.error), "{:?}", v.messages);
+    let want = deltawkv::volume::load(
+        dir.path(),
+        &deltawkv::volume::LoadOptions {
+            series: Some(series[1].uid.clone()),
+            ..Default::default()
+        },
+    )
+    .expect("load the second series");
+    let other = deltawkv::volume::load(
+        dir.path(),
+        &deltawkv::volume::LoadOptions {
+            series: Some(series[0].uid.clone()),
+            ..Default::default()
+        },
+    )
+    .expect("load the first series");
+    assert_ne!(
+        want.dims, other.dims,
+        "the two series must differ for this test"
+    );
+    let loaded = v.loaded.as_ref().expect("loaded");
+    assert_eq!(loaded.volume.dims, want.dims);
+    assert_eq!(loaded.volume.data, want.data);
+    assert_eq!(loaded.volume.affine, want.affine);
+    assert!(v.prepared.is_some());
 }
 
 #[test]
@@ -629,4 +837,46 @@ fn inference_on_the_viewers_own_wgpu_device_matches_the_cpu_reference() {
         rel < 1e-4,
         "GPU in the viewer vs CPU reference: relative error {rel}"
     );
+}
+
+#[test]
+fn an_absent_gpu_is_reported_in_the_message_panel_and_the_run_goes_on() {
+    use deltawkv::app::jobs::EngineFactory;
+    use deltawkv::engine::{DeviceChoice, EngineError};
+    // The GPU factory finds no adapter; the viewer falls back to the CPU reference.
+    let no_gpu: EngineFactory = Arc::new(|_ck: &Checkpoint| {
+        Err(EngineError::NoAdapter(
+            "no Vulkan, Metal or DX12 adapter".into(),
+        ))
+    });
+    let mut h = harness(AppOptions {
+        path: Some(data("pd_crop_96x96x6.nii.gz")),
+        checkpoint: Some(tiny_checkpoint(2)),
+        no_weights_discovery: true,
+        settings: Some(Settings {
+            device: DeviceChoice::Gpu,
+            ..test_settings()
+        }),
+        engine_factory: Some(no_gpu),
+        ..Default::default()
+    });
+    settle(&mut h);
+    let run = h.state().viewer.runs[0].as_ref().expect("run");
+    assert!(run.complete(), "{:?}", run.state);
+    assert!(
+        run.engine.as_deref().unwrap_or_default().starts_with("CPU"),
+        "{:?}",
+        run.engine
+    );
+    // The message panel shows why and what now.
+    for part in [
+        "no Vulkan, Metal or DX12 adapter",
+        "continuing on CPU reference",
+    ] {
+        assert!(
+            h.query_by_label_contains(part).is_some(),
+            "no message with {part:?} on screen: {:?}",
+            h.state().viewer.messages
+        );
+    }
 }

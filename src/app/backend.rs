@@ -165,6 +165,21 @@ pub fn engine_factory(choice: DeviceChoice, shared: Option<SharedGpu>) -> Engine
     }
 }
 
+/// The CPU reference: what a run falls back to when the GPU is absent or fails.
+pub fn cpu_engine_factory() -> EngineFactory {
+    Arc::new(
+        move |ckpt: &Checkpoint| -> Result<Box<dyn Upscaler>, EngineError> {
+            crate::engine::create(ckpt.clone(), DeviceChoice::Cpu)
+        },
+    )
+}
+
+/// The fallback of runs whose backend is chosen by `choice`: the CPU reference, unless the CPU
+/// is the choice already.
+pub fn fallback_factory(choice: DeviceChoice) -> Option<EngineFactory> {
+    (choice != DeviceChoice::Cpu).then(cpu_engine_factory)
+}
+
 /// A factory whose engines run on `shared` (eframe's device), whatever its kind.
 pub fn shared_engine_factory(choice: DeviceChoice, shared: SharedGpu) -> EngineFactory {
     Arc::new(

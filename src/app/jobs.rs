@@ -348,13 +348,51 @@ pub struct InferenceJob {
     pub slot: Slot,
     pub checkpoint: CheckpointSource,
     pub factory: EngineFactory,
+    /// The backend to continue on when `factory`'s cannot start or fails on the device (no
+    /// adapter, device lost, out of memory): the CPU reference, unless the CPU was chosen.
+    pub fallback: Option<EngineFactory>,
     pub prepared: Arc<Prepared>,
     pub first: usize,
     pub cancel: Arc<AtomicBool>,
     pub priority: Receiver<usize>,
 }
 
+/// Whether an engine error is the device's (no adapter, device lost, out of memory), after which
+/// the run continues on the fallback backend.
+pub fn is_device_failure(e: &EngineError) -> bool {
+    matches!(
+        e,
+        EngineError::NoAdapter(_) | EngineError::Device(_) | EngineError::OutOfMemory(_)
+    )
+}
+
+/// Makes the fallback engine after `error`, telling the user; `Err` when there is none or it
+/// cannot start either.
+fn fall_back(
+    fallback: &mut Option<EngineFactory>,
+    ckpt: &Checkpoint,
+    error: &EngineError,
+    what: &str,
+    send: &dyn Fn(SrEvent),
+) -> Result<Box<dyn Upscaler>, String> {
+    let Some(factory) = fallback.take() else {
+        return Err(format!("{what}: {error}"));
+    };
+    let engine = factory(ckpt).map_err(|e2| {
+        format!("{what}: {error}; the fallback backend could not start either: {e2}")
+    })?;
+    tracing::warn!("{what}: {error}; continuing on {}", engine.describe());
+    send(SrEvent::Warning(format!(
+        "{what} ({error}): continuing on {}",
+        engine.describe()
+    )));
+    send(SrEvent::EngineReady(engine.describe()));
+    Ok(engine)
+}
+
 /// Loads the checkpoint, makes the engine, upscales the slices. `Ok(false)` when cancelled.
+/// A device failure (no GPU, GPU lost, out of memory) moves the run to `job.fallback` once,
+/// with a warning, redoing the slice that failed.
 fn run_inference(job: &InferenceJob, send: &dyn Fn(SrEvent)) -> Result<bool, String> {
     let ckpt: Arc<Checkpoint> = match &job.checkpoint {
         CheckpointSource::File(p) => Arc::new(Checkpoint::load(p).map_err(|e| e.to_string())?),
@@ -381,8 +419,24 @@ fn run_inference(job: &InferenceJob, send: &dyn Fn(SrEvent)) -> Result<bool, Str
     if job.cancel.load(Ordering::Relaxed) {
         return Ok(false);
     }
-    let mut engine = (job.factory)(&ckpt).map_err(|e| format!("cannot start the engine: {e}"))?;
-    send(SrEvent::EngineReady(engine.describe()));
+    let mut fallback = job.fallback.clone();
+    let mut engine = match (job.factory)(&ckpt) {
+        Ok(e) => {
+            send(SrEvent::EngineReady(e.describe()));
+            e
+        }
+        Err(e) if is_device_failure(&e) => fall_back(
+            &mut fallback,
+            &ckpt,
+            &e,
+            "the GPU engine could not start",
+            send,
+        )?,
+        Err(e) => return Err(format!("cannot start the engine: {e}")),
+    };
+    for n in engine.take_notices() {
+        send(SrEvent::Warning(n));
+    }
 
     // Slices are numbered in the file's voxel order here (the network's input order).
     let axis = job.prepared.params.stored_sr_axis;
@@ -417,10 +471,19 @@ fn run_inference(job: &InferenceJob, send: &dyn Fn(SrEvent)) -> Result<bool, Str
             .lr_plane(k)
             .ok_or_else(|| format!("LR slice {k} is missing"))?;
         let t = Instant::now();
-        let out = match engine.upscale(std::slice::from_ref(&input), &noop, &job.cancel) {
-            Ok(out) => out,
-            Err(EngineError::Cancelled) => return Ok(false),
-            Err(e) => return Err(format!("slice {k}: {e}")),
+        let out = loop {
+            match engine.upscale(std::slice::from_ref(&input), &noop, &job.cancel) {
+                Ok(out) => break out,
+                Err(EngineError::Cancelled) => return Ok(false),
+                Err(e) if is_device_failure(&e) => {
+                    let what = format!("the GPU failed on slice {k}");
+                    engine = fall_back(&mut fallback, &ckpt, &e, &what, send)?;
+                    if job.cancel.load(Ordering::Relaxed) {
+                        return Ok(false);
+                    }
+                }
+                Err(e) => return Err(format!("slice {k}: {e}")),
+            }
         };
         let mut plane = out
             .into_iter()

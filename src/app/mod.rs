@@ -9,6 +9,7 @@
 //! - [`panes`], [`ui`]: drawing and input; [`export`]: NIfTI, PNG, CSV, JSON;
 //! - [`settings`]: what persists between runs, and the shortcut table.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -32,17 +33,126 @@ pub use settings::Settings;
 pub use viewer::{AppOptions, Viewer};
 
 /// Opens the viewer on `path` (the bundled sample when `None`) and blocks until it closes.
+///
+/// Fails with a message (never a panic) when there is no display, when the display server
+/// cannot be reached, and exits with a message and code 1 when the connection to it is lost while
+/// the viewer runs (see [`exit_on_display_loss`]).
 pub fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
+    if let Some(msg) = missing_display(|k| std::env::var_os(k)) {
+        anyhow::bail!("{msg}");
+    }
     let opts = AppOptions {
         path,
         ..Default::default()
     };
-    eframe::run_native(
-        "deltawkv",
-        native_options(),
-        Box::new(move |cc| Ok(Box::new(DeltaApp::new(cc, opts)))),
-    )
-    .map_err(|e| anyhow::anyhow!("the viewer could not start: {e}"))
+    exit_on_display_loss(|| {
+        eframe::run_native(
+            "deltawkv",
+            native_options(),
+            Box::new(move |cc| Ok(Box::new(DeltaApp::new(cc, opts)))),
+        )
+    })
+    .map_err(|e| anyhow::anyhow!("the viewer could not start: {e}{}", display_hint()))
+}
+
+/// What the command-line tools can do without a display (said in every display error).
+const NO_DISPLAY_HINT: &str = "the command-line tools (deltawkv info, convert, upscale, eval, \
+                               compare, bench) work without one";
+
+/// The message for a session without any display: on Linux and the BSDs winit needs
+/// `WAYLAND_DISPLAY` (or `WAYLAND_SOCKET`) or `DISPLAY`; `None` when one is set (or on other
+/// systems). `var` reads an environment variable.
+pub fn missing_display(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Option<String> {
+    if !cfg!(all(
+        unix,
+        not(target_os = "macos"),
+        not(target_os = "android")
+    )) {
+        return None;
+    }
+    let set = |k: &str| var(k).is_some_and(|v| !v.is_empty());
+    if set("WAYLAND_DISPLAY") || set("WAYLAND_SOCKET") || set("DISPLAY") {
+        return None;
+    }
+    Some(format!(
+        "no display: neither DISPLAY nor WAYLAND_DISPLAY is set, and the viewer needs a \
+         graphical session (an X11 or Wayland desktop, ssh -X, or Xvfb); {NO_DISPLAY_HINT}"
+    ))
+}
+
+/// ` (display ...)` naming the display the viewer tried, for start-up errors.
+fn display_hint() -> String {
+    let mut parts = Vec::new();
+    for k in ["WAYLAND_DISPLAY", "DISPLAY"] {
+        if let Some(v) = std::env::var_os(k).filter(|v| !v.is_empty()) {
+            parts.push(format!("{k}={}", v.to_string_lossy()));
+        }
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({}); {NO_DISPLAY_HINT}", parts.join(", "))
+    }
+}
+
+/// Whether a panic came from the windowing backend (winit and the X11/Wayland client crates
+/// under it), judged by the file it was raised in.
+fn is_windowing_panic(file: &str) -> bool {
+    const CRATES: [&str; 7] = [
+        "/winit-",
+        "/x11rb-",
+        "/x11-dl-",
+        "/wayland-",
+        "/smithay-client-toolkit-",
+        "/calloop-",
+        "/egui-winit-",
+    ];
+    CRATES.iter().any(|c| file.contains(c))
+}
+
+/// Runs `f` (the event loop) with a panic hook that turns a panic of the windowing backend on
+/// the calling thread into a message on stderr and exit code 1. winit 0.30's X11 backend panics
+/// (`unwrap` on a connection error) rather than returning an error when the X server goes away
+/// while the event loop runs, and unwinding from there can panic again in a destructor (an
+/// abort), so the process exits from the hook, without unwinding: nothing is left to save once
+/// the window is gone. Other panics reach the previous hook unchanged. (When Xlib notices the
+/// loss first, its own I/O error handler prints `X connection to :N broken` and exits with 1.)
+pub fn exit_on_display_loss<T>(f: impl FnOnce() -> T) -> T {
+    type Hook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
+    let previous: Arc<Hook> = Arc::new(std::panic::take_hook());
+    let thread = std::thread::current().id();
+    let chained = previous.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        let file = info.location().map(|l| l.file()).unwrap_or("");
+        if std::thread::current().id() != thread || !is_windowing_panic(file) {
+            chained(info);
+            return;
+        }
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown error".into());
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::debug!("windowing backend panicked at {at}: {msg}");
+        let shown = display_hint();
+        let shown = shown.split(';').next().unwrap_or_default();
+        let _ = writeln!(
+            std::io::stderr(),
+            "error: the connection to the display was lost{shown}: the window system failed \
+             ({msg}); the viewer stopped"
+        );
+        std::process::exit(1);
+    }));
+    let out = f();
+    // Back to the previous hook (ours, holding the other reference, is dropped here).
+    drop(std::panic::take_hook());
+    std::panic::set_hook(Box::new(move |info| previous(info)));
+    out
 }
 
 /// eframe options: the wgpu renderer, on a device with the adapter's own limits (the default

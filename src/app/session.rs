@@ -210,6 +210,35 @@ impl Reorient {
     }
 }
 
+impl Reorient {
+    /// The canonical volume `canon` put back in the file's voxel order on `stored` (the stored
+    /// grid `canon` was reoriented from), voxel for voxel: no resampling, every voxel keeps its
+    /// world position. `None` when the sizes do not fit.
+    pub fn to_stored_volume(&self, canon: &Volume, stored: &Grid) -> Option<Volume> {
+        let dims = stored.dims;
+        if canon.dims != self.canonical_dims(dims) || canon.data.len() != canon.voxel_count() {
+            return None;
+        }
+        let mut data = Vec::with_capacity(canon.data.len());
+        // NIfTI order: i fastest.
+        for k in 0..dims[2] {
+            for j in 0..dims[1] {
+                for i in 0..dims[0] {
+                    let c = self.to_canonical(dims, [i, j, k]);
+                    data.push(*canon.data.get(canon.linear_index(c))?);
+                }
+            }
+        }
+        Some(Volume {
+            data,
+            dims,
+            spacing: stored.spacing,
+            affine: stored.affine,
+            meta: canon.meta.clone(),
+        })
+    }
+}
+
 /// Dimensions, voxel size and voxel-to-world affine of a grid.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Grid {
@@ -270,6 +299,10 @@ pub struct Prepared {
     pub lr_stored_dims: [usize; 3],
     /// Stored dimensions of the SR grid.
     pub sr_stored_dims: [usize; 3],
+    /// The SR grid in the file's voxel order (in-plane axes upscaled, slice axis kept) with the
+    /// affine that keeps every voxel at its world position: the grid of the NIfTI export, on
+    /// which the SR volume overlays the opened file in any viewer.
+    pub sr_stored: Grid,
     /// The LR input in the file's voxel order: the network's input slices.
     pub lr_stored: Volume,
     /// Metadata of the opened volume.
@@ -464,8 +497,14 @@ pub fn prepare(
             (Some(gt), lr, grid)
         }
         Mode::Upscale => {
-            let (udims, uaff) = vol.upscaled_geometry(s, rescaled_axes(axis), params.degradation);
-            (None, vol, Grid::from_affine(udims, uaff))
+            // The grid `deltawkv upscale` writes.
+            let (dims, spacing, affine) = vol.upscaled_slice_grid(s, axis, params.degradation);
+            let grid = Grid {
+                dims,
+                spacing,
+                affine,
+            };
+            (None, vol, grid)
         }
     };
 
@@ -499,6 +538,7 @@ pub fn prepare(
 
     let lr_stored_dims = lr.dims;
     let sr_stored_dims = grid.dims;
+    let sr_stored = grid;
     let gt = gt.map(|g| g.to_canonical());
     let lr_canonical = lr.to_canonical();
     let display = empty_like(&grid, &meta, 0.0).to_canonical();
@@ -533,6 +573,7 @@ pub fn prepare(
         sr_axis,
         lr_stored_dims,
         sr_stored_dims,
+        sr_stored,
         lr_stored: lr,
         meta,
         source_orientation: source_orientation.to_string(),

@@ -55,7 +55,7 @@ pub fn shortcuts(v: &mut Viewer, ui: &Ui, req: &mut FrameRequests) {
     }
     if consume(ctrl, Key::Period) {
         for s in Slot::ALL {
-            v.cancel_run(s);
+            v.user_cancel(s);
         }
     }
     if consume(none, Key::F12) {
@@ -752,7 +752,7 @@ pub fn progress(v: &mut Viewer, ui: &mut Ui) {
             cancel = ui.button("Cancel").on_hover_text("Ctrl+Period").clicked();
         });
         if cancel {
-            v.cancel_run(slot);
+            v.user_cancel(slot);
         }
     }
     if let Some(t) = v.preparing {

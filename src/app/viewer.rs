@@ -109,6 +109,8 @@ pub struct Viewer {
     images: HashMap<ImageKey, Result<SliceImage, PaneEmpty>>,
     next_stamp: u64,
     factory: EngineFactory,
+    /// Where runs continue when the GPU is absent or fails (the CPU reference).
+    fallback: Option<EngineFactory>,
     /// Checkpoints of slots A and B.
     pub checkpoints: [Option<CheckpointSource>; 2],
     /// Whether panes can be drawn (a wgpu renderer with the display resources exists).
@@ -175,6 +177,7 @@ impl Viewer {
             images: HashMap::new(),
             next_stamp: 1,
             factory,
+            fallback: backend::fallback_factory(settings.device),
             checkpoints: [
                 opts.checkpoint.clone().or_else(|| {
                     settings
@@ -268,6 +271,21 @@ impl Viewer {
         {
             run.state = RunState::Cancelled;
         }
+    }
+
+    /// The user stops the inference of `slot` (Ctrl+Period, the Cancel button): its finished
+    /// slices stay, and a message says how to go on.
+    pub fn user_cancel(&mut self, slot: Slot) {
+        let Some(run) = self.runs[slot.index()].as_ref().filter(|r| r.active()) else {
+            return;
+        };
+        let (done, total) = (run.n_done, run.done.len());
+        self.cancel_run(slot);
+        let label = if slot == Slot::A { "SR" } else { "SR (B)" };
+        self.info(format!(
+            "{label} cancelled at {done}/{total} slices (finished slices stay): \
+             Checkpoints > Restart inference runs it again"
+        ));
     }
 
     /// Whether any inference is running.
@@ -552,6 +570,7 @@ impl Viewer {
             slot,
             checkpoint: source,
             factory: self.factory.clone(),
+            fallback: self.fallback.clone(),
             prepared: p,
             first,
             cancel,
@@ -845,7 +864,10 @@ impl Viewer {
         self.presentation_index = self.presentation_index.wrapping_add(1);
     }
 
-    /// The SR volume of `slot` in file units on the SR grid, for export; `Err` while incomplete.
+    /// The SR volume of `slot` in file units, for export: on the opened file's own voxel axes
+    /// (in-plane axes upscaled, slice axis kept; [`Prepared::sr_stored`]) with the affine that
+    /// keeps each voxel at its world position, so it overlays the input in any viewer (the grid
+    /// `deltawkv upscale` writes). `Err` while incomplete.
     pub fn sr_export_volume(&self, slot: Slot) -> Result<crate::volume::Volume, String> {
         let p = self.prepared.as_ref().ok_or("nothing loaded")?;
         let run = self.runs[slot.index()]
@@ -858,7 +880,10 @@ impl Viewer {
                 run.done.len()
             ));
         }
-        let mut v = run.volume.clone();
+        let mut v = p
+            .reorient
+            .to_stored_volume(&run.volume, &p.sr_stored)
+            .ok_or("internal error: the SR volume does not fit the stored grid")?;
         for x in &mut v.data {
             *x *= p.norm;
         }

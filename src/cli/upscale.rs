@@ -176,18 +176,8 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
         }
     }
 
-    let (ca, ra) = axis.in_plane();
-    let mut axes = [false; 3];
-    axes[ca] = true;
-    axes[ra] = true;
-    let (dims, affine) = vol.upscaled_geometry(args.scale, axes, degradation);
-    let spacing = std::array::from_fn(|a| {
-        if axes[a] {
-            vol.spacing[a] / args.scale as f64
-        } else {
-            vol.spacing[a]
-        }
-    });
+    // The input's own voxel order, in-plane axes upscaled; the viewer's export uses the same grid.
+    let (dims, spacing, affine) = vol.upscaled_slice_grid(args.scale, axis, degradation);
     let mut meta = vol.meta.clone();
     meta.notes.push(format!(
         "upscaled x{} in-plane ({axis:?}) by Delta-WKV ({}) on {backend}",

@@ -439,6 +439,31 @@ impl Volume {
         rescaled(self.dims, &self.affine, scale, axes, degradation, true)
     }
 
+    /// The grid of the in-plane super-resolution of this volume's `axis` slices: dimensions,
+    /// voxel size and affine of [`Volume::upscaled_geometry`] with the two in-plane axes of
+    /// `axis` rescaled and the slice axis kept, in this volume's own voxel order. The grid
+    /// `deltawkv upscale` writes and the viewer's SR grid in upscale mode (its NIfTI export).
+    pub fn upscaled_slice_grid(
+        &self,
+        scale: usize,
+        axis: super::Axis,
+        degradation: Degradation,
+    ) -> ([usize; 3], [f64; 3], Affine) {
+        let (c, r) = axis.in_plane();
+        let mut axes = [false; 3];
+        axes[c] = true;
+        axes[r] = true;
+        let (dims, affine) = self.upscaled_geometry(scale, axes, degradation);
+        let spacing = std::array::from_fn(|a| {
+            if axes[a] {
+                self.spacing[a] / scale.max(1) as f64
+            } else {
+                self.spacing[a]
+            }
+        });
+        (dims, spacing, affine)
+    }
+
     /// The inverse of [`Volume::upscaled_geometry`]: dimensions (`dims / scale`, rounded down,
     /// at least 1) and affine of an LR volume simulated from this one, LR voxel `i` sitting at HR
     /// coordinate [`Degradation::lr_to_hr`]`(i, scale)`.
