@@ -10,6 +10,7 @@
 # device: carry [".gl", ".devbin", ".whl", ".devdata/val"]; bash scripts/device_bench.sh
 # Results (a device call returns at most 8 files): $OUT/bench.jsonl (one line per bench run:
 # name and result), bench.err, eval_x{2,4}.jsonl, eval.err, torch.json, gpu.txt.
+# ONLY_ENGINE=1 runs only the engine benches (variants: $VARIANTS, default below), no PyTorch, no eval.
 # Each step has its own time limit (seconds, environment variables T_*), so one slow step cannot
 # take the call's whole budget.
 set -u
@@ -48,6 +49,18 @@ for v in d.get("kernel_variants", []):
         print(f"      {k['kernel']:<34} {k['dispatches']:5d} {1e3 * k['seconds']:9.2f} ms {100 * k['seconds'] / tot:5.1f}%")
 EOF
 }
+V=${VARIANTS:-default,vec4-scan,per-direction}
+if [ "${ONLY_ENGINE:-0}" = 1 ]; then
+  bench parity_x2_32 60 --scale 2 --size 32x32 --slices 4 --cpu-slices 4 --repeat 1 --weights $W2 --kernels $V
+  bench x2_128_b1 60 --scale 2 --size 128x128 --slices 1 --cpu-slices 0 --repeat 3 --profile --weights $W2 --kernels $V
+  bench x2_128_v150 60 --scale 2 --size 128x128 --slices 150 --cpu-slices 0 --repeat 1 --weights $W2 --kernels ${V%,per-direction}
+  bench x4_128_b1 30 --scale 4 --size 128x128 --slices 1 --cpu-slices 0 --repeat 2 --weights $W4 --kernels ${V%,per-direction}
+  bench x2_256_b1 30 --scale 2 --size 256x256 --slices 1 --cpu-slices 0 --repeat 2 --weights $W2 --kernels ${V%,per-direction}
+  bench x4_128_v150 40 --scale 4 --size 128x128 --slices 150 --cpu-slices 0 --repeat 1 --weights $W4 --kernels default
+  bench x2_256_v150 40 --scale 2 --size 256x256 --slices 150 --cpu-slices 0 --repeat 1 --weights $W2 --kernels default
+  echo "call wall time $(( $(date +%s) - T0 )) s"
+  exit 0
+fi
 # In order of importance (a later step may run out of the call's time).
 # parity of every variant against the CPU reference (small slices: the CPU is slow)
 bench parity_x2_32 ${T_PAR:-60} --scale 2 --size 32x32 --slices 4 --cpu-slices 4 --repeat 1 --weights $W2 --kernels default,per-direction,baseline

@@ -671,10 +671,29 @@ fn att_prep_block_zero() {
 /// One scan direction on two 7x5 images with N = 32 (two heads), against `ops::delta_scan`; the
 /// final state in the state buffer must reproduce the output of the last token.
 fn scan_case(dir: ops::ScanDirection) {
-    scan_case_with(dir, false);
+    scan_case_with(dir, ScanKernel::Vec4);
 }
 
-fn scan_case_with(dir: ops::ScanDirection, scalar: bool) {
+/// Which scan kernel a test pins.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum ScanKernel {
+    Scalar,
+    Vec4,
+    /// `scan_sg.wgsl`; the test is skipped (with a note) on devices without subgroups.
+    Subgroup,
+}
+
+fn pin_scan(hs: &mut Harness, kind: ScanKernel) -> bool {
+    hs.graph.kernels.scan_vec4 = kind != ScanKernel::Scalar;
+    hs.graph.kernels.scan_subgroup = kind == ScanKernel::Subgroup;
+    if kind == ScanKernel::Subgroup && !hs.graph.subgroups {
+        eprintln!("SKIPPED: this adapter has no usable subgroups; scan_sg.wgsl not tested");
+        return false;
+    }
+    true
+}
+
+fn scan_case_with(dir: ops::ScanDirection, kind_: ScanKernel) {
     let Some(ctx) = ctx() else { return };
     let (b, h, w, c, n) = (2usize, 7usize, 5usize, 64usize, 32usize);
     let l = h * w;
@@ -691,7 +710,9 @@ fn scan_case_with(dir: ops::ScanDirection, scalar: bool) {
     let kb = ops::mul(&kk, &a);
 
     let mut hs = Harness::new(ctx);
-    hs.graph.kernels.scan_vec4 = !scalar;
+    if !pin_scan(&mut hs, kind_) {
+        return;
+    }
     hs.graph.kernels.fused_scan = false;
     let ins = hs.input(&[lambda.clone(), kneg, kb, kt.clone(), v.clone()].concat());
     let rb = hs.input(&r);
@@ -735,7 +756,7 @@ fn scan_case_with(dir: ops::ScanDirection, scalar: bool) {
         };
         cpu.extend(ops::delta_scan(dir, h, w, c, n, &inputs));
     }
-    let kind = if scalar { " (scalar kernel)" } else { "" };
+    let kind = format!(" ({kind_:?} kernel)");
     check(
         &format!("scan direction {}{kind}", dir.index()),
         &gpu,
@@ -768,13 +789,13 @@ fn scan_case_with(dir: ops::ScanDirection, scalar: bool) {
 /// All four directions in one dispatch (`KernelOptions::fused_scan`), against the CPU reference
 /// per direction: outputs at `y + d * y_ds`, states at `state + d * s_ds`. 13 x 11 tokens cross
 /// several staging chunks.
-fn scan_fused_case(scalar: bool) {
+fn scan_fused_case(kind_: ScanKernel) {
     let Some(ctx) = ctx() else { return };
     let (b, h, w, c, n) = (2usize, 13usize, 11usize, 64usize, 32usize);
     let l = h * w;
     let heads = c / n;
     let len = b * l * c;
-    let seed = 700 + scalar as u64;
+    let seed = 700 + kind_ as u64;
     let r = rand_vec(seed, len, -1.0, 1.0);
     let lambda = rand_vec(seed + 1, len, 0.55, 1.0);
     let kk = ops::removal_key(&rand_vec(seed + 2, len, -1.0, 1.0), c, n, &vec![1.0; c]);
@@ -785,7 +806,9 @@ fn scan_fused_case(scalar: bool) {
     let kb = ops::mul(&kk, &a);
 
     let mut hs = Harness::new(ctx);
-    hs.graph.kernels.scan_vec4 = !scalar;
+    if !pin_scan(&mut hs, kind_) {
+        return;
+    }
     hs.graph.kernels.fused_scan = true;
     let ins = hs.input(&[lambda.clone(), kneg, kb, kt.clone(), v.clone()].concat());
     let rb = hs.input(&r);
@@ -817,7 +840,7 @@ fn scan_fused_case(scalar: bool) {
         )
         .unwrap();
     hs.run();
-    let kind = if scalar { "scalar" } else { "vec4" };
+    let kind = format!("{kind_:?}");
     for d in 0..4 {
         let dir = [
             ops::ScanDirection::RowsForward,
@@ -872,12 +895,27 @@ fn scan_fused_case(scalar: bool) {
 
 #[test]
 fn scan_fused_vec4() {
-    scan_fused_case(false);
+    scan_fused_case(ScanKernel::Vec4);
 }
 
 #[test]
 fn scan_fused_scalar() {
-    scan_fused_case(true);
+    scan_fused_case(ScanKernel::Scalar);
+}
+
+#[test]
+fn scan_fused_subgroup() {
+    scan_fused_case(ScanKernel::Subgroup);
+}
+
+#[test]
+fn scan_subgroup_rows_backward() {
+    scan_case_with(ops::ScanDirection::RowsBackward, ScanKernel::Subgroup);
+}
+
+#[test]
+fn scan_subgroup_cols_forward() {
+    scan_case_with(ops::ScanDirection::ColsForward, ScanKernel::Subgroup);
 }
 
 #[test]
@@ -902,12 +940,12 @@ fn scan_cols_backward() {
 
 #[test]
 fn scan_scalar_kernel_rows_backward() {
-    scan_case_with(ops::ScanDirection::RowsBackward, true);
+    scan_case_with(ops::ScanDirection::RowsBackward, ScanKernel::Scalar);
 }
 
 #[test]
 fn scan_scalar_kernel_cols_forward() {
-    scan_case_with(ops::ScanDirection::ColsForward, true);
+    scan_case_with(ops::ScanDirection::ColsForward, ScanKernel::Scalar);
 }
 
 #[test]

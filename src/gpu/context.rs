@@ -113,9 +113,10 @@ impl GpuContext {
                 last_err = format!("{}: compute limits too small", describe_adapter(&info));
                 continue;
             }
+            // Subgroup operations when the adapter has them (the split-row scan uses them).
             let desc = wgpu::DeviceDescriptor {
                 label: Some("deltawkv"),
-                required_features: wgpu::Features::empty(),
+                required_features: adapter.features() & wgpu::Features::SUBGROUP,
                 required_limits: limits.clone(),
                 experimental_features: wgpu::ExperimentalFeatures::disabled(),
                 memory_hints: wgpu::MemoryHints::Performance,
@@ -172,6 +173,14 @@ impl GpuContext {
             sink,
             pipelines: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether kernels may use subgroup operations on groups of 4 consecutive invocations: the
+    /// device was created with [`wgpu::Features::SUBGROUP`] and its subgroups have at least 4
+    /// lanes.
+    pub fn has_subgroups(&self) -> bool {
+        self.device.features().contains(wgpu::Features::SUBGROUP)
+            && self.info.subgroup_min_size >= 4
     }
 
     /// Whether the adapter is a software rasteriser (lavapipe, llvmpipe, WARP...).

@@ -59,6 +59,8 @@ pub struct Graph {
     max_workgroup_bytes: u32,
     /// Which kernel variants to record.
     pub kernels: KernelOptions,
+    /// The device has subgroup operations usable by the kernels ([`GpuContext::has_subgroups`]).
+    pub subgroups: bool,
 }
 
 impl Graph {
@@ -71,6 +73,7 @@ impl Graph {
             max_invocations: ctx.limits.max_compute_invocations_per_workgroup,
             max_workgroup_bytes: ctx.limits.max_compute_workgroup_storage_size,
             kernels: KernelOptions::default(),
+            subgroups: ctx.has_subgroups(),
         }
     }
 

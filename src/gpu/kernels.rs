@@ -27,6 +27,7 @@ pub enum Kind {
     AttPrep,
     Scan,
     ScanVec4,
+    ScanSg,
     Combine,
 }
 
@@ -41,6 +42,7 @@ impl Kind {
             Kind::AttPrep => include_str!("../../shaders/att_prep.wgsl"),
             Kind::Scan => include_str!("../../shaders/scan.wgsl"),
             Kind::ScanVec4 => include_str!("../../shaders/scan_vec4.wgsl"),
+            Kind::ScanSg => include_str!("../../shaders/scan_sg.wgsl"),
             Kind::Combine => include_str!("../../shaders/combine.wgsl"),
         }
     }
@@ -52,7 +54,7 @@ impl Kind {
                 &[true, true, false]
             }
             Kind::AttPrep => &[true, true, true, false, false],
-            Kind::Scan | Kind::ScanVec4 => &[true, true, false, false],
+            Kind::Scan | Kind::ScanVec4 | Kind::ScanSg => &[true, true, false, false],
             Kind::Combine => &[true, true, true, true, true, false],
         }
     }
@@ -67,6 +69,7 @@ impl Kind {
             Kind::AttPrep => "att_prep",
             Kind::Scan => "scan",
             Kind::ScanVec4 => "scan_vec4",
+            Kind::ScanSg => "scan_sg",
             Kind::Combine => "combine",
         }
     }
@@ -83,6 +86,9 @@ pub struct KernelOptions {
     /// `scan_vec4.wgsl` (state rows in vec4 registers) when the head size is a multiple of 4;
     /// the scalar `scan.wgsl` otherwise or when off.
     pub scan_vec4: bool,
+    /// `scan_sg.wgsl` (each state row split over 4 lanes, subgroup reductions) for head size 32
+    /// on devices with subgroups ([`GpuContext::has_subgroups`]); otherwise as `scan_vec4`.
+    pub scan_subgroup: bool,
     /// The four scan directions in one dispatch over the shared state buffer (grid z =
     /// direction; they run concurrently) instead of one dispatch per direction (which the GPU
     /// runs one after the other: each writes the shared output and state buffers, so wgpu puts
@@ -96,6 +102,7 @@ impl Default for KernelOptions {
         Self {
             matmul_v4: true,
             scan_vec4: true,
+            scan_subgroup: true,
             fused_scan: true,
         }
     }
@@ -107,12 +114,13 @@ impl KernelOptions {
     pub const BASELINE: Self = Self {
         matmul_v4: false,
         scan_vec4: true,
+        scan_subgroup: false,
         fused_scan: false,
     };
 
     /// Parses a variant name: `default` (also `fused`), `per-direction` (default kernels with one
-    /// scan dispatch per direction), `baseline`, `scalar-scan` (default kernels with the scalar
-    /// scan).
+    /// scan dispatch per direction), `vec4-scan` (default kernels without the subgroup scan),
+    /// `baseline`, `scalar-scan` (default kernels with the scalar scan).
     pub fn from_name(name: &str) -> Option<Self> {
         let d = Self::default();
         match name.trim() {
@@ -122,8 +130,13 @@ impl KernelOptions {
                 fused_scan: false,
                 ..d
             }),
+            "vec4-scan" => Some(Self {
+                scan_subgroup: false,
+                ..d
+            }),
             "scalar-scan" => Some(Self {
                 scan_vec4: false,
+                scan_subgroup: false,
                 ..d
             }),
             _ => None,
@@ -131,10 +144,11 @@ impl KernelOptions {
     }
 
     /// The names [`KernelOptions::from_name`] accepts.
-    pub const NAMES: [&'static str; 5] = [
+    pub const NAMES: [&'static str; 6] = [
         "default",
         "fused",
         "per-direction",
+        "vec4-scan",
         "baseline",
         "scalar-scan",
     ];
@@ -756,7 +770,14 @@ impl Graph {
     ) -> Result<(), EngineError> {
         check_head_size(self.max_invocations(), a.head_size)?;
         let n = a.head_size;
-        let key = if n.is_multiple_of(4) && self.kernels.scan_vec4 {
+        let key = if n == 32 && self.kernels.scan_subgroup && self.subgroups {
+            // Six staged vectors per token, double-buffered; chunks of a multiple of 4 tokens.
+            let chunk = (self.max_workgroup_bytes() / (2 * 4 * 6 * n)).clamp(4, 16) / 4 * 4;
+            KernelKey {
+                kind: Kind::ScanSg,
+                consts: vec![("N", n), ("NV", n / 4), ("CHUNK", chunk), ("DIRS", dirs)],
+            }
+        } else if n.is_multiple_of(4) && self.kernels.scan_vec4 {
             // Six staged vectors per token, double-buffered; stay within the workgroup memory
             // limit.
             let chunk = (self.max_workgroup_bytes() / (2 * 4 * 6 * n)).clamp(1, 16);

@@ -1,0 +1,155 @@
+// The delta-rule recurrence with each state row split over four lanes (head size N = 32), for
+// adapters with subgroup operations: one workgroup of 4 N threads per (image, head[, direction]);
+// thread t works on row i = t / 4 of S, columns [8 p, 8 p + 8) with p = t % 4, as two vec4
+// registers. The row's dot products are summed over its four lanes with subgroupShuffleXor (the
+// lanes of a row are consecutive invocations, inside one subgroup when subgroups have at least 4
+// lanes, which the host checks). Per token a thread does a quarter of scan_vec4.wgsl's work, and
+// four times as many warps share the recurrence of one head: at batch 1, where only a few
+// workgroups run, the latency of a step is what the scan costs.
+//   sa      = S_i . (-kk)                 (partial over the lane's 8 columns, then summed)
+//   S_i     = S_i * lambda + sa (kk * a) + v_i kt
+//   y[p, i] = S_i . r                     (partial, summed; lane 0 of the row stores it)
+// Staging as scan_vec4.wgsl (double-buffered chunks, register prefetch), shared by 4 N threads:
+// thread t loads channel t % N of the tokens t / N, t / N + 4, ... of the next chunk.
+// DIRS = 1: direction P.dir; DIRS = 4: grid z = direction (y at y_off + d * y_ds, state at
+// state_off + d * s_ds). Template constants: N (= 32), NV = N / 4, CHUNK (a multiple of 4), DIRS.
+
+struct Params {
+    height: u32,
+    width: u32,
+    c: u32,
+    heads: u32,
+    dir: u32,
+    r_off: u32,
+    lam_off: u32,
+    kneg_off: u32,
+    kb_off: u32,
+    kt_off: u32,
+    v_off: u32,
+    y_off: u32,
+    state_off: u32,
+    y_ds: u32,
+    s_ds: u32,
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> ins: array<f32>;
+@group(0) @binding(2) var<storage, read> rbuf: array<f32>;
+@group(0) @binding(3) var<storage, read_write> ys: array<f32>;
+@group(0) @binding(4) var<storage, read_write> state: array<f32>;
+
+const PER: u32 = CHUNK / 4u;
+
+// [buffer][token in chunk][array: r, lambda, -kk, kk*a, kt, v][NV]
+var<workgroup> sh: array<vec4<f32>, 2u * CHUNK * 6u * NV>;
+
+fn position(dir: u32, t: u32) -> u32 {
+    let l = P.height * P.width;
+    switch dir {
+        case 0u: {
+            return t;
+        }
+        case 1u: {
+            return l - 1u - t;
+        }
+        case 2u: {
+            return (t % P.height) * P.width + t / P.height;
+        }
+        default: {
+            let u = l - 1u - t;
+            return (u % P.height) * P.width + u / P.height;
+        }
+    }
+}
+
+@compute @workgroup_size(4u * N)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    let head = wg.x;
+    let image = wg.y;
+    var dir = P.dir;
+    if (DIRS == 4u) {
+        dir = wg.z;
+    }
+    let y_off = P.y_off + dir * P.y_ds;
+    let l = P.height * P.width;
+    let base = image * l;
+    // compute role: row i, lane part p (columns 8p .. 8p + 8 = vec4s 2p, 2p + 1)
+    let i = t / 4u;
+    let p = t % 4u;
+    let pb = 2u * p;
+    // staging role: channel lc of tokens lt, lt + 4, ...
+    let lc = t % N;
+    let lt = t / N;
+    let lch = head * N + lc;
+    let lq = lc / 4u;
+    let lcomp = lc % 4u;
+
+    var s0 = vec4<f32>(0.0);
+    var s1 = vec4<f32>(0.0);
+
+    var pre: array<f32, PER * 6u>;
+    for (var u = 0u; u < PER; u++) {
+        let e = (base + position(dir, min(lt + 4u * u, l - 1u))) * P.c + lch;
+        pre[6u * u] = rbuf[P.r_off + e];
+        pre[6u * u + 1u] = ins[P.lam_off + e];
+        pre[6u * u + 2u] = ins[P.kneg_off + e];
+        pre[6u * u + 3u] = ins[P.kb_off + e];
+        pre[6u * u + 4u] = ins[P.kt_off + e];
+        pre[6u * u + 5u] = ins[P.v_off + e];
+    }
+
+    var buf = 0u;
+    for (var t0 = 0u; t0 < l; t0 += CHUNK) {
+        let sb = buf * CHUNK * 6u * NV;
+        for (var u = 0u; u < PER; u++) {
+            let o = sb + (lt + 4u * u) * 6u * NV + lq;
+            sh[o][lcomp] = pre[6u * u];
+            sh[o + NV][lcomp] = pre[6u * u + 1u];
+            sh[o + 2u * NV][lcomp] = pre[6u * u + 2u];
+            sh[o + 3u * NV][lcomp] = pre[6u * u + 3u];
+            sh[o + 4u * NV][lcomp] = pre[6u * u + 4u];
+            sh[o + 5u * NV][lcomp] = pre[6u * u + 5u];
+        }
+        workgroupBarrier();
+        let t1 = t0 + CHUNK;
+        if (t1 < l) {
+            for (var u = 0u; u < PER; u++) {
+                let e = (base + position(dir, min(t1 + lt + 4u * u, l - 1u))) * P.c + lch;
+                pre[6u * u] = rbuf[P.r_off + e];
+                pre[6u * u + 1u] = ins[P.lam_off + e];
+                pre[6u * u + 2u] = ins[P.kneg_off + e];
+                pre[6u * u + 3u] = ins[P.kb_off + e];
+                pre[6u * u + 4u] = ins[P.kt_off + e];
+                pre[6u * u + 5u] = ins[P.v_off + e];
+            }
+        }
+        let cnt = min(CHUNK, l - t0);
+        for (var tt = 0u; tt < cnt; tt++) {
+            let o = sb + tt * 6u * NV;
+            let vi = sh[o + 5u * NV + i / 4u][i % 4u];
+            var sa = dot(s0, sh[o + 2u * NV + pb]) + dot(s1, sh[o + 2u * NV + pb + 1u]);
+            sa += subgroupShuffleXor(sa, 1u);
+            sa += subgroupShuffleXor(sa, 2u);
+            s0 = s0 * sh[o + NV + pb] + sa * sh[o + 3u * NV + pb] + vi * sh[o + 4u * NV + pb];
+            s1 = s1 * sh[o + NV + pb + 1u] + sa * sh[o + 3u * NV + pb + 1u]
+                + vi * sh[o + 4u * NV + pb + 1u];
+            var y = dot(s0, sh[o + pb]) + dot(s1, sh[o + pb + 1u]);
+            y += subgroupShuffleXor(y, 1u);
+            y += subgroupShuffleXor(y, 2u);
+            if (p == 0u) {
+                ys[y_off + (base + position(dir, t0 + tt)) * P.c + head * N + i] = y;
+            }
+        }
+        buf = 1u - buf;
+    }
+
+    let so = P.state_off + dir * P.s_ds + ((image * P.heads + head) * N + i) * N + 8u * p;
+    state[so] = s0.x;
+    state[so + 1u] = s0.y;
+    state[so + 2u] = s0.z;
+    state[so + 3u] = s0.w;
+    state[so + 4u] = s1.x;
+    state[so + 5u] = s1.y;
+    state[so + 6u] = s1.z;
+    state[so + 7u] = s1.w;
+}
