@@ -96,19 +96,79 @@ fn open_object(
                 }
             })?;
         if bytes.len() as u64 > budget {
-            return Err(VolumeError::TooLarge {
+            return Err(VolumeError::InputTooLarge {
                 path: path.to_path_buf(),
-                dims: "gzip-compressed DICOM".into(),
+                what: "the decompressed gzip DICOM stream".into(),
                 needed_bytes: bytes.len() as u64,
                 needed: format!("more than {}", human_bytes(budget)),
                 budget: human_bytes(budget),
             });
         }
+        check_lengths(
+            path,
+            &mut std::io::Cursor::new(&bytes[..]),
+            bytes.len() as u64,
+            with_pixels,
+            budget,
+        )?;
         options.from_reader(&bytes[..])
     } else {
+        if with_pixels {
+            // The whole file (pixel data included) is read into memory.
+            let len = std::fs::metadata(path)
+                .map_err(|e| VolumeError::Io {
+                    path: path.to_path_buf(),
+                    context: "cannot stat".into(),
+                    source: e,
+                })?
+                .len();
+            if len > budget {
+                return Err(VolumeError::InputTooLarge {
+                    path: path.to_path_buf(),
+                    what: "the DICOM file".into(),
+                    needed_bytes: len,
+                    needed: human_bytes(len),
+                    budget: human_bytes(budget),
+                });
+            }
+        }
+        let file = std::fs::File::open(path).map_err(|e| VolumeError::Io {
+            path: path.to_path_buf(),
+            context: "cannot open".into(),
+            source: e,
+        })?;
+        let len = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+        let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+        check_lengths(path, &mut reader, len, with_pixels, budget)?;
         options.open_file(path)
     };
     result.map_err(|e| dicom_err(path, e))
+}
+
+/// Refuses element lengths past the end of the file (and oversized deflated data sets) before
+/// the parser allocates them; see [`super::dicom_lengths`].
+fn check_lengths<R: std::io::Read + std::io::Seek>(
+    path: &Path,
+    r: &mut R,
+    total: u64,
+    with_pixels: bool,
+    budget: u64,
+) -> Result<(), VolumeError> {
+    use super::dicom_lengths::{Problem, check};
+    match check(r, total, !with_pixels, budget) {
+        Ok(()) => Ok(()),
+        Err(Problem::Length(detail)) => Err(VolumeError::Dicom {
+            path: path.to_path_buf(),
+            detail,
+        }),
+        Err(Problem::Inflated(n)) => Err(VolumeError::InputTooLarge {
+            path: path.to_path_buf(),
+            what: "the inflated data set (Deflated Explicit VR Little Endian)".into(),
+            needed_bytes: n,
+            needed: format!("more than {}", human_bytes(budget)),
+            budget: human_bytes(budget),
+        }),
+    }
 }
 
 fn elem_str(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
@@ -758,6 +818,9 @@ fn decode_into(
         ts_name: transfer_syntax_name(&ts_uid).to_string(),
         detail,
     };
+    if ts_uid == "1.2.840.10008.1.2.5" {
+        check_rle(ds, info.rows * info.cols).map_err(decode_err)?;
+    }
     let decoded =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| obj.decode_pixel_data()))
             .map_err(|_| decode_err("the decoder crashed on this data".into()))?
@@ -800,6 +863,88 @@ fn decode_into(
         frame_to_f32(path, bytes, fmt, out)?;
     }
     Ok(())
+}
+
+/// Checks the segment tables and PackBits runs of RLE fragments, which dicom-pixeldata's RLE
+/// decoder indexes unchecked (found by the `dicom_pixels` fuzz target: a slice index panic, a
+/// segment table sized by a 32-bit count, an `unwrap` on a short run). `plane` is rows x columns,
+/// the bytes each segment must decode to.
+fn check_rle(ds: &InMemDicomObject, plane: usize) -> Result<(), String> {
+    let Some(frags) = ds.get(tags::PIXEL_DATA).and_then(|e| e.value().fragments()) else {
+        return Ok(());
+    };
+    let u32_at = |f: &[u8], at: usize| {
+        f.get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    for (i, f) in frags.iter().enumerate() {
+        let frag = i + 1;
+        if f.len() < 64 {
+            return Err(format!(
+                "RLE fragment {frag} is {} bytes, shorter than its 64-byte header",
+                f.len()
+            ));
+        }
+        let n = u32_at(f, 0).unwrap_or(0);
+        if !(1..=15).contains(&n) {
+            return Err(format!(
+                "RLE fragment {frag} declares {n} segments (1 to 15)"
+            ));
+        }
+        let mut offsets = Vec::with_capacity(n + 1);
+        for k in 0..n {
+            let off = u32_at(f, 4 + 4 * k).unwrap_or(usize::MAX);
+            let lo = offsets.last().copied().unwrap_or(64);
+            if off < lo || off > f.len() {
+                return Err(format!(
+                    "RLE fragment {frag}: segment {} starts at {off}, outside {lo}..={}",
+                    k + 1,
+                    f.len()
+                ));
+            }
+            offsets.push(off);
+        }
+        offsets.push(f.len());
+        for (k, w) in offsets.windows(2).enumerate() {
+            let produced = packbits_len(&f[w[0]..w[1]], plane);
+            if produced < plane {
+                return Err(format!(
+                    "RLE fragment {frag}: segment {} decodes to {produced} bytes, {plane} expected",
+                    k + 1
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Bytes a PackBits segment decodes to (counting stops at `want`); a literal run cut short by
+/// the end of the segment ends the count.
+fn packbits_len(seg: &[u8], want: usize) -> usize {
+    let (mut i, mut out) = (0usize, 0usize);
+    while i < seg.len() && out < want {
+        let h = seg[i] as i8;
+        i += 1;
+        match h {
+            0..=127 => {
+                let n = h as usize + 1;
+                if i + n > seg.len() {
+                    return out;
+                }
+                i += n;
+                out += n;
+            }
+            -127..=-1 => {
+                if i >= seg.len() {
+                    return out;
+                }
+                i += 1;
+                out += (1 - h as isize) as usize;
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Builds the volume of an assembled series, opening each file once.
@@ -1019,7 +1164,9 @@ fn scan_folder(folder: &Path, budget: u64) -> Result<Vec<SeriesFiles>, VolumeErr
                 None => groups.push((info.series_uid.clone(), vec![info])),
             },
             // One image over the budget means its series is too: say so rather than skip it.
-            Err(e @ VolumeError::TooLarge { .. }) => return Err(e),
+            Err(e @ (VolumeError::TooLarge { .. } | VolumeError::InputTooLarge { .. })) => {
+                return Err(e);
+            }
             Err(e) => {
                 tracing::debug!("skipping {}: {e}", p.display());
                 if first_error.is_none() {
@@ -1062,7 +1209,7 @@ fn series_info(uid: &str, files: &[FileInfo]) -> SeriesInfo {
 
 /// The DICOM series in `folder`.
 pub(crate) fn list_series(folder: &Path) -> Result<Vec<SeriesInfo>, VolumeError> {
-    let groups = scan_folder(folder, super::DEFAULT_MEMORY_BUDGET)?;
+    let groups = scan_folder(folder, crate::budget::default_budget())?;
     Ok(groups
         .iter()
         .map(|(uid, files)| series_info(uid, files))
