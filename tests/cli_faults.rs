@@ -83,8 +83,10 @@ fn small_nifti(dims: [i16; 3]) -> Vec<u8> {
     }
     h[344..348].copy_from_slice(b"n+1\0");
     let n = dims.iter().map(|&d| d as usize).product::<usize>();
+    // Pseudo-random values, so that a gzip output does not shrink below the size limits below.
     for i in 0..n {
-        h.extend_from_slice(&((i * 13 % 400) as i16).to_le_bytes());
+        let v = ((i as u32).wrapping_mul(2_654_435_761) >> 17) as i16;
+        h.extend_from_slice(&v.to_le_bytes());
     }
     h
 }
@@ -247,7 +249,8 @@ fn full_disk_leaves_no_partial_file() {
 fn inputs_are_never_modified() {
     let dir = tempfile::tempdir().expect("tempdir");
     let nii = dir.path().join("vol.nii");
-    std::fs::write(&nii, small_nifti([8, 6, 4])).expect("write");
+    // At least 11x11 in-plane: the size SSIM (compare) needs.
+    std::fs::write(&nii, small_nifti([16, 16, 4])).expect("write");
     let weights = tiny_checkpoint(dir.path());
     let dcm = fixture("dicom_single_mr_small/MR_small.dcm");
     let series = fixture("dicom_series_tiny16");
