@@ -581,6 +581,21 @@ fn fuzz_regressions() {
             other => panic!("{name}: {other:?}"),
         }
     }
+    // A 256x256 JPEG lossless frame in an image whose header says 64x64: the JPEG adapter
+    // copied the decoded frame out of bounds (a panic the loader caught as "the decoder crashed").
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut obj = dicom_object::open_file(fixture("dicom_compressed_mr/jpeg_lossless_sel1.dcm"))
+        .expect("open");
+    put_us(&mut obj, tags::ROWS, 64);
+    put_us(&mut obj, tags::COLUMNS, 64);
+    let p = tmp.path().join("jpeg_size.dcm");
+    obj.write_to_file(&p).expect("write");
+    match load(&p) {
+        Err(VolumeError::DicomDecode { detail, .. }) => {
+            assert!(detail.contains("is 256x256"), "{detail}")
+        }
+        other => panic!("{other:?}"),
+    }
     // An RLE fragment whose segment table points past its end: a slice panic in the decoder.
     let p = dir.join("dicom_rle_segment_table_panic.dcm");
     match load(&p) {

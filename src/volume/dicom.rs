@@ -821,6 +821,16 @@ fn decode_into(
     if ts_uid == "1.2.840.10008.1.2.5" {
         check_rle(ds, info.rows * info.cols).map_err(decode_err)?;
     }
+    if matches!(
+        ts_uid.as_str(),
+        "1.2.840.10008.1.2.4.50"
+            | "1.2.840.10008.1.2.4.51"
+            | "1.2.840.10008.1.2.4.57"
+            | "1.2.840.10008.1.2.4.70"
+    ) {
+        let bits = elem_int(ds, tags::BITS_ALLOCATED).unwrap_or(0);
+        check_jpeg(ds, info.rows, info.cols, bits).map_err(decode_err)?;
+    }
     let decoded =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| obj.decode_pixel_data()))
             .map_err(|_| decode_err("the decoder crashed on this data".into()))?
@@ -916,6 +926,64 @@ fn check_rle(ds: &InMemDicomObject, plane: usize) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Checks the frame size in the SOF header of every JPEG codestream against Rows, Columns and
+/// BitsAllocated: dicom-pixeldata's JPEG adapter copies each decoded image into a buffer sized
+/// from Rows x Columns without a bounds check (found by the `dicom_pixels` fuzz target: a slice
+/// index panic).
+fn check_jpeg(ds: &InMemDicomObject, rows: usize, cols: usize, bits: i64) -> Result<(), String> {
+    let Some(frags) = ds.get(tags::PIXEL_DATA).and_then(|e| e.value().fragments()) else {
+        return Ok(());
+    };
+    for (i, f) in frags.iter().enumerate() {
+        if !f.starts_with(&[0xff, 0xd8]) {
+            continue;
+        }
+        let Some((precision, height, width, components)) = jpeg_sof(f) else {
+            continue;
+        };
+        let bytes = if precision > 8 { 2 } else { 1 };
+        if (height, width) != (rows, cols) || components != 1 || bytes * 8 > bits.max(0) as usize {
+            return Err(format!(
+                "JPEG codestream in fragment {} is {width}x{height}, {components} component(s) of \
+                 {precision} bits, but the header says {cols}x{rows}, 1 sample of {bits} bits",
+                i + 1
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// (precision, height, width, components) from the first SOF marker of a JPEG codestream.
+fn jpeg_sof(b: &[u8]) -> Option<(usize, usize, usize, usize)> {
+    let mut i = 2;
+    while i + 1 < b.len() {
+        if b[i] != 0xff {
+            return None;
+        }
+        let m = b[i + 1];
+        i += 2;
+        match m {
+            0xff => i -= 1,
+            0x01 | 0xd0..=0xd7 => {}
+            0xd9 | 0xda => return None,
+            _ => {
+                let len = usize::from(u16::from_be_bytes([*b.get(i)?, *b.get(i + 1)?]));
+                if matches!(m, 0xc0..=0xcf) && !matches!(m, 0xc4 | 0xc8 | 0xcc) {
+                    let s = b.get(i + 2..i + 8)?;
+                    return Some((
+                        usize::from(s[0]),
+                        usize::from(u16::from_be_bytes([s[1], s[2]])),
+                        usize::from(u16::from_be_bytes([s[3], s[4]])),
+                        usize::from(s[5]),
+                    ));
+                }
+                i += len.max(2);
+            }
+        }
+    }
+    None
 }
 
 /// Bytes a PackBits segment decodes to (counting stops at `want`); a literal run cut short by
