@@ -596,6 +596,21 @@ fn fuzz_regressions() {
         }
         other => panic!("{other:?}"),
     }
+    // The same for a JPEG 2000 frame (the 64x64 fixture declared 32x32): out-of-bounds writes in
+    // the JPEG 2000 adapter.
+    let mut obj =
+        dicom_object::open_file(fixture("dicom_single_mr_small/MR_small_jp2klossless.dcm"))
+            .expect("open");
+    put_us(&mut obj, tags::ROWS, 32);
+    put_us(&mut obj, tags::COLUMNS, 32);
+    let p = tmp.path().join("j2k_size.dcm");
+    obj.write_to_file(&p).expect("write");
+    match load(&p) {
+        Err(VolumeError::DicomDecode { detail, .. }) => {
+            assert!(detail.contains("[(64, 64)]"), "{detail}")
+        }
+        other => panic!("{other:?}"),
+    }
     // An RLE fragment whose segment table points past its end: a slice panic in the decoder.
     let p = dir.join("dicom_rle_segment_table_panic.dcm");
     match load(&p) {

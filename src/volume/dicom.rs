@@ -831,6 +831,16 @@ fn decode_into(
         let bits = elem_int(ds, tags::BITS_ALLOCATED).unwrap_or(0);
         check_jpeg(ds, info.rows, info.cols, bits).map_err(decode_err)?;
     }
+    if matches!(
+        ts_uid.as_str(),
+        "1.2.840.10008.1.2.4.90"
+            | "1.2.840.10008.1.2.4.91"
+            | "1.2.840.10008.1.2.4.201"
+            | "1.2.840.10008.1.2.4.202"
+            | "1.2.840.10008.1.2.4.203"
+    ) {
+        check_j2k(ds, info.rows, info.cols).map_err(decode_err)?;
+    }
     let decoded =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| obj.decode_pixel_data()))
             .map_err(|_| decode_err("the decoder crashed on this data".into()))?
@@ -948,6 +958,59 @@ fn check_jpeg(ds: &InMemDicomObject, rows: usize, cols: usize, bits: i64) -> Res
             return Err(format!(
                 "JPEG codestream in fragment {} is {width}x{height}, {components} component(s) of \
                  {precision} bits, but the header says {cols}x{rows}, 1 sample of {bits} bits",
+                i + 1
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the image and component sizes in the SIZ marker of every JPEG 2000 codestream against
+/// Rows and Columns: dicom-pixeldata's JPEG 2000 adapter writes every decoded sample (and one
+/// component too many) into a buffer sized from Rows x Columns without a bounds check (found by
+/// the `dicom_pixels` fuzz target: a slice index panic).
+fn check_j2k(ds: &InMemDicomObject, rows: usize, cols: usize) -> Result<(), String> {
+    let Some(frags) = ds.get(tags::PIXEL_DATA).and_then(|e| e.value().fragments()) else {
+        return Ok(());
+    };
+    const SIZ: [u8; 4] = [0xff, 0x4f, 0xff, 0x51];
+    for (i, f) in frags.iter().enumerate() {
+        // A raw codestream, or one inside a JP2 wrapper near the start.
+        let head = &f[..f.len().min(4096)];
+        let Some(at) = head.windows(4).position(|w| w == SIZ) else {
+            continue;
+        };
+        let b = &f[at..];
+        let u32_at = |o: usize| {
+            b.get(o..o + 4)
+                .map(|x| u32::from_be_bytes([x[0], x[1], x[2], x[3]]) as usize)
+        };
+        let (Some(xsiz), Some(ysiz), Some(x0), Some(y0)) =
+            (u32_at(8), u32_at(12), u32_at(16), u32_at(20))
+        else {
+            return Err(format!(
+                "JPEG 2000 codestream in fragment {} is cut short",
+                i + 1
+            ));
+        };
+        let csiz = b
+            .get(40..42)
+            .map(|x| usize::from(u16::from_be_bytes([x[0], x[1]])))
+            .unwrap_or(0);
+        let mut sizes = Vec::new();
+        for c in 0..csiz.min(16) {
+            let (dx, dy) = match b.get(42 + 3 * c + 1..42 + 3 * c + 3) {
+                Some(&[dx, dy]) if dx > 0 && dy > 0 => (usize::from(dx), usize::from(dy)),
+                _ => (1, 1),
+            };
+            let w = xsiz.div_ceil(dx).saturating_sub(x0.div_ceil(dx));
+            let h = ysiz.div_ceil(dy).saturating_sub(y0.div_ceil(dy));
+            sizes.push((w, h));
+        }
+        if csiz != 1 || sizes.first() != Some(&(cols, rows)) {
+            return Err(format!(
+                "JPEG 2000 codestream in fragment {} holds {csiz} component(s) of sizes {sizes:?}, \
+                 but the header says one of {cols}x{rows}",
                 i + 1
             ));
         }
