@@ -10,22 +10,22 @@ use std::io::Write;
 use libfuzzer_sys::fuzz_target;
 
 const TRANSFER_SYNTAXES: [&str; 16] = [
-    "1.2.840.10008.1.2.1",    // explicit VR little endian
-    "1.2.840.10008.1.2",      // implicit VR little endian
-    "1.2.840.10008.1.2.2",    // explicit VR big endian
-    "1.2.840.10008.1.2.1.99", // deflated explicit VR little endian
-    "1.2.840.10008.1.2.5",    // RLE lossless
-    "1.2.840.10008.1.2.4.50", // JPEG baseline
-    "1.2.840.10008.1.2.4.51", // JPEG extended
-    "1.2.840.10008.1.2.4.57", // JPEG lossless
-    "1.2.840.10008.1.2.4.70", // JPEG lossless SV1
-    "1.2.840.10008.1.2.4.80", // JPEG-LS lossless
-    "1.2.840.10008.1.2.4.81", // JPEG-LS near-lossless
-    "1.2.840.10008.1.2.4.90", // JPEG 2000 lossless
-    "1.2.840.10008.1.2.4.91", // JPEG 2000
+    "1.2.840.10008.1.2.1",     // explicit VR little endian
+    "1.2.840.10008.1.2",       // implicit VR little endian
+    "1.2.840.10008.1.2.2",     // explicit VR big endian
+    "1.2.840.10008.1.2.1.99",  // deflated explicit VR little endian
+    "1.2.840.10008.1.2.5",     // RLE lossless
+    "1.2.840.10008.1.2.4.50",  // JPEG baseline
+    "1.2.840.10008.1.2.4.51",  // JPEG extended
+    "1.2.840.10008.1.2.4.57",  // JPEG lossless
+    "1.2.840.10008.1.2.4.70",  // JPEG lossless SV1
+    "1.2.840.10008.1.2.4.80",  // JPEG-LS lossless
+    "1.2.840.10008.1.2.4.81",  // JPEG-LS near-lossless
+    "1.2.840.10008.1.2.4.90",  // JPEG 2000 lossless
+    "1.2.840.10008.1.2.4.91",  // JPEG 2000
     "1.2.840.10008.1.2.4.201", // HTJ2K lossless
     "1.2.840.10008.1.2.4.110", // JPEG XL (no decoder)
-    "1.2.3.4.5.6.7",          // unknown
+    "1.2.3.4.5.6.7",           // unknown
 ];
 
 #[derive(Clone, Copy, PartialEq)]
@@ -112,12 +112,40 @@ fn build(data: &[u8]) -> Option<Vec<u8>> {
     let mut meta = Vec::new();
     element(&mut meta, Enc::Explicit, 2, 1, b"OB", &[0, 1]);
     element(&mut meta, Enc::Explicit, 2, 2, b"UI", &sop);
-    element(&mut meta, Enc::Explicit, 2, 3, b"UI", &pad(b"1.2.3.4".to_vec(), 0));
-    element(&mut meta, Enc::Explicit, 2, 0x10, b"UI", &pad(ts.as_bytes().to_vec(), 0));
-    element(&mut meta, Enc::Explicit, 2, 0x12, b"UI", &pad(b"1.2.3.4.5".to_vec(), 0));
+    element(
+        &mut meta,
+        Enc::Explicit,
+        2,
+        3,
+        b"UI",
+        &pad(b"1.2.3.4".to_vec(), 0),
+    );
+    element(
+        &mut meta,
+        Enc::Explicit,
+        2,
+        0x10,
+        b"UI",
+        &pad(ts.as_bytes().to_vec(), 0),
+    );
+    element(
+        &mut meta,
+        Enc::Explicit,
+        2,
+        0x12,
+        b"UI",
+        &pad(b"1.2.3.4.5".to_vec(), 0),
+    );
     let mut file = vec![0u8; 128];
     file.extend_from_slice(b"DICM");
-    element(&mut file, Enc::Explicit, 2, 0, b"UL", &(meta.len() as u32).to_le_bytes());
+    element(
+        &mut file,
+        Enc::Explicit,
+        2,
+        0,
+        b"UL",
+        &(meta.len() as u32).to_le_bytes(),
+    );
     file.extend_from_slice(&meta);
 
     // Data set.
@@ -125,10 +153,24 @@ fn build(data: &[u8]) -> Option<Vec<u8>> {
     element(&mut ds, enc, 8, 0x16, b"UI", &sop);
     element(&mut ds, enc, 8, 0x18, b"UI", &pad(b"1.2.3.4".to_vec(), 0));
     element(&mut ds, enc, 8, 0x60, b"CS", b"MR");
-    element(&mut ds, enc, 0x20, 0x0e, b"UI", &pad(b"1.2.3.4.5.6".to_vec(), 0));
+    element(
+        &mut ds,
+        enc,
+        0x20,
+        0x0e,
+        b"UI",
+        &pad(b"1.2.3.4.5.6".to_vec(), 0),
+    );
     element(&mut ds, enc, 0x28, 2, b"US", &us(enc, 1));
     element(&mut ds, enc, 0x28, 4, b"CS", b"MONOCHROME2 ");
-    element(&mut ds, enc, 0x28, 8, b"IS", &pad(frames.to_string().into_bytes(), b' '));
+    element(
+        &mut ds,
+        enc,
+        0x28,
+        8,
+        b"IS",
+        &pad(frames.to_string().into_bytes(), b' '),
+    );
     element(&mut ds, enc, 0x28, 0x10, b"US", &us(enc, rows));
     element(&mut ds, enc, 0x28, 0x11, b"US", &us(enc, cols));
     element(&mut ds, enc, 0x28, 0x100, b"US", &us(enc, bits));
