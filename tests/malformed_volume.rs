@@ -661,6 +661,22 @@ fn dicom_wrong_datatypes_and_absurd_dimensions() {
         }
         other => panic!("{other:?}"),
     }
+    // 20 million 1x1 frames fit the budget as float32 (80 MB) but not in a 10 KB file: refused
+    // before a description per frame is allocated.
+    let mut o = base();
+    put_us(&mut o, tags::ROWS, 1);
+    put_us(&mut o, tags::COLUMNS, 1);
+    o.put(DataElement::new(
+        tags::NUMBER_OF_FRAMES,
+        VR::IS,
+        PrimitiveValue::from("20000000"),
+    ));
+    match load(&save(o, "many.dcm")) {
+        Err(VolumeError::UnsupportedDicom { detail, .. }) => {
+            assert!(detail.contains("more than a file of"), "{detail}")
+        }
+        other => panic!("{other:?}"),
+    }
     // NumberOfFrames 0 or negative.
     let mut o = base();
     o.put(DataElement::new(

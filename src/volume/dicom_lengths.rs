@@ -337,7 +337,7 @@ mod tests {
         out.extend_from_slice(&tag.0.to_le_bytes());
         out.extend_from_slice(&tag.1.to_le_bytes());
         out.extend_from_slice(vr);
-        if matches!(vr, b"OB" | b"OW" | b"SQ" | b"UN") {
+        if matches!(vr, b"OB" | b"OW" | b"SQ" | b"UN" | b"UT") {
             out.extend_from_slice(&[0, 0]);
             out.extend_from_slice(&len.to_le_bytes());
         } else {
