@@ -568,9 +568,12 @@ fn fuzz_regressions() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz");
     // Element lengths of gigabytes in 10 KB files (little and big endian): dicom-object reserved
     // and zero-filled the declared length before reading (2.9 and 3.3 GB).
+    // And one where a 2-byte FL value (read by the parser as zero floats, leaving its 2 bytes
+    // unread) shifted the parser onto a 540 MB "length".
     for name in [
         "dicom_lying_length_oom.dcm",
         "dicom_big_endian_lying_length_oom.dcm",
+        "dicom_odd_float_length_desync_oom.dcm",
     ] {
         let p = dir.join(name);
         match load(&p) {

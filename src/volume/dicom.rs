@@ -299,19 +299,6 @@ fn describe(
         }
         None => 1,
     };
-    // Every frame takes at least one byte of the file (of the decompressed stream for a gzip
-    // file, at most 1032 times larger): a larger count is a broken header, refused before the
-    // per-frame descriptions below are allocated (tiny frames pass the budget check).
-    let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(u64::MAX);
-    let max_frames = file_len.saturating_mul(if gz { 1032 } else { 1 });
-    if frames as u64 > max_frames {
-        return Err(VolumeError::UnsupportedDicom {
-            path: path.to_path_buf(),
-            detail: format!(
-                "NumberOfFrames is {frames}, more than a file of {file_len} bytes can hold"
-            ),
-        });
-    }
     // Refuse absurd frame counts before allocating anything per frame (single-frame files are
     // checked as a whole series in `build_volume`).
     let needed = (rows as u64)
@@ -327,6 +314,19 @@ fn describe(
                 .map(human_bytes)
                 .unwrap_or_else(|| "more than 16 EiB".into()),
             budget: human_bytes(budget),
+        });
+    }
+    // Every frame takes at least one byte of the file (of the decompressed stream for a gzip
+    // file, at most 1032 times larger): a larger count is a broken header, refused before the
+    // per-frame descriptions below are allocated (tiny frames pass the budget check).
+    let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(u64::MAX);
+    let max_frames = file_len.saturating_mul(if gz { 1032 } else { 1 });
+    if frames as u64 > max_frames {
+        return Err(VolumeError::UnsupportedDicom {
+            path: path.to_path_buf(),
+            detail: format!(
+                "NumberOfFrames is {frames}, more than a file of {file_len} bytes can hold"
+            ),
         });
     }
     let series_uid = elem_str(ds, tags::SERIES_INSTANCE_UID)

@@ -174,13 +174,30 @@ fn explicit_length(r: &mut impl Read, be: bool) -> Option<(u32, bool, [u8; 2])> 
     }
 }
 
-/// Whether the standard dictionary gives `tag` the VR SQ (how the implicit VR parser decides).
-fn dictionary_sq(group: u16, elem: u16) -> bool {
+/// The VR the standard dictionary gives `tag` (how the implicit VR parser decides), as two
+/// letters; `UN` when unknown.
+fn dictionary_vr(group: u16, elem: u16) -> [u8; 2] {
     use dicom_core::dictionary::DataDictionary;
+    if (group, elem) == (0x7fe0, 0x0010) || (group >> 8 == 0x60 && elem == 0x3000) {
+        return *b"OW";
+    }
     dicom_dictionary_std::StandardDataDictionary
         .by_tag(dicom_core::Tag(group, elem))
-        .map(|e| e.vr.relaxed() == dicom_core::VR::SQ)
-        .unwrap_or(false)
+        .and_then(|e| e.vr.relaxed().to_string().as_bytes().try_into().ok())
+        .unwrap_or(*b"UN")
+}
+
+/// Bytes dicom-parser consumes for a value of `len` bytes: binary numbers are read as
+/// `len / size` whole numbers, so a length that is not a multiple of the size leaves the rest
+/// unread (and the next header is read from there, found by the `dicom` fuzz target).
+fn consumed(vr: &[u8; 2], len: u32) -> u64 {
+    let size: u32 = match vr {
+        b"SS" | b"US" | b"OW" => 2,
+        b"AT" | b"FL" | b"OF" | b"SL" | b"OL" | b"UL" => 4,
+        b"FD" | b"OD" | b"SV" | b"OV" | b"UV" => 8,
+        _ => 1,
+    };
+    u64::from(len - len % size)
 }
 
 /// What the parser is inside of: a sequence (expecting items), an item of a sequence, or
@@ -282,7 +299,7 @@ fn walk<R: Read + Seek>(
             return Ok(());
         }
         // A data element header (or an item delimiter) inside an item or at the top level.
-        let (len, sq) = if group == 0xfffe {
+        let (len, vr) = if group == 0xfffe {
             let Some(l) = read_array::<4>(r) else {
                 return Ok(());
             };
@@ -293,21 +310,21 @@ fn walk<R: Read + Seek>(
                 }
                 continue;
             }
-            (u32_of(l), false)
+            (u32_of(l), *b"UN")
         } else if encoding == IMPLICIT_LE {
             let Some(l) = read_array::<4>(r) else {
                 return Ok(());
             };
             pos += 4;
-            let pixels = (group, elem) == (0x7fe0, 0x0010);
-            (u32::from_le_bytes(l), !pixels && dictionary_sq(group, elem))
+            (u32::from_le_bytes(l), dictionary_vr(group, elem))
         } else {
             let Some((len, long, vr)) = explicit_length(r, be) else {
                 return Ok(());
             };
             pos += if long { 8 } else { 4 };
-            (len, &vr == b"SQ")
+            (len, vr)
         };
+        let sq = &vr == b"SQ";
         if len == u32::MAX {
             let pixels = (group, elem) == (0x7fe0, 0x0010) && !sq;
             stack.push(if pixels {
@@ -321,6 +338,7 @@ fn walk<R: Read + Seek>(
         if sq {
             stack.push(Open::Sequence(Some(end)));
         } else {
+            let end = pos + consumed(&vr, len);
             if r.seek(SeekFrom::Start(end)).is_err() {
                 return Ok(());
             }
