@@ -2,6 +2,7 @@
 //!
 //! Modules, one concern each:
 //! - [`volume`]: NIfTI and DICOM reading, NIfTI writing, orientation and slicing.
+//! - [`budget`]: the memory budget every loader checks before allocating.
 //! - [`model`]: the network definition, checkpoint loading and the CPU reference forward pass.
 //! - [`metrics`]: PSNR and SSIM.
 //! - [`degrade`]: LR simulation (k-space truncation, bicubic) and the interpolation baselines.
@@ -11,6 +12,7 @@
 //! - [`cli`]: the `deltawkv` command line.
 
 pub mod app;
+pub mod budget;
 pub mod cli;
 pub mod degrade;
 pub mod engine;

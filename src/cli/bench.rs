@@ -55,6 +55,8 @@ pub struct BenchArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub memory: super::MemoryArgs,
 }
 
 fn parse_kernels(s: &str) -> Result<String, String> {
@@ -175,7 +177,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let (ck, weights_note) = match &args.weights {
         Some(p) => {
-            let ck = Checkpoint::load(p).with_context(|| format!("cannot load {}", p.display()))?;
+            let ck = Checkpoint::load_with_budget(p, args.memory.bytes()?)
+                .with_context(|| format!("cannot load {}", p.display()))?;
             if ck.config.scale != args.scale {
                 bail!(
                     "{} is a x{} checkpoint, not x{}",

@@ -29,10 +29,16 @@ pub struct CompareArgs {
     /// Print one JSON object (keys psnr, ssim, data_range, slices, mse, ...) instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub memory: super::MemoryArgs,
 }
 
-fn load(path: &Path, what: &str) -> anyhow::Result<Volume> {
-    volume::load(path, &LoadOptions::default())
+fn load(path: &Path, what: &str, budget: u64) -> anyhow::Result<Volume> {
+    let opts = LoadOptions {
+        memory_budget: budget,
+        ..LoadOptions::default()
+    };
+    volume::load(path, &opts)
         .with_context(|| format!("cannot load the {what} volume {}", path.display()))
 }
 
@@ -43,8 +49,9 @@ fn json_num(v: f64) -> serde_json::Value {
 
 /// Runs `deltawkv compare`.
 pub fn run(args: CompareArgs) -> anyhow::Result<()> {
-    let test = load(&args.test, "test")?;
-    let reference = load(&args.reference, "reference")?;
+    let budget = args.memory.bytes()?;
+    let test = load(&args.test, "test", budget)?;
+    let reference = load(&args.reference, "reference", budget)?;
     if test.dims != reference.dims {
         bail!(
             "the volumes are not on the same grid: {} is {:?}, {} is {:?}",

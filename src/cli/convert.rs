@@ -22,6 +22,8 @@ pub struct ConvertArgs {
     /// Print one JSON object describing what was written.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub memory: super::MemoryArgs,
 }
 
 /// Runs `deltawkv convert`.
@@ -29,7 +31,7 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<()> {
     let opts = LoadOptions {
         volume: args.volume,
         series: args.series.clone(),
-        ..LoadOptions::default()
+        memory_budget: args.memory.bytes()?,
     };
     let vol = volume::load(&args.input, &opts).context("cannot load the input volume")?;
     volume::save_nifti(&vol, &args.output).context("cannot write the output volume")?;

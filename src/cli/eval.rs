@@ -64,6 +64,8 @@ pub struct EvalArgs {
     /// Print one JSON object instead of text (and no progress bar).
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub memory: super::MemoryArgs,
 }
 
 /// The normalisation factor: the [`ROBUST_PERCENTILE`]th percentile of the finite voxels (f64,
@@ -165,6 +167,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         bail!("--scale must be at least 2, got {s}");
     }
 
+    let budget = args.memory.bytes()?;
     // Network and degradation.
     let mut engine: Option<(Box<dyn Upscaler>, PathBuf)> = None;
     let mut ckpt_degradation = None;
@@ -177,7 +180,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                 path.display()
             );
         }
-        let ckpt = Checkpoint::load(&path)
+        let ckpt = Checkpoint::load_with_budget(&path, budget)
             .with_context(|| format!("cannot load the checkpoint {}", path.display()))?;
         if ckpt.config.scale != s {
             bail!(
@@ -204,7 +207,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
 
     // Ground truth.
-    let vol = volume::load(&args.gt, &LoadOptions::default())
+    let opts = LoadOptions {
+        memory_budget: budget,
+        ..LoadOptions::default()
+    };
+    let vol = volume::load(&args.gt, &opts)
         .with_context(|| format!("cannot load {}", args.gt.display()))?;
     let n = vol.slice_count(args.axis);
     let (a, b) = parse_slices(args.slices.as_deref(), n)?;

@@ -20,6 +20,8 @@ pub struct InfoArgs {
     /// SeriesInstanceUID to describe when a folder holds several series.
     #[arg(long)]
     pub series: Option<String>,
+    #[command(flatten)]
+    pub memory: super::MemoryArgs,
 }
 
 /// Runs `deltawkv info`.
@@ -27,7 +29,7 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
     let opts = LoadOptions {
         volume: args.volume,
         series: args.series.clone(),
-        ..LoadOptions::default()
+        memory_budget: args.memory.bytes()?,
     };
     let vol = match volume::load(&args.path, &opts) {
         Ok(v) => v,

@@ -38,6 +38,24 @@ pub enum Command {
     View(ViewArgs),
 }
 
+/// The `--memory-budget` option of the commands that load data.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct MemoryArgs {
+    /// Refuse an input (volume, DICOM folder, checkpoint) that would need more memory than SIZE,
+    /// before allocating for it, e.g. `8GiB`, `512MiB` [default: $DELTAWKV_MEMORY_BUDGET, else
+    /// 4 GiB or 3/4 of the physical memory, whichever is less]
+    #[arg(long, value_name = "SIZE", value_parser = crate::budget::parse_size)]
+    pub memory_budget: Option<u64>,
+}
+
+impl MemoryArgs {
+    /// The budget in bytes: the flag, else `DELTAWKV_MEMORY_BUDGET` (an error when malformed),
+    /// else the built-in default.
+    pub fn bytes(&self) -> anyhow::Result<u64> {
+        crate::budget::resolve(self.memory_budget).map_err(anyhow::Error::msg)
+    }
+}
+
 #[derive(clap::Args, Debug, Default)]
 pub struct ViewArgs {
     /// Volume to open (NIfTI file, DICOM file or folder); the bundled sample when omitted.

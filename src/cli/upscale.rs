@@ -40,6 +40,8 @@ pub struct UpscaleArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub memory: super::MemoryArgs,
 }
 
 /// Where `--weights` defaults to for scale `s`: `weights/dwkv3m_x{s}.safetensors` under the
@@ -70,6 +72,7 @@ pub(crate) fn default_weights(scale: usize) -> Result<PathBuf, Vec<PathBuf>> {
 pub(crate) fn load_checkpoint(
     weights: Option<&Path>,
     scale: usize,
+    budget: u64,
 ) -> anyhow::Result<(Checkpoint, PathBuf)> {
     let path = match weights {
         Some(p) => p.to_path_buf(),
@@ -81,7 +84,7 @@ pub(crate) fn load_checkpoint(
             )
         })?,
     };
-    let ck = Checkpoint::load(&path)
+    let ck = Checkpoint::load_with_budget(&path, budget)
         .with_context(|| format!("cannot load the checkpoint {}", path.display()))?;
     if ck.config.scale != scale {
         bail!(
@@ -125,21 +128,55 @@ pub(crate) fn progress_bar(total: usize, what: &str) -> indicatif::ProgressBar {
     bar
 }
 
+/// Refuses, before any inference, an upscale whose output volume (scale^2 times the input's
+/// voxels, as float32) would be over the memory budget.
+fn check_output_budget(
+    vol: &Volume,
+    scale: usize,
+    budget: u64,
+    input: &Path,
+) -> anyhow::Result<()> {
+    let needed = vol
+        .data
+        .len()
+        .checked_mul(scale * scale)
+        .and_then(|n| (n as u64).checked_mul(4));
+    match needed {
+        Some(b) if b <= budget => Ok(()),
+        _ => bail!(
+            "{}: the x{scale} output of a {}x{}x{} volume needs {} as float32, over the memory \
+             budget of {} (raise it with --memory-budget or {})",
+            input.display(),
+            vol.dims[0],
+            vol.dims[1],
+            vol.dims[2],
+            needed.map_or_else(
+                || "more than 16 EiB".to_string(),
+                crate::budget::human_bytes
+            ),
+            crate::budget::human_bytes(budget),
+            crate::budget::ENV_VAR
+        ),
+    }
+}
+
 /// Runs `deltawkv upscale`.
 pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
     if !(args.scale == 2 || args.scale == 4) {
         bail!("--scale must be 2 or 4, got {}", args.scale);
     }
     let started = Instant::now();
-    let (ck, weights_path) = load_checkpoint(args.weights.as_deref(), args.scale)?;
+    let budget = args.memory.bytes()?;
+    let (ck, weights_path) = load_checkpoint(args.weights.as_deref(), args.scale, budget)?;
     let degradation = ck.config.degradation;
     let opts = LoadOptions {
         volume: args.volume,
         series: args.series.clone(),
-        ..LoadOptions::default()
+        memory_budget: budget,
     };
     let vol = volume::load(&args.input, &opts)
         .with_context(|| format!("cannot load {}", args.input.display()))?;
+    check_output_budget(&vol, args.scale, budget, &args.input)?;
     let factor = normalisation_factor(&vol);
     let non_negative = vol.data.iter().filter(|v| v.is_finite()).all(|&v| v >= 0.0);
 

@@ -73,6 +73,17 @@ pub enum CheckpointError {
         bytes: u64,
         limit: u64,
     },
+    /// Reading the file and widening its tensors to f32 would need more memory than the budget
+    /// (checked from the file size and the tensor shapes in the header, before reading the data).
+    #[error(
+        "{file}: loading needs {needed} ({needed_bytes} bytes: the file plus its tensors as f32), over the memory budget of {budget}"
+    )]
+    OverBudget {
+        file: String,
+        needed_bytes: u64,
+        needed: String,
+        budget: String,
+    },
     /// The bytes are not a safetensors file.
     #[error("{file}: not a safetensors file: {reason}")]
     NotSafetensors { file: String, reason: String },
@@ -230,9 +241,16 @@ impl Checkpoint {
         t
     }
 
-    /// Reads and validates a checkpoint file. The file size is checked against
-    /// [`MAX_FILE_BYTES`] before anything is read.
+    /// Reads and validates a checkpoint file with the default memory budget
+    /// ([`crate::budget::default_budget`]); see [`Checkpoint::load_with_budget`].
     pub fn load(path: impl AsRef<Path>) -> Result<Self, CheckpointError> {
+        Self::load_with_budget(path, crate::budget::default_budget())
+    }
+
+    /// Reads and validates a checkpoint file. Before the data is read, the file size is checked
+    /// against [`MAX_FILE_BYTES`], and the file size plus its tensors widened to f32 (shapes from
+    /// the safetensors header) against `budget` bytes.
+    pub fn load_with_budget(path: impl AsRef<Path>, budget: u64) -> Result<Self, CheckpointError> {
         let path = path.as_ref();
         let file = path.display().to_string();
         let io = |source| CheckpointError::Io {
@@ -245,6 +263,15 @@ impl Checkpoint {
                 file,
                 bytes,
                 limit: MAX_FILE_BYTES,
+            });
+        }
+        let needed = bytes.saturating_add(header_f32_bytes(path, bytes).unwrap_or(0));
+        if needed > budget {
+            return Err(CheckpointError::OverBudget {
+                file,
+                needed_bytes: needed,
+                needed: crate::budget::human_bytes(needed),
+                budget: crate::budget::human_bytes(budget),
             });
         }
         let data = std::fs::read(path).map_err(io)?;
@@ -539,6 +566,36 @@ fn checked_parameter_count(config: &ModelConfig) -> usize {
         .iter()
         .map(|(_, s)| s.iter().fold(1usize, |a, &d| a.saturating_mul(d)))
         .fold(0usize, |a, n| a.saturating_add(n))
+}
+
+/// Bytes the tensors listed in the safetensors header of `path` (a file of `file_len` bytes)
+/// take as f32, saturating; `None` when the header cannot be read (the full parse then reports
+/// why).
+fn header_f32_bytes(path: &Path, file_len: u64) -> Option<u64> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).ok()?;
+    let n = u64::from_le_bytes(len);
+    // safetensors' own limit on the header size.
+    if n > 100_000_000 || n > file_len.saturating_sub(8) {
+        return None;
+    }
+    let mut header = Vec::new();
+    f.take(n).read_to_end(&mut header).ok()?;
+    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header).ok()?;
+    let total = map
+        .iter()
+        .filter(|(k, _)| k.as_str() != "__metadata__")
+        .filter_map(|(_, v)| v.get("shape")?.as_array())
+        .map(|shape| {
+            shape
+                .iter()
+                .map(|d| d.as_u64().unwrap_or(u64::MAX))
+                .fold(4u64, |a, d| a.saturating_mul(d))
+        })
+        .fold(0u64, |a, b| a.saturating_add(b));
+    Some(total)
 }
 
 fn check_finite(file: &str, tensor: &str, data: &[f32]) -> Result<(), CheckpointError> {

@@ -96,19 +96,79 @@ fn open_object(
                 }
             })?;
         if bytes.len() as u64 > budget {
-            return Err(VolumeError::TooLarge {
+            return Err(VolumeError::InputTooLarge {
                 path: path.to_path_buf(),
-                dims: "gzip-compressed DICOM".into(),
+                what: "the decompressed gzip DICOM stream".into(),
                 needed_bytes: bytes.len() as u64,
                 needed: format!("more than {}", human_bytes(budget)),
                 budget: human_bytes(budget),
             });
         }
+        check_lengths(
+            path,
+            &mut std::io::Cursor::new(&bytes[..]),
+            bytes.len() as u64,
+            with_pixels,
+            budget,
+        )?;
         options.from_reader(&bytes[..])
     } else {
+        if with_pixels {
+            // The whole file (pixel data included) is read into memory.
+            let len = std::fs::metadata(path)
+                .map_err(|e| VolumeError::Io {
+                    path: path.to_path_buf(),
+                    context: "cannot stat".into(),
+                    source: e,
+                })?
+                .len();
+            if len > budget {
+                return Err(VolumeError::InputTooLarge {
+                    path: path.to_path_buf(),
+                    what: "the DICOM file".into(),
+                    needed_bytes: len,
+                    needed: human_bytes(len),
+                    budget: human_bytes(budget),
+                });
+            }
+        }
+        let file = std::fs::File::open(path).map_err(|e| VolumeError::Io {
+            path: path.to_path_buf(),
+            context: "cannot open".into(),
+            source: e,
+        })?;
+        let len = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+        let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+        check_lengths(path, &mut reader, len, with_pixels, budget)?;
         options.open_file(path)
     };
     result.map_err(|e| dicom_err(path, e))
+}
+
+/// Refuses element lengths past the end of the file (and oversized deflated data sets) before
+/// the parser allocates them; see [`super::dicom_lengths`].
+fn check_lengths<R: std::io::Read + std::io::Seek>(
+    path: &Path,
+    r: &mut R,
+    total: u64,
+    with_pixels: bool,
+    budget: u64,
+) -> Result<(), VolumeError> {
+    use super::dicom_lengths::{Problem, check};
+    match check(r, total, !with_pixels, budget) {
+        Ok(()) => Ok(()),
+        Err(Problem::Length(detail)) => Err(VolumeError::Dicom {
+            path: path.to_path_buf(),
+            detail,
+        }),
+        Err(Problem::Inflated(n)) => Err(VolumeError::InputTooLarge {
+            path: path.to_path_buf(),
+            what: "the inflated data set (Deflated Explicit VR Little Endian)".into(),
+            needed_bytes: n,
+            needed: format!("more than {}", human_bytes(budget)),
+            budget: human_bytes(budget),
+        }),
+    }
 }
 
 fn elem_str(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
@@ -254,6 +314,19 @@ fn describe(
                 .map(human_bytes)
                 .unwrap_or_else(|| "more than 16 EiB".into()),
             budget: human_bytes(budget),
+        });
+    }
+    // Every frame takes at least one byte of the file (of the decompressed stream for a gzip
+    // file, at most 1032 times larger): a larger count is a broken header, refused before the
+    // per-frame descriptions below are allocated (tiny frames pass the budget check).
+    let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(u64::MAX);
+    let max_frames = file_len.saturating_mul(if gz { 1032 } else { 1 });
+    if frames as u64 > max_frames {
+        return Err(VolumeError::UnsupportedDicom {
+            path: path.to_path_buf(),
+            detail: format!(
+                "NumberOfFrames is {frames}, more than a file of {file_len} bytes can hold"
+            ),
         });
     }
     let series_uid = elem_str(ds, tags::SERIES_INSTANCE_UID)
@@ -758,6 +831,29 @@ fn decode_into(
         ts_name: transfer_syntax_name(&ts_uid).to_string(),
         detail,
     };
+    if ts_uid == "1.2.840.10008.1.2.5" {
+        check_rle(ds, info.rows * info.cols).map_err(decode_err)?;
+    }
+    if matches!(
+        ts_uid.as_str(),
+        "1.2.840.10008.1.2.4.50"
+            | "1.2.840.10008.1.2.4.51"
+            | "1.2.840.10008.1.2.4.57"
+            | "1.2.840.10008.1.2.4.70"
+    ) {
+        let bits = elem_int(ds, tags::BITS_ALLOCATED).unwrap_or(0);
+        check_jpeg(ds, info.rows, info.cols, bits).map_err(decode_err)?;
+    }
+    if matches!(
+        ts_uid.as_str(),
+        "1.2.840.10008.1.2.4.90"
+            | "1.2.840.10008.1.2.4.91"
+            | "1.2.840.10008.1.2.4.201"
+            | "1.2.840.10008.1.2.4.202"
+            | "1.2.840.10008.1.2.4.203"
+    ) {
+        check_j2k(ds, info.rows, info.cols).map_err(decode_err)?;
+    }
     let decoded =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| obj.decode_pixel_data()))
             .map_err(|_| decode_err("the decoder crashed on this data".into()))?
@@ -800,6 +896,199 @@ fn decode_into(
         frame_to_f32(path, bytes, fmt, out)?;
     }
     Ok(())
+}
+
+/// Checks the segment tables and PackBits runs of RLE fragments, which dicom-pixeldata's RLE
+/// decoder indexes unchecked (found by the `dicom_pixels` fuzz target: a slice index panic, a
+/// segment table sized by a 32-bit count, an `unwrap` on a short run). `plane` is rows x columns,
+/// the bytes each segment must decode to.
+fn check_rle(ds: &InMemDicomObject, plane: usize) -> Result<(), String> {
+    let Some(frags) = ds.get(tags::PIXEL_DATA).and_then(|e| e.value().fragments()) else {
+        return Ok(());
+    };
+    let u32_at = |f: &[u8], at: usize| {
+        f.get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    for (i, f) in frags.iter().enumerate() {
+        let frag = i + 1;
+        if f.len() < 64 {
+            return Err(format!(
+                "RLE fragment {frag} is {} bytes, shorter than its 64-byte header",
+                f.len()
+            ));
+        }
+        let n = u32_at(f, 0).unwrap_or(0);
+        if !(1..=15).contains(&n) {
+            return Err(format!(
+                "RLE fragment {frag} declares {n} segments (1 to 15)"
+            ));
+        }
+        let mut offsets = Vec::with_capacity(n + 1);
+        for k in 0..n {
+            let off = u32_at(f, 4 + 4 * k).unwrap_or(usize::MAX);
+            let lo = offsets.last().copied().unwrap_or(64);
+            if off < lo || off > f.len() {
+                return Err(format!(
+                    "RLE fragment {frag}: segment {} starts at {off}, outside {lo}..={}",
+                    k + 1,
+                    f.len()
+                ));
+            }
+            offsets.push(off);
+        }
+        offsets.push(f.len());
+        for (k, w) in offsets.windows(2).enumerate() {
+            let produced = packbits_len(&f[w[0]..w[1]], plane);
+            if produced < plane {
+                return Err(format!(
+                    "RLE fragment {frag}: segment {} decodes to {produced} bytes, {plane} expected",
+                    k + 1
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks the frame size in the SOF header of every JPEG codestream against Rows, Columns and
+/// BitsAllocated: dicom-pixeldata's JPEG adapter copies each decoded image into a buffer sized
+/// from Rows x Columns without a bounds check (found by the `dicom_pixels` fuzz target: a slice
+/// index panic).
+fn check_jpeg(ds: &InMemDicomObject, rows: usize, cols: usize, bits: i64) -> Result<(), String> {
+    let Some(frags) = ds.get(tags::PIXEL_DATA).and_then(|e| e.value().fragments()) else {
+        return Ok(());
+    };
+    for (i, f) in frags.iter().enumerate() {
+        if !f.starts_with(&[0xff, 0xd8]) {
+            continue;
+        }
+        let Some((precision, height, width, components)) = jpeg_sof(f) else {
+            continue;
+        };
+        let bytes = if precision > 8 { 2 } else { 1 };
+        if (height, width) != (rows, cols) || components != 1 || bytes * 8 > bits.max(0) as usize {
+            return Err(format!(
+                "JPEG codestream in fragment {} is {width}x{height}, {components} component(s) of \
+                 {precision} bits, but the header says {cols}x{rows}, 1 sample of {bits} bits",
+                i + 1
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the image and component sizes in the SIZ marker of every JPEG 2000 codestream against
+/// Rows and Columns: dicom-pixeldata's JPEG 2000 adapter writes every decoded sample (and one
+/// component too many) into a buffer sized from Rows x Columns without a bounds check (found by
+/// the `dicom_pixels` fuzz target: a slice index panic).
+fn check_j2k(ds: &InMemDicomObject, rows: usize, cols: usize) -> Result<(), String> {
+    let Some(frags) = ds.get(tags::PIXEL_DATA).and_then(|e| e.value().fragments()) else {
+        return Ok(());
+    };
+    const SIZ: [u8; 4] = [0xff, 0x4f, 0xff, 0x51];
+    for (i, f) in frags.iter().enumerate() {
+        // A raw codestream, or one inside a JP2 wrapper near the start.
+        let head = &f[..f.len().min(4096)];
+        let Some(at) = head.windows(4).position(|w| w == SIZ) else {
+            continue;
+        };
+        let b = &f[at..];
+        let u32_at = |o: usize| {
+            b.get(o..o + 4)
+                .map(|x| u32::from_be_bytes([x[0], x[1], x[2], x[3]]) as usize)
+        };
+        let (Some(xsiz), Some(ysiz), Some(x0), Some(y0)) =
+            (u32_at(8), u32_at(12), u32_at(16), u32_at(20))
+        else {
+            return Err(format!(
+                "JPEG 2000 codestream in fragment {} is cut short",
+                i + 1
+            ));
+        };
+        let csiz = b
+            .get(40..42)
+            .map(|x| usize::from(u16::from_be_bytes([x[0], x[1]])))
+            .unwrap_or(0);
+        let mut sizes = Vec::new();
+        for c in 0..csiz.min(16) {
+            let (dx, dy) = match b.get(42 + 3 * c + 1..42 + 3 * c + 3) {
+                Some(&[dx, dy]) if dx > 0 && dy > 0 => (usize::from(dx), usize::from(dy)),
+                _ => (1, 1),
+            };
+            let w = xsiz.div_ceil(dx).saturating_sub(x0.div_ceil(dx));
+            let h = ysiz.div_ceil(dy).saturating_sub(y0.div_ceil(dy));
+            sizes.push((w, h));
+        }
+        if csiz != 1 || sizes.first() != Some(&(cols, rows)) {
+            return Err(format!(
+                "JPEG 2000 codestream in fragment {} holds {csiz} component(s) of sizes {sizes:?}, \
+                 but the header says one of {cols}x{rows}",
+                i + 1
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// (precision, height, width, components) from the first SOF marker of a JPEG codestream.
+fn jpeg_sof(b: &[u8]) -> Option<(usize, usize, usize, usize)> {
+    let mut i = 2;
+    while i + 1 < b.len() {
+        if b[i] != 0xff {
+            return None;
+        }
+        let m = b[i + 1];
+        i += 2;
+        match m {
+            0xff => i -= 1,
+            0x01 | 0xd0..=0xd7 => {}
+            0xd9 | 0xda => return None,
+            _ => {
+                let len = usize::from(u16::from_be_bytes([*b.get(i)?, *b.get(i + 1)?]));
+                if matches!(m, 0xc0..=0xcf) && !matches!(m, 0xc4 | 0xc8 | 0xcc) {
+                    let s = b.get(i + 2..i + 8)?;
+                    return Some((
+                        usize::from(s[0]),
+                        usize::from(u16::from_be_bytes([s[1], s[2]])),
+                        usize::from(u16::from_be_bytes([s[3], s[4]])),
+                        usize::from(s[5]),
+                    ));
+                }
+                i += len.max(2);
+            }
+        }
+    }
+    None
+}
+
+/// Bytes a PackBits segment decodes to (counting stops at `want`); a literal run cut short by
+/// the end of the segment ends the count.
+fn packbits_len(seg: &[u8], want: usize) -> usize {
+    let (mut i, mut out) = (0usize, 0usize);
+    while i < seg.len() && out < want {
+        let h = seg[i] as i8;
+        i += 1;
+        match h {
+            0..=127 => {
+                let n = h as usize + 1;
+                if i + n > seg.len() {
+                    return out;
+                }
+                i += n;
+                out += n;
+            }
+            -127..=-1 => {
+                if i >= seg.len() {
+                    return out;
+                }
+                i += 1;
+                out += (1 - h as isize) as usize;
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Builds the volume of an assembled series, opening each file once.
@@ -1019,7 +1308,9 @@ fn scan_folder(folder: &Path, budget: u64) -> Result<Vec<SeriesFiles>, VolumeErr
                 None => groups.push((info.series_uid.clone(), vec![info])),
             },
             // One image over the budget means its series is too: say so rather than skip it.
-            Err(e @ VolumeError::TooLarge { .. }) => return Err(e),
+            Err(e @ (VolumeError::TooLarge { .. } | VolumeError::InputTooLarge { .. })) => {
+                return Err(e);
+            }
             Err(e) => {
                 tracing::debug!("skipping {}: {e}", p.display());
                 if first_error.is_none() {
@@ -1062,7 +1353,7 @@ fn series_info(uid: &str, files: &[FileInfo]) -> SeriesInfo {
 
 /// The DICOM series in `folder`.
 pub(crate) fn list_series(folder: &Path) -> Result<Vec<SeriesInfo>, VolumeError> {
-    let groups = scan_folder(folder, super::DEFAULT_MEMORY_BUDGET)?;
+    let groups = scan_folder(folder, crate::budget::default_budget())?;
     Ok(groups
         .iter()
         .map(|(uid, files)| series_info(uid, files))

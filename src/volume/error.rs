@@ -92,6 +92,24 @@ pub enum VolumeError {
         /// Human-readable budget.
         budget: String,
     },
+    /// An input whose bytes must be held in memory whole (a DICOM file, a decompressed gzip
+    /// DICOM stream) and that is over the memory budget (checked before reading it).
+    #[error(
+        "{}: {what} needs {needed} ({needed_bytes} bytes) in memory, over the memory budget of {budget}",
+        path.display()
+    )]
+    InputTooLarge {
+        /// File involved.
+        path: PathBuf,
+        /// What would be held, e.g. `the DICOM file`.
+        what: String,
+        /// Bytes needed (a lower bound for a stream cut at the budget).
+        needed_bytes: u64,
+        /// Human-readable size needed.
+        needed: String,
+        /// Human-readable budget.
+        budget: String,
+    },
     /// The file ends before all voxel data was read.
     #[error(
         "{}: voxel data truncated: expected {expected} bytes, file holds {found}",
@@ -240,18 +258,4 @@ fn format_series(series: &[SeriesInfo]) -> String {
         .join("\n")
 }
 
-/// `1536` -> `1.5 KiB`.
-pub(crate) fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} bytes")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
+pub(crate) use crate::budget::human_bytes;

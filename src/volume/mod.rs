@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use crate::plane::Plane;
 
 mod dicom;
+mod dicom_lengths;
 mod error;
 pub mod geometry;
 mod nifti;
@@ -27,8 +28,9 @@ pub use error::VolumeError;
 pub use geometry::{Affine, orientation_code};
 pub use stats::{IntensityStats, intensity_stats, percentiles, robust_range};
 
-/// Default memory budget for one loaded volume: 4 GiB of float32 voxels.
-pub const DEFAULT_MEMORY_BUDGET: u64 = 4 << 30;
+/// The memory budget for one loaded volume where physical memory allows: 4 GiB of float32
+/// voxels (see [`crate::budget`] for the default actually used and its overrides).
+pub const DEFAULT_MEMORY_BUDGET: u64 = crate::budget::FALLBACK;
 
 /// What to load from a path that may hold more than one volume.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,7 +39,8 @@ pub struct LoadOptions {
     pub volume: usize,
     /// SeriesInstanceUID to open when a DICOM folder holds several series.
     pub series: Option<String>,
-    /// Refuse (before allocating) volumes whose float32 voxels need more bytes than this.
+    /// Refuse (before allocating) volumes whose float32 voxels need more bytes than this
+    /// (default: [`crate::budget::default_budget`], which honours `DELTAWKV_MEMORY_BUDGET`).
     pub memory_budget: u64,
 }
 
@@ -46,7 +49,7 @@ impl Default for LoadOptions {
         Self {
             volume: 0,
             series: None,
-            memory_budget: DEFAULT_MEMORY_BUDGET,
+            memory_budget: crate::budget::default_budget(),
         }
     }
 }
