@@ -10,6 +10,7 @@
 # device: carry [".gl", ".devbin", ".whl", ".devdata/val"]; bash scripts/device_bench.sh
 # Results (a device call returns at most 8 files): $OUT/bench.jsonl (one line per bench run:
 # name and result), bench.err, eval_x{2,4}.jsonl, eval.err, torch.json, gpu.txt.
+# LARGE=1 runs only the 320x320 (and x4 256x256) engine benches.
 # ONLY_ENGINE=1 runs only the engine benches (variants: $VARIANTS, default below), no PyTorch, no eval.
 # Each step has its own time limit (seconds, environment variables T_*), so one slow step cannot
 # take the call's whole budget.
@@ -50,6 +51,16 @@ for v in d.get("kernel_variants", []):
 EOF
 }
 V=${VARIANTS:-default,vec4-scan,per-direction}
+if [ "${LARGE:-0}" = 1 ]; then
+  # the larger slice sizes of issue 8, default kernels only
+  bench x2_320_b1 25 --scale 2 --size 320x320 --slices 1 --cpu-slices 0 --repeat 1 --weights $W2
+  bench x4_320_b1 25 --scale 4 --size 320x320 --slices 1 --cpu-slices 0 --repeat 1 --weights $W4
+  bench x4_256_b1 20 --scale 4 --size 256x256 --slices 1 --cpu-slices 0 --repeat 1 --weights $W4
+  bench x2_320_v60 40 --scale 2 --size 320x320 --slices 60 --cpu-slices 0 --repeat 1 --weights $W2
+  bench x4_320_v60 40 --scale 4 --size 320x320 --slices 60 --cpu-slices 0 --repeat 1 --weights $W4
+  echo "call wall time $(( $(date +%s) - T0 )) s"
+  exit 0
+fi
 if [ "${ONLY_ENGINE:-0}" = 1 ]; then
   bench parity_x2_32 60 --scale 2 --size 32x32 --slices 4 --cpu-slices 4 --repeat 1 --weights $W2 --kernels $V
   bench x2_128_b1 60 --scale 2 --size 128x128 --slices 1 --cpu-slices 0 --repeat 3 --profile --weights $W2 --kernels $V
