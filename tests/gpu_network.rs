@@ -244,6 +244,69 @@ fn cpu_parity_x2_per_direction_scan() {
     cpu_parity_case(2, KernelOptions::from_name("per-direction").unwrap());
 }
 
+/// GPU out of memory: the engine halves the batch and retries until it fits (here batches of more
+/// than 2 slices fail), and the results equal an unconstrained run's.
+#[test]
+fn out_of_memory_splits_the_batch() {
+    let Some(ctx) = ctx() else { return };
+    let ck = Checkpoint::random(&tiny_config(2), 11);
+    let inputs = test_planes(500, &[(6, 5); 7]);
+    let mut plain = GpuEngine::new(
+        ctx.clone(),
+        &ck,
+        GpuOptions {
+            max_batch: Some(8),
+            ..Default::default()
+        },
+    )
+    .expect("engine");
+    let expected = plain
+        .upscale(&inputs, &quiet, &AtomicBool::new(false))
+        .expect("unconstrained run");
+    let mut eng = GpuEngine::new(
+        ctx,
+        &ck,
+        GpuOptions {
+            max_batch: Some(8),
+            simulate_oom_above: Some(2),
+            ..Default::default()
+        },
+    )
+    .expect("engine");
+    let progress = std::sync::Mutex::new(Vec::new());
+    let report = |d: usize, t: usize| progress.lock().unwrap().push((d, t));
+    let out = eng
+        .upscale(&inputs, &report, &AtomicBool::new(false))
+        .expect("the engine should retry smaller batches");
+    assert_eq!(out.len(), inputs.len());
+    for (i, (o, e)) in out.iter().zip(&expected).enumerate() {
+        check(
+            &format!("slice {i} after OOM retries"),
+            &o.data,
+            &e.data,
+            1e-6,
+        );
+    }
+    assert!(
+        eng.batch_for(6, 5, 7).unwrap() <= 2,
+        "the smaller batch is kept"
+    );
+    assert_eq!(progress.lock().unwrap().last(), Some(&(7, 7)));
+
+    // Even one slice failing is an error for the caller (the app then falls back to the CPU).
+    let mut one = GpuEngine::new(
+        eng.context().clone(),
+        &ck,
+        GpuOptions {
+            simulate_oom_above: Some(0),
+            ..Default::default()
+        },
+    )
+    .expect("engine");
+    let r = one.upscale(&inputs[..1], &quiet, &AtomicBool::new(false));
+    assert!(matches!(r, Err(EngineError::OutOfMemory(_))), "{r:?}");
+}
+
 #[test]
 fn cancellation_returns_cancelled() {
     let Some(ctx) = ctx() else { return };

@@ -118,6 +118,35 @@ fn lost_device_falls_back_to_cpu() {
     );
 }
 
+/// Out of memory even at batch 1 (after the engine's own halving): the run continues on the CPU
+/// reference with a notice, and gives the CPU reference's result.
+#[test]
+fn out_of_memory_at_batch_one_falls_back_to_cpu() {
+    if ctx().is_none() {
+        return;
+    }
+    let ctx = Arc::new(GpuContext::new().unwrap());
+    let ck = tiny();
+    let opts = GpuOptions {
+        simulate_oom_above: Some(0),
+        ..Default::default()
+    };
+    let gpu = GpuEngine::new(ctx, &ck, opts).unwrap();
+    let mut u = GpuWithFallback::new(gpu, ck.clone(), None);
+    let out = u
+        .upscale(&planes(), &quiet, &AtomicBool::new(false))
+        .expect("the CPU fallback should finish the run");
+    let notices = u.take_notices();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert!(
+        notices[0].contains("out of memory") || notices[0].contains("memory"),
+        "{notices:?}"
+    );
+    assert!(u.describe().starts_with("CPU reference"), "{}", u.describe());
+    let reference = cpu::forward(&ck, &planes()[0]).unwrap();
+    check("after OOM (CPU fallback)", &out[0].data, &reference.data, 1e-6);
+}
+
 #[test]
 fn gpu_choice_without_adapter_is_an_error() {
     let ck = tiny();

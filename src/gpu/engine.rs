@@ -26,6 +26,11 @@ pub struct GpuOptions {
     /// Kernel variants (default [`KernelOptions::default`]; the environment variable
     /// `DELTAWKV_KERNELS` names another, see [`KernelOptions::from_name`]).
     pub kernels: Option<KernelOptions>,
+    /// Fault injection for tests: batches of more than this many slices fail with
+    /// [`EngineError::OutOfMemory`] as a real allocation failure would (the engine then halves
+    /// the batch and retries).
+    #[doc(hidden)]
+    pub simulate_oom_above: Option<usize>,
 }
 
 /// How many plans (batch sizes x shapes) stay cached.
@@ -42,6 +47,7 @@ pub struct GpuEngine {
     budget: u64,
     max_batch: usize,
     kernels: KernelOptions,
+    simulate_oom_above: Option<usize>,
 }
 
 impl std::fmt::Debug for GpuEngine {
@@ -109,6 +115,7 @@ impl GpuEngine {
             budget,
             max_batch,
             kernels,
+            simulate_oom_above: opts.simulate_oom_above,
         })
     }
 
@@ -219,6 +226,11 @@ impl GpuEngine {
         };
         let (h, w) = (first.height, first.width);
         let batch = planes.len();
+        if let Some(n) = self.simulate_oom_above.filter(|&n| batch > n) {
+            return Err(EngineError::OutOfMemory(format!(
+                "simulated allocation failure for a batch of {batch} (limit {n})"
+            )));
+        }
         self.ensure_arena(h, w, batch, capacity)?;
         let pi = self.plan_index(batch, h, w)?;
         let mut data = Vec::with_capacity(batch * h * w);
