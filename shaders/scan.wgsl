@@ -14,51 +14,10 @@
 // y_off + d * y_ds and its state at state_off + d * s_ds); DIRS = 1: direction P.dir.
 // Template constants: N, CHUNK, DIRS.
 
-struct Params {
-    height: u32,
-    width: u32,
-    c: u32,
-    heads: u32,
-    dir: u32,
-    r_off: u32,
-    lam_off: u32,
-    kneg_off: u32,
-    kb_off: u32,
-    kt_off: u32,
-    v_off: u32,
-    y_off: u32,
-    state_off: u32,
-    y_ds: u32,
-    s_ds: u32,
-}
-
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> ins: array<f32>;
-@group(0) @binding(2) var<storage, read> rbuf: array<f32>;
-@group(0) @binding(3) var<storage, read_write> ys: array<f32>;
-@group(0) @binding(4) var<storage, read_write> state: array<f32>;
+// Params, bindings and position(): scan_common.wgsl.
 
 // [token in chunk][array: r, lambda, -kk, kk*a, kt, v][channel]
 var<workgroup> sh: array<f32, CHUNK * 6u * N>;
-
-fn position(dir: u32, t: u32) -> u32 {
-    let l = P.height * P.width;
-    switch dir {
-        case 0u: {
-            return t;
-        }
-        case 1u: {
-            return l - 1u - t;
-        }
-        case 2u: {
-            return (t % P.height) * P.width + t / P.height;
-        }
-        default: {
-            let u = l - 1u - t;
-            return (u % P.height) * P.width + u / P.height;
-        }
-    }
-}
 
 @compute @workgroup_size(N)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) i: u32) {

@@ -14,53 +14,12 @@
 // DIRS = 1: direction P.dir; DIRS = 4: grid z = direction (y at y_off + d * y_ds, state at
 // state_off + d * s_ds). Template constants: N (= 32), NV = N / 4, CHUNK (a multiple of 4), DIRS.
 
-struct Params {
-    height: u32,
-    width: u32,
-    c: u32,
-    heads: u32,
-    dir: u32,
-    r_off: u32,
-    lam_off: u32,
-    kneg_off: u32,
-    kb_off: u32,
-    kt_off: u32,
-    v_off: u32,
-    y_off: u32,
-    state_off: u32,
-    y_ds: u32,
-    s_ds: u32,
-}
-
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> ins: array<f32>;
-@group(0) @binding(2) var<storage, read> rbuf: array<f32>;
-@group(0) @binding(3) var<storage, read_write> ys: array<f32>;
-@group(0) @binding(4) var<storage, read_write> state: array<f32>;
+// Params, bindings and position(): scan_common.wgsl.
 
 const PER: u32 = CHUNK / 4u;
 
 // [buffer][token in chunk][array: r, lambda, -kk, kk*a, kt, v][NV]
 var<workgroup> sh: array<vec4<f32>, 2u * CHUNK * 6u * NV>;
-
-fn position(dir: u32, t: u32) -> u32 {
-    let l = P.height * P.width;
-    switch dir {
-        case 0u: {
-            return t;
-        }
-        case 1u: {
-            return l - 1u - t;
-        }
-        case 2u: {
-            return (t % P.height) * P.width + t / P.height;
-        }
-        default: {
-            let u = l - 1u - t;
-            return (u % P.height) * P.width + u / P.height;
-        }
-    }
-}
 
 @compute @workgroup_size(4u * N)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {

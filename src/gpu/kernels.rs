@@ -15,6 +15,8 @@ use super::context::GpuContext;
 use super::graph::{BufId, Graph, View};
 
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
+/// Prepended to the scan kernels after [`COMMON`]: parameters, bindings, scan orders.
+const SCAN_COMMON: &str = include_str!("../../shaders/scan_common.wgsl");
 
 /// The kernels (one WGSL file each).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -169,6 +171,9 @@ impl KernelKey {
             s.push_str(&format!("const {name}: u32 = {value}u;\n"));
         }
         s.push_str(COMMON);
+        if matches!(self.kind, Kind::Scan | Kind::ScanVec4 | Kind::ScanSg) {
+            s.push_str(SCAN_COMMON);
+        }
         match self.kind {
             Kind::ScanVec4 => s.push_str(&expand_scan_vec4(self.kind.source(), self.get("NV"))),
             _ => s.push_str(self.kind.source()),

@@ -1,0 +1,51 @@
+// Shared by the scan kernels (scan.wgsl, scan_vec4.wgsl, scan_sg.wgsl), prepended after the
+// template constants and common.wgsl: the parameter block, the bindings and the scan orders.
+//
+// Inputs (M x C each, offsets in elements): in `ins` lambda, -kk, kk * a, kt, v; in `rbuf` r.
+// Outputs: y of direction d at y_off + d * y_ds (d = P.dir, or the grid's z when DIRS = 4), the
+// final N x N states at state_off + d * s_ds + ((image * heads + head) * N + row) * N.
+
+struct Params {
+    height: u32,
+    width: u32,
+    c: u32,
+    heads: u32,
+    dir: u32,
+    r_off: u32,
+    lam_off: u32,
+    kneg_off: u32,
+    kb_off: u32,
+    kt_off: u32,
+    v_off: u32,
+    y_off: u32,
+    state_off: u32,
+    y_ds: u32,
+    s_ds: u32,
+}
+
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> ins: array<f32>;
+@group(0) @binding(2) var<storage, read> rbuf: array<f32>;
+@group(0) @binding(3) var<storage, read_write> ys: array<f32>;
+@group(0) @binding(4) var<storage, read_write> state: array<f32>;
+
+// Canonical position of the t-th token of scan direction `dir` (model-spec.md, "The four scan
+// orders").
+fn position(dir: u32, t: u32) -> u32 {
+    let l = P.height * P.width;
+    switch dir {
+        case 0u: {
+            return t;
+        }
+        case 1u: {
+            return l - 1u - t;
+        }
+        case 2u: {
+            return (t % P.height) * P.width + t / P.height;
+        }
+        default: {
+            let u = l - 1u - t;
+            return (u % P.height) * P.width + u / P.height;
+        }
+    }
+}
