@@ -4,6 +4,7 @@
 
 mod gpu_common;
 
+use deltawkv::gpu::graph::BufId;
 use deltawkv::gpu::kernels::{
     Act, AttPrepArgs, CombineArgs, ConvArgs, LayerNormArgs, MatmulArgs, ScanArgs, ShiftMixArgs,
 };
@@ -693,34 +694,67 @@ fn pin_scan(hs: &mut Harness, kind: ScanKernel) -> bool {
     true
 }
 
-fn scan_case_with(dir: ops::ScanDirection, kind_: ScanKernel) {
-    let Some(ctx) = ctx() else { return };
-    let (b, h, w, c, n) = (2usize, 7usize, 5usize, 64usize, 32usize);
-    let l = h * w;
-    let heads = c / n;
-    let len = b * l * c;
-    let seed = 100 + 10 * dir.index() as u64;
-    let r = rand_vec(seed, len, -1.0, 1.0);
-    let lambda = rand_vec(seed + 1, len, 0.55, 1.0);
-    let kk = ops::removal_key(&rand_vec(seed + 2, len, -1.0, 1.0), c, n, &vec![1.0; c]);
-    let a = rand_vec(seed + 3, len, 0.0, 1.0);
-    let kt = rand_vec(seed + 4, len, -1.0, 1.0);
-    let v = rand_vec(seed + 5, len, -1.0, 1.0);
-    let kneg: Vec<f32> = kk.iter().map(|x| -x).collect();
-    let kb = ops::mul(&kk, &a);
+/// Seeded scan inputs for `b` images of `h x w` tokens, `c` channels, head size `n`, with the
+/// CPU reference per direction and the final-state check (y at the last visited token equals
+/// `S_final r` there) that every scan test uses.
+struct ScanData {
+    b: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+    n: usize,
+    r: Vec<f32>,
+    lambda: Vec<f32>,
+    kk: Vec<f32>,
+    a: Vec<f32>,
+    kt: Vec<f32>,
+    v: Vec<f32>,
+}
 
-    let mut hs = Harness::new(ctx);
-    if !pin_scan(&mut hs, kind_) {
-        return;
+impl ScanData {
+    fn new(seed: u64, (b, h, w, c, n): (usize, usize, usize, usize, usize)) -> Self {
+        let len = b * h * w * c;
+        Self {
+            b,
+            h,
+            w,
+            c,
+            n,
+            r: rand_vec(seed, len, -1.0, 1.0),
+            lambda: rand_vec(seed + 1, len, 0.55, 1.0),
+            kk: ops::removal_key(&rand_vec(seed + 2, len, -1.0, 1.0), c, n, &vec![1.0; c]),
+            a: rand_vec(seed + 3, len, 0.0, 1.0),
+            kt: rand_vec(seed + 4, len, -1.0, 1.0),
+            v: rand_vec(seed + 5, len, -1.0, 1.0),
+        }
     }
-    hs.graph.kernels.fused_scan = false;
-    let ins = hs.input(&[lambda.clone(), kneg, kb, kt.clone(), v.clone()].concat());
-    let rb = hs.input(&r);
-    let y = hs.zeros(len);
-    let state = hs.zeros(b * heads * n * n);
-    let lu = len as u32;
-    hs.graph
-        .scan(&ScanArgs {
+
+    fn len(&self) -> usize {
+        self.b * self.h * self.w * self.c
+    }
+
+    fn state_len(&self) -> usize {
+        self.b * (self.c / self.n) * self.n * self.n
+    }
+
+    /// Uploads the kernel's inputs: (`ins` = lambda, -kk, kk*a, kt, v; `r`), and the `ScanArgs`
+    /// for direction `dir` writing into `y` and `state`.
+    fn args(&self, hs: &mut Harness, y: BufId, state: BufId, dir: u32) -> ScanArgs {
+        let kneg: Vec<f32> = self.kk.iter().map(|x| -x).collect();
+        let kb = ops::mul(&self.kk, &self.a);
+        let ins = hs.input(
+            &[
+                self.lambda.clone(),
+                kneg,
+                kb,
+                self.kt.clone(),
+                self.v.clone(),
+            ]
+            .concat(),
+        );
+        let rb = hs.input(&self.r);
+        let lu = self.len() as u32;
+        ScanArgs {
             ins,
             lam_off: 0,
             kneg_off: lu,
@@ -730,32 +764,79 @@ fn scan_case_with(dir: ops::ScanDirection, kind_: ScanKernel) {
             r: rb.at(0),
             y: y.at(0),
             state: state.at(0),
-            batch: b as u32,
-            height: h as u32,
-            width: w as u32,
-            c: c as u32,
-            head_size: n as u32,
-            dir: dir.index() as u32,
-        })
-        .unwrap();
-    hs.run();
-    let gpu = hs.read(y, 0, len);
-    let st = hs.read(state, 0, b * heads * n * n);
-
-    let mut cpu = Vec::new();
-    for i in 0..b {
-        let s = |x: &[f32]| x[i * l * c..(i + 1) * l * c].to_vec();
-        let (ri, li, ki, ai, ti, vi) = (s(&r), s(&lambda), s(&kk), s(&a), s(&kt), s(&v));
-        let inputs = ops::ScanInputs {
-            r: &ri,
-            lambda: &li,
-            kk: &ki,
-            a: &ai,
-            kt: &ti,
-            v: &vi,
-        };
-        cpu.extend(ops::delta_scan(dir, h, w, c, n, &inputs));
+            batch: self.b as u32,
+            height: self.h as u32,
+            width: self.w as u32,
+            c: self.c as u32,
+            head_size: self.n as u32,
+            dir,
+        }
     }
+
+    /// The CPU reference output of direction `dir`, image by image.
+    fn cpu(&self, dir: ops::ScanDirection) -> Vec<f32> {
+        let il = self.h * self.w * self.c;
+        let mut out = Vec::new();
+        for i in 0..self.b {
+            let s = |x: &[f32]| x[i * il..(i + 1) * il].to_vec();
+            let (ri, li, ki, ai, ti, vi) = (
+                s(&self.r),
+                s(&self.lambda),
+                s(&self.kk),
+                s(&self.a),
+                s(&self.kt),
+                s(&self.v),
+            );
+            let inputs = ops::ScanInputs {
+                r: &ri,
+                lambda: &li,
+                kk: &ki,
+                a: &ai,
+                kt: &ti,
+                v: &vi,
+            };
+            out.extend(ops::delta_scan(
+                dir, self.h, self.w, self.c, self.n, &inputs,
+            ));
+        }
+        out
+    }
+
+    /// Checks the final states `st` of direction `dir` against its CPU output `cpu`.
+    fn check_final_state(&self, name: &str, dir: ops::ScanDirection, st: &[f32], cpu: &[f32]) {
+        let (l, c, n, heads) = (self.h * self.w, self.c, self.n, self.c / self.n);
+        let p_last = dir.position(l - 1, self.h, self.w);
+        let (mut from_state, mut expected) = (Vec::new(), Vec::new());
+        for i in 0..self.b {
+            for hd in 0..heads {
+                for row in 0..n {
+                    let base = (i * l + p_last) * c + hd * n;
+                    let srow = &st[((i * heads + hd) * n + row) * n..][..n];
+                    from_state.push(ops::dot(srow, &self.r[base..base + n]));
+                    expected.push(cpu[base + row]);
+                }
+            }
+        }
+        check(name, &from_state, &expected, REDUCTION);
+    }
+}
+
+fn scan_case_with(dir: ops::ScanDirection, kind_: ScanKernel) {
+    let Some(ctx) = ctx() else { return };
+    let data = ScanData::new(100 + 10 * dir.index() as u64, (2, 7, 5, 64, 32));
+    let mut hs = Harness::new(ctx);
+    if !pin_scan(&mut hs, kind_) {
+        return;
+    }
+    hs.graph.kernels.fused_scan = false;
+    let y = hs.zeros(data.len());
+    let state = hs.zeros(data.state_len());
+    let args = data.args(&mut hs, y, state, dir.index() as u32);
+    hs.graph.scan(&args).unwrap();
+    hs.run();
+    let gpu = hs.read(y, 0, data.len());
+    let st = hs.read(state, 0, data.state_len());
+    let cpu = data.cpu(dir);
     let kind = format!(" ({kind_:?} kernel)");
     check(
         &format!("scan direction {}{kind}", dir.index()),
@@ -763,26 +844,11 @@ fn scan_case_with(dir: ops::ScanDirection, kind_: ScanKernel) {
         &cpu,
         REDUCTION,
     );
-
-    // y at the last visited token = S_final r there.
-    let p_last = dir.position(l - 1, h, w);
-    let mut from_state = Vec::new();
-    let mut expected = Vec::new();
-    for i in 0..b {
-        for hd in 0..heads {
-            for row in 0..n {
-                let base = (i * l + p_last) * c + hd * n;
-                let srow = &st[((i * heads + hd) * n + row) * n..][..n];
-                from_state.push(ops::dot(srow, &r[base..base + n]));
-                expected.push(cpu[base + row]);
-            }
-        }
-    }
-    check(
+    data.check_final_state(
         &format!("scan direction {} final state{kind}", dir.index()),
-        &from_state,
-        &expected,
-        REDUCTION,
+        dir,
+        &st,
+        &cpu,
     );
 }
 
@@ -791,53 +857,18 @@ fn scan_case_with(dir: ops::ScanDirection, kind_: ScanKernel) {
 /// several staging chunks.
 fn scan_fused_case(kind_: ScanKernel) {
     let Some(ctx) = ctx() else { return };
-    let (b, h, w, c, n) = (2usize, 13usize, 11usize, 64usize, 32usize);
-    let l = h * w;
-    let heads = c / n;
-    let len = b * l * c;
-    let seed = 700 + kind_ as u64;
-    let r = rand_vec(seed, len, -1.0, 1.0);
-    let lambda = rand_vec(seed + 1, len, 0.55, 1.0);
-    let kk = ops::removal_key(&rand_vec(seed + 2, len, -1.0, 1.0), c, n, &vec![1.0; c]);
-    let a = rand_vec(seed + 3, len, 0.0, 1.0);
-    let kt = rand_vec(seed + 4, len, -1.0, 1.0);
-    let v = rand_vec(seed + 5, len, -1.0, 1.0);
-    let kneg: Vec<f32> = kk.iter().map(|x| -x).collect();
-    let kb = ops::mul(&kk, &a);
-
+    let data = ScanData::new(700 + kind_ as u64, (2, 13, 11, 64, 32));
+    let (len, s_len) = (data.len(), data.state_len());
     let mut hs = Harness::new(ctx);
     if !pin_scan(&mut hs, kind_) {
         return;
     }
     hs.graph.kernels.fused_scan = true;
-    let ins = hs.input(&[lambda.clone(), kneg, kb, kt.clone(), v.clone()].concat());
-    let rb = hs.input(&r);
     let y = hs.zeros(4 * len);
-    let s_len = b * heads * n * n;
     let state = hs.zeros(4 * s_len);
-    let lu = len as u32;
+    let args = data.args(&mut hs, y, state, 0);
     hs.graph
-        .scan_fused(
-            &ScanArgs {
-                ins,
-                lam_off: 0,
-                kneg_off: lu,
-                kb_off: 2 * lu,
-                kt_off: 3 * lu,
-                v_off: 4 * lu,
-                r: rb.at(0),
-                y: y.at(0),
-                state: state.at(0),
-                batch: b as u32,
-                height: h as u32,
-                width: w as u32,
-                c: c as u32,
-                head_size: n as u32,
-                dir: 0,
-            },
-            lu,
-            s_len as u32,
-        )
+        .scan_fused(&args, len as u32, s_len as u32)
         .unwrap();
     hs.run();
     let kind = format!("{kind_:?}");
@@ -850,45 +881,19 @@ fn scan_fused_case(kind_: ScanKernel) {
         ][d];
         assert_eq!(dir.index(), d);
         let gpu = hs.read(y, d * len, len);
-        let mut cpu = Vec::new();
-        for i in 0..b {
-            let s = |x: &[f32]| x[i * l * c..(i + 1) * l * c].to_vec();
-            let (ri, li, ki, ai, ti, vi) = (s(&r), s(&lambda), s(&kk), s(&a), s(&kt), s(&v));
-            let inputs = ops::ScanInputs {
-                r: &ri,
-                lambda: &li,
-                kk: &ki,
-                a: &ai,
-                kt: &ti,
-                v: &vi,
-            };
-            cpu.extend(ops::delta_scan(dir, h, w, c, n, &inputs));
-        }
+        let cpu = data.cpu(dir);
         check(
             &format!("fused {kind} scan, direction {d}"),
             &gpu,
             &cpu,
             REDUCTION,
         );
-        // the final state of this direction: y at its last token = S_final r there
         let st = hs.read(state, d * s_len, s_len);
-        let p_last = dir.position(l - 1, h, w);
-        let (mut from_state, mut expected) = (Vec::new(), Vec::new());
-        for i in 0..b {
-            for hd in 0..heads {
-                for row in 0..n {
-                    let base = (i * l + p_last) * c + hd * n;
-                    let srow = &st[((i * heads + hd) * n + row) * n..][..n];
-                    from_state.push(ops::dot(srow, &r[base..base + n]));
-                    expected.push(cpu[base + row]);
-                }
-            }
-        }
-        check(
+        data.check_final_state(
             &format!("fused {kind} scan, direction {d}, final state"),
-            &from_state,
-            &expected,
-            REDUCTION,
+            dir,
+            &st,
+            &cpu,
         );
     }
 }
