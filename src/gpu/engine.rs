@@ -231,21 +231,11 @@ impl GpuEngine {
                 "simulated allocation failure for a batch of {batch} (limit {n})"
             )));
         }
-        self.ensure_arena(h, w, batch, capacity)?;
-        let pi = self.plan_index(batch, h, w)?;
-        let mut data = Vec::with_capacity(batch * h * w);
-        for p in planes {
-            data.extend_from_slice(&p.data);
-        }
+        let pi = self.prepare(planes, capacity)?;
         let arena = self
             .arena
             .as_ref()
             .ok_or_else(|| EngineError::Other("no activation buffers allocated".into()))?;
-        self.ctx.scoped(|| {
-            self.ctx
-                .queue
-                .write_buffer(arena.input(), 0, bytemuck::cast_slice(&data))
-        })?;
         let plan = &self.plans[pi].1;
         plan.execute(&self.ctx, cancel, |_| {})?;
         let s = self.pw.config.scale;
@@ -269,13 +259,23 @@ impl GpuEngine {
         &mut self,
         planes: &[&Plane],
     ) -> Result<Vec<(String, usize, f64)>, EngineError> {
-        let Some(first) = planes.first() else {
+        if planes.is_empty() {
             return Ok(Vec::new());
+        }
+        let pi = self.prepare(planes, planes.len())?;
+        self.plans[pi].1.profile(&self.ctx)
+    }
+
+    /// Makes sure buffers (for `capacity` slices) and the plan for this batch exist, and uploads
+    /// `planes` (non-empty, one shape) into the input buffer. Returns the plan's index.
+    fn prepare(&mut self, planes: &[&Plane], capacity: usize) -> Result<usize, EngineError> {
+        let Some(first) = planes.first() else {
+            return Err(EngineError::Other("empty batch".into()));
         };
-        let (h, w) = (first.height, first.width);
-        self.ensure_arena(h, w, planes.len(), planes.len())?;
-        let pi = self.plan_index(planes.len(), h, w)?;
-        let mut data = Vec::with_capacity(planes.len() * h * w);
+        let (h, w, batch) = (first.height, first.width, planes.len());
+        self.ensure_arena(h, w, batch, capacity)?;
+        let pi = self.plan_index(batch, h, w)?;
+        let mut data = Vec::with_capacity(batch * h * w);
         for p in planes {
             data.extend_from_slice(&p.data);
         }
@@ -288,7 +288,7 @@ impl GpuEngine {
                 .queue
                 .write_buffer(arena.input(), 0, bytemuck::cast_slice(&data))
         })?;
-        self.plans[pi].1.profile(&self.ctx)
+        Ok(pi)
     }
 }
 
