@@ -18,11 +18,11 @@ WORK=/tmp/dwkv-work/x$SCALE
 mkdir -p "$OUT" "$WORK"
 export PYTHONUNBUFFERED=1
 export TRITON_CACHE_DIR=/tmp/dwkv-cache/triton TORCHINDUCTOR_CACHE_DIR=/tmp/dwkv-cache/inductor
-if ls .whl/fla_core-*.whl >/dev/null 2>&1; then
+if [ "${PYTHONPATH:-}" != /tmp/site ] && ls .whl/fla_core-*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/fla_core-*.whl && export PYTHONPATH=/tmp/site
 fi
-if [ -f .devstate/cache.tar.gz ]; then tar -xzf .devstate/cache.tar.gz -C /tmp; fi
+if [ ! -d /tmp/dwkv-cache ] && [ -f .devstate/cache.tar.gz ]; then tar -xzf .devstate/cache.tar.gz -C /tmp; fi
 nvidia-smi --query-gpu=name,memory.used,memory.total,clocks.sm --format=csv,noheader
 if [ "${CHECK:-0}" = 1 ]; then
   python3 train/device_check.py --out "$OUT/check.json" ${CHECK_ARGS:-}
