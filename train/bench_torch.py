@@ -46,8 +46,12 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=32, help="largest batch in the volume run")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--budget", type=float, default=150.0, help="stop starting runs after this")
+    ap.add_argument("--precisions", default="fp32,bf16")
+    ap.add_argument("--bf16-sizes", default=None,
+                    help="sizes that also run bf16 (default: all of --sizes)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    bf16_sizes = None if args.bf16_sizes is None else {int(x) for x in args.bf16_sizes.split(",")}
 
     t_start = time.perf_counter()
     scan = "chunked"
@@ -65,26 +69,39 @@ def main() -> int:
             Path(args.weights_dir) / f"dwkv3m_x{s}.safetensors", device=dev, scan_impl=scan
         )
         for n in [int(x) for x in args.sizes.split(",")]:
-            for prec in ("fp32", "bf16"):
+            for prec in args.precisions.split(","):
+                if prec == "bf16" and bf16_sizes is not None and n not in bf16_sizes:
+                    continue
                 for slices, batch in ((1, 1), (args.volume, args.batch)):
                     if time.perf_counter() - t_start > args.budget:
                         print("budget reached, stopping", file=sys.stderr)
                         break
-                    x = torch.rand(batch, 1, n, n, device=dev)
-                    n_batches = -(-slices // batch)
+                    oom_at = []
+                    while True:
+                        x = torch.rand(batch, 1, n, n, device=dev)
+                        n_batches = -(-slices // batch)
 
-                    @torch.inference_mode()
-                    def run():
-                        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=prec == "bf16"):
-                            for _ in range(n_batches):
-                                model(x)
+                        @torch.inference_mode()
+                        def run():
+                            with torch.autocast("cuda", dtype=torch.bfloat16,
+                                                enabled=prec == "bf16"):
+                                for _ in range(n_batches):
+                                    model(x)
 
-                    torch.cuda.reset_peak_memory_stats()
-                    try:
-                        sec = timed(run, args.repeat)
-                    except torch.OutOfMemoryError:
-                        torch.cuda.empty_cache()
-                        print(f"x{s} {n} {prec} batch {batch}: out of memory", file=sys.stderr)
+                        torch.cuda.reset_peak_memory_stats()
+                        try:
+                            sec = timed(run, args.repeat)
+                            break
+                        except torch.OutOfMemoryError:
+                            del x
+                            torch.cuda.empty_cache()
+                            print(f"x{s} {n} {prec} batch {batch}: out of memory", file=sys.stderr)
+                            oom_at.append(batch)
+                            if batch == 1:
+                                sec = None
+                                break
+                            batch //= 2  # as the WGSL engine does: halve and retry
+                    if sec is None:
                         continue
                     row = {
                         "scale": s,
@@ -95,6 +112,7 @@ def main() -> int:
                         "batch": batch,
                         "seconds_per_slice": sec / (n_batches * batch),
                         "peak_gib": torch.cuda.max_memory_allocated() / 2**30,
+                        "out_of_memory_at_batch": oom_at,
                     }
                     rows.append(row)
                     print(json.dumps(row), flush=True)

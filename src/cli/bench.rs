@@ -136,8 +136,21 @@ struct GpuReport {
     buffer_bytes: u64,
     weight_bytes: u64,
     matmul_gflops: f64,
+    /// Compute floor: the network's operations over the measured matmul rate.
     floor_seconds_per_slice: f64,
     ratio_to_floor: f64,
+    /// PCI bus id of the adapter (machines with several GPUs; `DELTAWKV_ADAPTER` picks one).
+    pci_bus_id: String,
+    /// Compulsory memory traffic per slice of the engine's kernels (inputs read once, outputs
+    /// written once per kernel), bytes.
+    traffic_bytes_per_slice: f64,
+    /// Measured device-memory bandwidth (buffer copy, read plus written), GB/s.
+    bandwidth_gbs: f64,
+    /// Bandwidth floor: the traffic over the measured bandwidth.
+    bandwidth_floor_seconds_per_slice: f64,
+    /// The larger of the two floors, and the time per slice over it.
+    roofline_floor_seconds_per_slice: f64,
+    ratio_to_roofline_floor: f64,
 }
 
 /// One kernel variant's timing (same inputs, same run).
@@ -296,6 +309,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 let flops =
                     measure::matmul_flops(&ctx).context("matmul rate measurement failed")?;
                 let floor = 2.0 * macs as f64 / flops;
+                say("measuring the adapter's copy bandwidth...".into());
+                let bandwidth =
+                    measure::copy_bandwidth(&ctx).context("bandwidth measurement failed")?;
+                let traffic = eng.traffic_bytes_per_slice(batch, h, w).unwrap_or(0.0);
+                let bw_floor = traffic / bandwidth;
+                let roof = floor.max(bw_floor);
                 gpu_report = Some(GpuReport {
                     adapter: ctx.info.name.clone(),
                     backend: format!("{:?}", ctx.info.backend),
@@ -309,6 +328,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                     matmul_gflops: flops / 1e9,
                     floor_seconds_per_slice: floor,
                     ratio_to_floor: per / floor,
+                    pci_bus_id: ctx.info.device_pci_bus_id.clone(),
+                    traffic_bytes_per_slice: traffic,
+                    bandwidth_gbs: bandwidth / 1e9,
+                    bandwidth_floor_seconds_per_slice: bw_floor,
+                    roofline_floor_seconds_per_slice: roof,
+                    ratio_to_roofline_floor: per / roof,
                 });
             }
             Err(e) => {
@@ -423,6 +448,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             macs as f64 / 1e9,
             g.matmul_gflops,
             g.ratio_to_floor
+        );
+        println!(
+            "bandwidth floor: {:.1} ms/slice ({:.1} MB of compulsory traffic at the measured {:.0} GB/s copy bandwidth); roofline floor {:.1} ms/slice, engine at {:.1}x",
+            g.bandwidth_floor_seconds_per_slice * 1e3,
+            g.traffic_bytes_per_slice / 1e6,
+            g.bandwidth_gbs,
+            g.roofline_floor_seconds_per_slice * 1e3,
+            g.ratio_to_roofline_floor
         );
     }
     if !profile.is_empty() {

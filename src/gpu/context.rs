@@ -72,11 +72,55 @@ pub fn describe_adapter(info: &wgpu::AdapterInfo) -> String {
     format!("{} ({:?}, {kind})", info.name, info.backend)
 }
 
+/// Narrows the (ranked) adapters to the one `DELTAWKV_ADAPTER` names: an index into the ranked
+/// list (`0`, `1`, ...: several identical GPUs), or a case-insensitive part of the adapter's name
+/// or PCI bus id (`lavapipe`, `0000:1b:00.0`).
+fn select_adapter(
+    adapters: Vec<wgpu::Adapter>,
+    choice: &str,
+) -> Result<Vec<wgpu::Adapter>, EngineError> {
+    let choice = choice.trim();
+    let listed = adapters
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let info = a.get_info();
+            format!(
+                "{i}: {} [{}]",
+                describe_adapter(&info),
+                info.device_pci_bus_id
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let picked: Vec<wgpu::Adapter> = if let Ok(index) = choice.parse::<usize>() {
+        adapters.into_iter().nth(index).into_iter().collect()
+    } else {
+        let needle = choice.to_lowercase();
+        adapters
+            .into_iter()
+            .filter(|a| {
+                let info = a.get_info();
+                info.name.to_lowercase().contains(&needle)
+                    || info.device_pci_bus_id.to_lowercase().contains(&needle)
+            })
+            .collect()
+    };
+    if picked.is_empty() {
+        return Err(EngineError::NoAdapter(format!(
+            "DELTAWKV_ADAPTER={choice} matches none of the adapters ({listed})"
+        )));
+    }
+    tracing::info!("DELTAWKV_ADAPTER={choice}: choosing among {listed}");
+    Ok(picked)
+}
+
 impl GpuContext {
     /// Creates a device on the best adapter of this machine: a discrete, integrated or virtual
     /// GPU before a software (CPU-type) adapter, Vulkan/Metal/DX12 before GL. The device gets the
     /// adapter's own limits (large storage buffers, big workgroups). The `WGPU_BACKEND` variable
-    /// restricts the backends as wgpu documents.
+    /// restricts the backends as wgpu documents; `DELTAWKV_ADAPTER` picks one adapter by index or
+    /// by a part of its name or PCI bus id (machines with several GPUs).
     pub fn new() -> Result<Self, EngineError> {
         let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
         // `WGPU_BACKEND` narrows the choice; otherwise the native APIs first, GL (whose probing
@@ -103,6 +147,9 @@ impl GpuContext {
             let i = a.get_info();
             (type_rank(i.device_type), backend_rank(i.backend))
         });
+        if let Ok(choice) = std::env::var("DELTAWKV_ADAPTER") {
+            adapters = select_adapter(adapters, &choice)?;
+        }
         let mut last_err = String::new();
         for adapter in adapters {
             let info = adapter.get_info();
@@ -254,5 +301,42 @@ fn classify(msg: &str) -> EngineError {
         EngineError::Device(format!("device lost: {msg}"))
     } else {
         EngineError::Device(msg.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn adapters() -> Vec<wgpu::Adapter> {
+        let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        let instance = wgpu::Instance::new(desc);
+        pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY))
+    }
+
+    #[test]
+    fn adapter_choice_by_index_name_or_nothing() {
+        let all = adapters();
+        if all.is_empty() {
+            // CI has lavapipe; without any adapter there is nothing to choose among.
+            assert!(std::env::var("DELTAWKV_SKIP_GPU_TESTS").as_deref() == Ok("1"));
+            return;
+        }
+        let n = all.len();
+        let first = all[0].get_info().name;
+        let by_index = select_adapter(all, "0").expect("index 0");
+        assert_eq!(by_index.len(), 1);
+        let needle = first.to_uppercase();
+        let by_name = select_adapter(adapters(), &needle[..needle.len().min(6)]).expect("name");
+        assert!(!by_name.is_empty() && by_name.len() <= n);
+        for bad in [n.to_string(), "no-such-adapter-xyz".to_string()] {
+            match select_adapter(adapters(), &bad) {
+                Err(EngineError::NoAdapter(msg)) => {
+                    assert!(msg.contains(&bad) && msg.contains(&first), "{msg}")
+                }
+                Err(e) => panic!("unexpected error {e}"),
+                Ok(_) => panic!("`{bad}` should match nothing"),
+            }
+        }
     }
 }

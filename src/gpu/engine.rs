@@ -142,6 +142,15 @@ impl GpuEngine {
         self.weight_bytes + self.arena.as_ref().map_or(0, |a| a.sizes.total_bytes())
     }
 
+    /// Compulsory memory traffic per slice, in bytes, of the cached plan for `batch` slices of
+    /// `h x w` (run it first): every kernel reading its inputs and writing its outputs once.
+    pub fn traffic_bytes_per_slice(&self, batch: usize, h: usize, w: usize) -> Option<f64> {
+        self.plans
+            .iter()
+            .find(|(k, _)| *k == (batch, h, w))
+            .map(|(_, p)| p.traffic_bytes() as f64 / batch.max(1) as f64)
+    }
+
     /// Bytes of the uploaded weights.
     pub fn weight_bytes(&self) -> u64 {
         self.weight_bytes

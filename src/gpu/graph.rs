@@ -61,6 +61,10 @@ pub struct Graph {
     pub kernels: KernelOptions,
     /// The device has subgroup operations usable by the kernels ([`GpuContext::has_subgroups`]).
     pub subgroups: bool,
+    /// Bytes the recorded work must move at least: every dispatch reading its inputs and weights
+    /// once and writing its outputs once, every copy reading and writing its bytes (the
+    /// compulsory traffic of this kernel decomposition, for the bandwidth floor).
+    traffic: u64,
 }
 
 impl Graph {
@@ -74,6 +78,7 @@ impl Graph {
             max_workgroup_bytes: ctx.limits.max_compute_workgroup_storage_size,
             kernels: KernelOptions::default(),
             subgroups: ctx.has_subgroups(),
+            traffic: 0,
         }
     }
 
@@ -101,6 +106,16 @@ impl Graph {
     }
 
     /// Number of dispatches recorded.
+    /// Compulsory traffic in bytes of the work recorded so far (see the field).
+    pub fn traffic_bytes(&self) -> u64 {
+        self.traffic
+    }
+
+    /// Adds `elems` f32 elements (reads plus writes) to the compulsory traffic.
+    pub(crate) fn count_traffic(&mut self, elems: u64) {
+        self.traffic += elems * 4;
+    }
+
     pub fn dispatch_count(&self) -> usize {
         self.ops
             .iter()
@@ -147,6 +162,7 @@ impl Graph {
 
     /// Appends a buffer-to-buffer copy of `elems` f32 elements.
     pub fn copy(&mut self, src: View, dst: View, elems: u64) {
+        self.count_traffic(2 * elems);
         self.ops.push(Op::Copy {
             src: src.buf,
             src_off: src.off as u64 * 4,
@@ -158,6 +174,7 @@ impl Graph {
 
     /// Appends a byte copy (offsets and size in bytes, multiples of 4).
     pub fn copy_bytes(&mut self, src: BufId, src_off: u64, dst: BufId, dst_off: u64, bytes: u64) {
+        self.traffic += 2 * bytes;
         self.ops.push(Op::Copy {
             src,
             src_off,
@@ -305,6 +322,7 @@ impl Graph {
         Ok(Plan {
             segments: ready,
             _uniform: uniform,
+            traffic: self.traffic,
         })
     }
 }
@@ -330,9 +348,15 @@ enum Ready {
 pub struct Plan {
     segments: Vec<Vec<Ready>>,
     _uniform: wgpu::Buffer,
+    traffic: u64,
 }
 
 impl Plan {
+    /// Compulsory traffic of one run in bytes ([`Graph::traffic_bytes`]).
+    pub fn traffic_bytes(&self) -> u64 {
+        self.traffic
+    }
+
     /// Number of segments (submissions) per run.
     pub fn segments(&self) -> usize {
         self.segments.len()

@@ -619,6 +619,11 @@ impl Graph {
         ];
         let [gx, gy] = grid_1d(tiles_x * tiles_y, self.max_groups());
         let gz = a.batch * co_tiles;
+        let px = u64::from(a.batch) * u64::from(a.height) * u64::from(a.width);
+        let (cin, cout) = (u64::from(a.cin), u64::from(a.cout));
+        self.count_traffic(
+            px * cin + 9 * cin * cout + cout + px * cout * (1 + a.accumulate as u64),
+        );
         self.dispatch(
             key,
             vec![a.src.buf, a.weights, a.dst.buf],
@@ -662,6 +667,14 @@ impl Graph {
             a.m, a.n, a.k, a.x.off, a.x_zs, a.w.off, a.w_zs, a.y.off, a.y_zs, tiles_n, tiles,
         ];
         let [gx, gy] = grid_1d(tiles, self.max_groups());
+        let (m, n, k, z) = (
+            u64::from(a.m),
+            u64::from(a.n),
+            u64::from(a.k),
+            u64::from(a.batch_z),
+        );
+        let w_copies = if a.w_zs == 0 { 1 } else { z };
+        self.count_traffic(z * (m * k + m * n * (1 + a.accumulate as u64)) + w_copies * k * n);
         self.dispatch(
             key,
             vec![a.x.buf, a.w.buf, a.y.buf],
@@ -678,6 +691,7 @@ impl Graph {
             consts: vec![("WG", wg)],
         };
         let params = vec![a.m, a.c, a.x.off, a.y.off, a.w_off, a.b_off, f(a.eps)];
+        self.count_traffic(2 * u64::from(a.m) * u64::from(a.c) + 2 * u64::from(a.c));
         let [gx, gy] = grid_1d(a.m.div_ceil(wg), self.max_groups());
         self.dispatch(key, vec![a.x.buf, a.weights, a.y.buf], params, [gx, gy, 1])
     }
@@ -705,6 +719,8 @@ impl Graph {
             a.mu_off,
         ];
         let [gx, gy] = grid_1d(total.div_ceil(wg), self.max_groups());
+        let nmix = u64::from(a.nmix);
+        self.count_traffic(u64::from(total) * (1 + nmix) + nmix * u64::from(a.c));
         self.dispatch(key, vec![a.x.buf, a.weights, a.y.buf], params, [gx, gy, 1])
     }
 
@@ -746,6 +762,10 @@ impl Graph {
             a.vfirst.off,
         ];
         let [gx, gy] = grid_1d(pairs.div_ceil(rows), self.max_groups());
+        // Reads k, v and the decay / learning-rate LoRA outputs (plus the value LoRA output and
+        // v_first after block 0); writes lambda, -kk, kk * a, kt, v (plus v_first in block 0).
+        let per_token = if a.first { 4 + 6 } else { 6 + 5 };
+        self.count_traffic(u64::from(a.m) * u64::from(a.c) * per_token);
         self.dispatch(
             key,
             vec![a.proj, a.lora, a.weights, a.outs, a.vfirst.buf],
@@ -815,6 +835,10 @@ impl Graph {
             y_ds,
             s_ds,
         ];
+        // Each direction reads the six per-token vectors and writes its output and final states.
+        let tokens = u64::from(a.batch) * u64::from(a.height) * u64::from(a.width);
+        let states = u64::from(a.batch) * u64::from(heads) * u64::from(n) * u64::from(n);
+        self.count_traffic(u64::from(dirs) * (tokens * u64::from(a.c) * 7 + states));
         self.dispatch(
             key,
             vec![a.ins, a.r.buf, a.y.buf, a.state.buf],
@@ -851,6 +875,8 @@ impl Graph {
             f(a.eps),
         ];
         let [gx, gy] = grid_1d(pairs.div_ceil(rows), self.max_groups());
+        // Reads the four directions' outputs, kt, v, r and the gate; writes the result.
+        self.count_traffic(u64::from(a.m) * u64::from(a.c) * 9);
         self.dispatch(
             key,
             vec![a.ydir.buf, a.ins, a.r.buf, a.gate.buf, a.weights, a.out.buf],

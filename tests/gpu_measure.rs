@@ -1,0 +1,118 @@
+//! The measurements behind `deltawkv bench`'s floors: the compulsory-traffic count of recorded
+//! work, the copy bandwidth, and the `DELTAWKV_ADAPTER` choice of adapter.
+
+mod gpu_common;
+
+use std::sync::Arc;
+
+use deltawkv::engine::Upscaler;
+use deltawkv::gpu::kernels::{Act, LayerNormArgs, MatmulArgs};
+use deltawkv::gpu::{GpuEngine, GpuOptions, measure};
+use deltawkv::model::{Checkpoint, Degradation, ModelConfig};
+use deltawkv::plane::Plane;
+use gpu_common::*;
+
+#[test]
+fn traffic_counts_inputs_weights_and_outputs_once() {
+    let Some(ctx) = ctx() else { return };
+    let (m, n, k) = (37usize, 12usize, 20usize);
+    let mut hs = Harness::new(ctx);
+    let x = hs.input(&rand_vec(1, 2 * m * k, -1.0, 1.0));
+    let w = hs.input(&rand_vec(2, k * n, -1.0, 1.0));
+    let y = hs.zeros(2 * m * n);
+    assert_eq!(hs.graph.traffic_bytes(), 0);
+    hs.graph
+        .matmul(&MatmulArgs {
+            x: x.at(0),
+            x_zs: (m * k) as u32,
+            w: w.at(0),
+            w_zs: 0,
+            y: y.at(0),
+            y_zs: (m * n) as u32,
+            m: m as u32,
+            n: n as u32,
+            k: k as u32,
+            batch_z: 2,
+            act: Act::None,
+            accumulate: true,
+        })
+        .expect("matmul");
+    // two products: X read, Y read and written (accumulate); W shared, read once
+    let matmul = 4 * (2 * (m * k + 2 * m * n) + k * n) as u64;
+    assert_eq!(hs.graph.traffic_bytes(), matmul);
+    let ln_w = hs.input(&rand_vec(3, 2 * n, -1.0, 1.0));
+    let z = hs.zeros(2 * m * n);
+    hs.graph
+        .layer_norm(&LayerNormArgs {
+            x: y.at(0),
+            y: z.at(0),
+            weights: ln_w,
+            w_off: 0,
+            b_off: n as u32,
+            m: (2 * m) as u32,
+            c: n as u32,
+            eps: 1e-5,
+        })
+        .expect("layer norm");
+    assert_eq!(
+        hs.graph.traffic_bytes(),
+        matmul + 4 * (2 * (2 * m * n) + 2 * n) as u64
+    );
+    hs.graph.copy(x.at(0), y.at(0), 10);
+    assert_eq!(
+        hs.graph.traffic_bytes(),
+        matmul + 4 * (2 * (2 * m * n) + 2 * n) as u64 + 80
+    );
+    hs.run();
+}
+
+#[test]
+fn engine_reports_traffic_per_slice_of_its_plans() {
+    let Some(ctx) = ctx() else { return };
+    let cfg = ModelConfig {
+        scale: 2,
+        dim: 32,
+        head_size: 16,
+        groups: 1,
+        blocks_per_group: 2,
+        ffn_ratio: 2,
+        lora_rank_w: 4,
+        lora_rank_a: 4,
+        lora_rank_v: 4,
+        lora_rank_g: 4,
+        degradation: Degradation::Kspace,
+    };
+    let ck = Checkpoint::random(&cfg, 7);
+    let mut eng = GpuEngine::new(Arc::clone(&ctx), &ck, GpuOptions::default()).expect("engine");
+    let slice = |v: f32| Plane {
+        width: 6,
+        height: 5,
+        data: vec![v; 30],
+    };
+    assert!(eng.traffic_bytes_per_slice(2, 5, 6).is_none());
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    eng.upscale(&[slice(0.2), slice(0.7)], &|_, _| {}, &cancel)
+        .expect("run");
+    let two = eng
+        .traffic_bytes_per_slice(2, 5, 6)
+        .expect("plan of batch 2");
+    eng.upscale(&[slice(0.2)], &|_, _| {}, &cancel)
+        .expect("run");
+    let one = eng
+        .traffic_bytes_per_slice(1, 5, 6)
+        .expect("plan of batch 1");
+    // activations scale with the batch, weights do not: per slice, batch 2 moves less
+    assert!(
+        two > 0.0 && one > two,
+        "per slice: batch 1 {one}, batch 2 {two}"
+    );
+    assert!(one < 2.0 * two, "per slice: batch 1 {one}, batch 2 {two}");
+}
+
+#[test]
+fn copy_bandwidth_is_measured() {
+    let Some(ctx) = ctx() else { return };
+    let bw = measure::copy_bandwidth(&ctx).expect("bandwidth");
+    eprintln!("copy bandwidth {:.2} GB/s", bw / 1e9);
+    assert!(bw.is_finite() && bw > 1e6, "{bw}");
+}
