@@ -854,10 +854,9 @@ fn decode_into(
     ) {
         check_j2k(ds, info.rows, info.cols).map_err(decode_err)?;
     }
-    let decoded =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| obj.decode_pixel_data()))
-            .map_err(|_| decode_err("the decoder crashed on this data".into()))?
-            .map_err(|e| decode_err(e.to_string()))?;
+    let decoded = catch_quietly(|| obj.decode_pixel_data())
+        .map_err(|what| decode_err(format!("the decoder crashed on this data ({what})")))?
+        .map_err(|e| decode_err(e.to_string()))?;
     if decoded.rows() as usize != info.rows || decoded.columns() as usize != info.cols {
         return Err(decode_err(format!(
             "decoded size {}x{} differs from Rows/Columns {}x{}",
@@ -1390,4 +1389,51 @@ pub(crate) fn load_folder(folder: &Path, opts: &LoadOptions) -> Result<Volume, V
         .unwrap_or_default();
     let format = format!("DICOM series ({} files), {ts_name}", files.len());
     build_volume(folder, files, None, opts, format)
+}
+
+thread_local! {
+    static QUIET_PANICS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, turning a panic into `Err(message)` without the default "thread panicked" report on
+/// stderr (the third-party pixel decoders panic on some malformed data; the caller reports a clean
+/// error instead). Panics elsewhere, on any thread, are reported as before.
+fn catch_quietly<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if QUIET_PANICS.with(|q| q.get()) {
+                tracing::debug!("pixel decoder panicked: {info}");
+            } else {
+                previous(info);
+            }
+        }));
+    });
+    QUIET_PANICS.with(|q| q.set(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET_PANICS.with(|q| q.set(false));
+    r.map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::catch_quietly;
+
+    #[test]
+    fn decoder_panics_become_errors_with_their_message() {
+        assert_eq!(catch_quietly(|| 7), Ok(7));
+        let r: Result<(), String> = catch_quietly(|| panic!("index out of bounds"));
+        assert_eq!(r, Err("index out of bounds".to_string()));
+        let n = 3;
+        let r: Result<(), String> = catch_quietly(|| panic!("frame {n} too short"));
+        assert_eq!(r, Err("frame 3 too short".to_string()));
+        assert_eq!(catch_quietly(|| "ok"), Ok("ok"));
+    }
 }
