@@ -109,6 +109,10 @@ pub struct Viewer {
     images: HashMap<ImageKey, Result<SliceImage, PaneEmpty>>,
     next_stamp: u64,
     factory: EngineFactory,
+    /// The factory came from [`AppOptions::engine_factory`] (tests): device changes keep it.
+    factory_overridden: bool,
+    /// eframe's wgpu device, for rebuilding the factory when the device choice changes.
+    shared: Option<SharedGpu>,
     /// Where runs continue when the GPU is absent or fails (the CPU reference).
     fallback: Option<EngineFactory>,
     /// Checkpoints of slots A and B.
@@ -177,6 +181,8 @@ impl Viewer {
             images: HashMap::new(),
             next_stamp: 1,
             factory,
+            factory_overridden: opts.engine_factory.is_some(),
+            shared: shared.clone(),
             fallback: backend::fallback_factory(settings.device),
             checkpoints: [
                 opts.checkpoint.clone().or_else(|| {
@@ -544,6 +550,35 @@ impl Viewer {
         }
     }
 
+    /// Changes the inference device (GPU, CPU reference, auto) now: the engine factory is rebuilt
+    /// and every SR run is restarted on the new backend (a running one is cancelled first; its
+    /// late reports are dropped by run id). The engine is made on the worker thread of the new
+    /// run, and the status line names it once it exists.
+    pub fn set_device(&mut self, device: crate::engine::DeviceChoice) {
+        if self.settings.device == device {
+            return;
+        }
+        self.settings.device = device;
+        if !self.factory_overridden {
+            self.factory = backend::engine_factory(device, self.shared.clone());
+        }
+        self.fallback = backend::fallback_factory(device);
+        let mut restarted = false;
+        for slot in Slot::ALL {
+            let wanted = slot == Slot::A || self.settings.compare_b;
+            if wanted && self.runs[slot.index()].is_some() {
+                self.start_run(slot);
+                restarted = true;
+            }
+        }
+        let what = if restarted {
+            ": inference restarts on it"
+        } else {
+            ""
+        };
+        self.info(format!("device: {}{what}", backend::device_label(device)));
+    }
+
     /// Starts (or restarts) inference for `slot` over the prepared session.
     pub fn start_run(&mut self, slot: Slot) {
         self.cancel_run(slot);
@@ -867,7 +902,9 @@ impl Viewer {
     /// The SR volume of `slot` in file units, for export: on the opened file's own voxel axes
     /// (in-plane axes upscaled, slice axis kept; [`Prepared::sr_stored`]) with the affine that
     /// keeps each voxel at its world position, so it overlays the input in any viewer (the grid
-    /// `deltawkv upscale` writes). `Err` while incomplete.
+    /// `deltawkv upscale` writes). In upscale mode the values are those `deltawkv upscale` writes
+    /// (input's intensity scale, not clipped); in simulate mode the clamped SR the metrics
+    /// measure, times the normalisation factor. `Err` while incomplete.
     pub fn sr_export_volume(&self, slot: Slot) -> Result<crate::volume::Volume, String> {
         let p = self.prepared.as_ref().ok_or("nothing loaded")?;
         let run = self.runs[slot.index()]
@@ -884,8 +921,16 @@ impl Viewer {
             .reorient
             .to_stored_volume(&run.volume, &p.sr_stored)
             .ok_or("internal error: the SR volume does not fit the stored grid")?;
-        for x in &mut v.data {
-            *x *= p.norm;
+        if p.gt.is_none() {
+            // Upscale mode: the network's output on the input's intensity scale, unclipped,
+            // exactly as `deltawkv upscale` writes it.
+            p.intensity.restore_volume(&mut v);
+        } else {
+            // Simulate mode: the SR the metrics measure (clamped to [0, 1], as `deltawkv eval`)
+            // in file units: 0 to the 99.5th percentile of the opened volume.
+            for x in &mut v.data {
+                *x *= p.norm;
+            }
         }
         let src = p
             .meta
