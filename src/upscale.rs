@@ -184,7 +184,10 @@ mod tests {
         let want = crate::volume::stats::robust_max(&v.data).expect("max") as f32;
         assert_eq!(normalisation_factor(&v), want);
         assert_eq!(normalisation_factor(&vol(vec![-3.0, -1.0], [2, 1, 1])), 3.0);
-        assert_eq!(normalisation_factor(&vol(vec![0.0, f32::NAN], [2, 1, 1])), 1.0);
+        assert_eq!(
+            normalisation_factor(&vol(vec![0.0, f32::NAN], [2, 1, 1])),
+            1.0
+        );
     }
 
     #[test]

@@ -146,7 +146,7 @@ pub fn shortcuts(v: &mut Viewer, ui: &Ui, req: &mut FrameRequests) {
         v.settings.map_colormap = all[(i + 1) % all.len()];
     }
     if consume(none, Key::F) {
-        v.flip = !v.flip;
+        v.toggle_flip();
     }
     if consume(none, Key::I) {
         v.toggle_lr_interp();
@@ -389,7 +389,7 @@ pub fn toolbar(v: &mut Viewer, ui: &mut Ui) {
                 ui.selectable_value(&mut v.settings.map, Some(m), m.label());
             }
             if ui.selectable_label(v.flip, "flip SR/GT (F)").clicked() {
-                v.flip = !v.flip;
+                v.toggle_flip();
             }
         }
     });

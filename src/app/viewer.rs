@@ -705,7 +705,8 @@ impl Viewer {
             self.settings.map,
             self.settings.map_baseline,
         );
-        if self.flip {
+        // Flip shows GT in the SR pane: only where there is a GT (not in upscale mode).
+        if self.flip && p.gt.is_some() {
             for row in &mut rows {
                 for k in row.iter_mut() {
                     if *k == PaneKind::Sr(Slot::A) {
@@ -864,6 +865,12 @@ impl Viewer {
             self.flip = false;
             self.reprepare_if_needed();
         }
+    }
+
+    /// The F key: shows GT in the SR pane, or SR again; nothing without a GT (upscale mode).
+    pub fn toggle_flip(&mut self) {
+        let has_gt = self.prepared.as_ref().is_some_and(|p| p.gt.is_some());
+        self.flip = has_gt && !self.flip;
     }
 
     /// Cycles the map row: off, |error|, signed, SSIM.
@@ -1143,6 +1150,22 @@ mod tests {
             vec![PaneKind::Lr, PaneKind::Gt, PaneKind::Gt]
         );
         v.flip = false;
+        // Upscale mode has no GT: flip leaves the SR pane alone (and the F key does nothing).
+        v.set_mode(Mode::Upscale);
+        wait_until(&mut v, "upscale session", |v| {
+            v.prepared.as_ref().is_some_and(|p| p.gt.is_none())
+        });
+        v.toggle_flip();
+        assert!(!v.flip);
+        v.flip = true;
+        assert_eq!(v.pane_rows()[0], vec![PaneKind::Lr, PaneKind::Sr(Slot::A)]);
+        v.set_mode(Mode::Simulate);
+        wait_until(&mut v, "simulate session", |v| {
+            v.prepared.as_ref().is_some_and(|p| p.gt.is_some())
+        });
+        v.toggle_flip();
+        assert!(v.flip);
+        v.toggle_flip();
         v.presentation = true;
         v.presentation_index = 0;
         assert_eq!(v.pane_rows(), vec![vec![PaneKind::Lr]]);
