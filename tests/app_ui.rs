@@ -964,3 +964,27 @@ fn switching_the_device_restarts_inference_on_it_and_the_status_line_says_so() {
         );
     }
 }
+
+#[test]
+fn clicking_the_psnr_plot_jumps_to_that_slice() {
+    use egui::Pos2;
+    let mut h = open_crop(test_settings());
+    // Start on the coronal view: a click on the plot also switches to the SR (axial) axis.
+    h.key_press(Key::Y);
+    h.run_steps(2);
+    assert_eq!(h.state().viewer.crosshair.axis, Axis::Coronal);
+    // The plot spans the bottom panel (see the app_simulate_x2 snapshot): slice 1 at x = 89,
+    // slice 6 at x = 1044, so x = 280 is slice 2 (index 1) and x = 853 slice 5 (index 4).
+    for (x, want) in [(280.0, 1), (853.0, 4)] {
+        let p = Pos2::new(x, 600.0);
+        h.hover_at(p);
+        h.run_steps(1);
+        h.drag_at(p);
+        h.run_steps(1);
+        h.drop_at(p);
+        h.run_steps(2);
+        let v = &h.state().viewer;
+        assert_eq!(v.crosshair.axis, Axis::Axial, "click at x = {x}");
+        assert_eq!(v.crosshair.slice(), want, "click at x = {x}");
+    }
+}

@@ -909,7 +909,13 @@ pub fn readout(v: &Viewer, ui: &mut Ui) {
         {
             let name = if slot == Slot::A { "SR" } else { "SR (B)" };
             if x.is_finite() {
-                parts.push(format!("{name} = {:.1}", x * p.norm));
+                // In file units as exported: upscale mode maps back as `deltawkv upscale` does.
+                let file = if p.gt.is_none() {
+                    p.intensity.from_network(x)
+                } else {
+                    x * p.norm
+                };
+                parts.push(format!("{name} = {file:.1}"));
             } else {
                 parts.push(format!("{name} = pending"));
             }
