@@ -434,10 +434,11 @@ fn sr_export_overlays_the_input_like_deltawkv_upscale() {
             .map(|p| p.params.degradation),
         Some(Degradation::Bicubic)
     );
+    // A name typed without extension in the save dialog gets `.nii.gz`.
     let nii = dir.path().join("sr.nii.gz");
     h.state_mut().viewer.handle(Event::Dialog {
         purpose: DialogPurpose::ExportNifti,
-        path: Some(nii.clone()),
+        path: Some(dir.path().join("sr")),
     });
     let t0 = Instant::now();
     while !nii.exists() {

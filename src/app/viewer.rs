@@ -460,15 +460,21 @@ impl Viewer {
         if let Some(dir) = path.parent() {
             self.settings.last_dir = Some(dir.to_path_buf());
         }
+        // Save dialogs return the name as typed: add the format's extension when it is missing.
+        let ext = |p: PathBuf, accepted: &[&str], default: &str| {
+            super::export::with_extension_if_missing(p, accepted, default)
+        };
         match purpose {
             DialogPurpose::OpenFile | DialogPurpose::OpenFolder => self.open(path, None),
             DialogPurpose::Checkpoint(slot) => {
                 self.set_checkpoint(slot, CheckpointSource::File(path))
             }
-            DialogPurpose::ExportNifti => self.export_nifti(path),
-            DialogPurpose::ExportPng => self.pending_png = Some(path),
-            DialogPurpose::ExportCsv => self.export_metrics(path, false),
-            DialogPurpose::ExportJson => self.export_metrics(path, true),
+            DialogPurpose::ExportNifti => {
+                self.export_nifti(ext(path, &[".nii.gz", ".nii"], ".nii.gz"))
+            }
+            DialogPurpose::ExportPng => self.pending_png = Some(ext(path, &[".png"], ".png")),
+            DialogPurpose::ExportCsv => self.export_metrics(ext(path, &[".csv"], ".csv"), false),
+            DialogPurpose::ExportJson => self.export_metrics(ext(path, &[".json"], ".json"), true),
         }
     }
 
