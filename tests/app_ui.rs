@@ -989,3 +989,28 @@ fn clicking_the_psnr_plot_jumps_to_that_slice() {
         assert_eq!(v.crosshair.slice(), want, "click at x = {x}");
     }
 }
+
+#[test]
+fn file_recent_reopens_a_volume() {
+    let crop = data("pd_crop_96x96x6.nii.gz");
+    let mut settings = test_settings();
+    settings.push_recent(&crop);
+    let mut h = harness(AppOptions {
+        open_nothing: true,
+        no_weights_discovery: true,
+        settings: Some(settings),
+        ..Default::default()
+    });
+    h.run_steps(2);
+    assert!(h.state().viewer.loaded.is_none());
+    h.get_by_label("File").click();
+    h.run_steps(2);
+    h.get_by_label("Recent").hover();
+    h.run_steps(2);
+    h.get_by_label(&crop.display().to_string()).click();
+    settle(&mut h);
+    let v = &h.state().viewer;
+    assert!(v.messages.iter().all(|m| !m.error), "{:?}", v.messages);
+    assert_eq!(v.loaded_path(), Some(crop.as_path()));
+    assert!(v.prepared.is_some());
+}
