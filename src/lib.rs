@@ -7,6 +7,7 @@
 //! - [`metrics`]: PSNR and SSIM.
 //! - [`degrade`]: LR simulation (k-space truncation, bicubic) and the interpolation baselines.
 //! - [`engine`]: the interface every backend offers, and backend selection.
+//! - [`upscale`]: volume <-> network intensities and the upscaled output grid (CLI and viewer).
 //! - [`gpu`]: the WGSL inference engine on wgpu.
 //! - [`app`]: the egui viewer (the only module that knows egui).
 //! - [`cli`]: the `deltawkv` command line.
@@ -20,4 +21,5 @@ pub mod gpu;
 pub mod metrics;
 pub mod model;
 pub mod plane;
+pub mod upscale;
 pub mod volume;

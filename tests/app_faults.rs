@@ -517,3 +517,52 @@ fn a_gpu_lost_mid_run_continues_on_the_cpu_reference() {
     assert_eq!(from_gpu, 3);
     assert_eq!(counters.calls.load(Ordering::SeqCst), 4);
 }
+
+#[test]
+fn changing_the_device_while_inference_runs_cancels_it_and_restarts_on_the_new_one() {
+    // The first engine is slow and writes 0.25; after the device change, engines write 0.75.
+    let (factory, counters) = fake_factory(vec![
+        Ok(Script::constant(0.25, 400)),
+        Ok(Script::constant(0.75, 0)),
+    ]);
+    let mut v = viewer(factory, DeviceChoice::Gpu);
+    wait_for(&mut v, "the first slice", |v| {
+        v.runs[0].as_ref().is_some_and(|r| r.n_done >= 1)
+    });
+    let old_run = run_a(&v).run_id;
+    assert!(!run_a(&v).complete(), "the slow run is still going");
+
+    v.set_device(DeviceChoice::Cpu);
+    assert_eq!(v.settings.device, DeviceChoice::Cpu);
+    let run = run_a(&v);
+    assert_ne!(run.run_id, old_run, "a new run starts at once");
+    assert_eq!(run.state, RunState::Starting);
+    assert_eq!(run.n_done, 0, "the new run starts from scratch");
+    settle(&mut v);
+    wait_count(&counters.alive, 0, "engines still alive after the old job");
+    assert!(
+        counters.saw_cancel.load(Ordering::SeqCst),
+        "the old engine saw the cancel"
+    );
+    assert_eq!(counters.created.load(Ordering::SeqCst), 2);
+    let run = run_a(&v);
+    assert!(run.complete(), "{:?}", run.state);
+    assert_eq!(run.engine.as_deref(), Some("fake GPU (0.75)"));
+    assert!(
+        run.volume.data.iter().all(|&x| x == 0.75),
+        "a slice of the cancelled run reached the new volume"
+    );
+    assert!(v.messages.iter().all(|m| !m.error), "{}", messages(&v));
+    assert!(
+        v.messages
+            .iter()
+            .any(|m| m.text.contains("device: CPU reference: inference restarts")),
+        "{}",
+        messages(&v)
+    );
+    // Choosing the same device again changes nothing.
+    let id = run_a(&v).run_id;
+    v.set_device(DeviceChoice::Cpu);
+    assert_eq!(run_a(&v).run_id, id);
+    assert!(!v.busy());
+}

@@ -379,11 +379,14 @@ fn assert_sr_export_matches_the_viewer(v: &deltawkv::app::Viewer, back: &deltawk
                     assert!((c[a] - r[a]).abs() < 1e-3, "not on a display voxel: {c:?}");
                     assert!(r[a] >= 0.0 && (r[a] as usize) < p.grid.dims[a], "{c:?}");
                 }
-                let want = run.volume.data[run.volume.linear_index(r.map(|x| x as usize))] * p.norm;
-                let got = back.data[back.linear_index([i, j, k])];
+                // What the viewer shows (clamped to [0, 1] by the display window) equals the
+                // export on the normalised scale, clamped alike (upscale mode exports unclipped).
+                let shown = run.volume.data[run.volume.linear_index(r.map(|x| x as usize))];
+                let want = shown.clamp(0.0, 1.0);
+                let got = (back.data[back.linear_index([i, j, k])] / p.norm).clamp(0.0, 1.0);
                 assert!(
-                    (got - want).abs() <= 1e-3 * p.norm,
-                    "voxel {:?}: exported {got}, viewer {want}",
+                    (got - want).abs() <= 1e-3,
+                    "voxel {:?}: exported {got}, viewer {want} (normalised)",
                     [i, j, k]
                 );
                 checked += 1;
@@ -405,6 +408,11 @@ fn sr_export_overlays_the_input_like_deltawkv_upscale() {
     };
     let mut ck = (*checkpoint).clone();
     ck.config.degradation = Degradation::Bicubic;
+    // Outputs around 1.2 on the normalised scale: above the 99.5th percentile the viewer's
+    // display clamps to, so an export that clipped like the display would differ.
+    if let Some(b) = ck.tensors.get_mut("conv_last.bias") {
+        b.data.iter_mut().for_each(|x| *x += 1.2);
+    }
     ck.save(&ck_path).expect("save checkpoint");
     let input_path = data("pd_crop_96x96x6.nii.gz");
     let mut h = harness(AppOptions {
@@ -426,10 +434,11 @@ fn sr_export_overlays_the_input_like_deltawkv_upscale() {
             .map(|p| p.params.degradation),
         Some(Degradation::Bicubic)
     );
+    // A name typed without extension in the save dialog gets `.nii.gz`.
     let nii = dir.path().join("sr.nii.gz");
     h.state_mut().viewer.handle(Event::Dialog {
         purpose: DialogPurpose::ExportNifti,
-        path: Some(nii.clone()),
+        path: Some(dir.path().join("sr")),
     });
     let t0 = Instant::now();
     while !nii.exists() {
@@ -491,6 +500,29 @@ fn sr_export_overlays_the_input_like_deltawkv_upscale() {
     assert_eq!(cli.dims, back.dims);
     assert_affine_close(&cli.affine, &back.affine);
     assert_eq!(cli.spacing, back.spacing);
+    // ... and the same values: the input's intensity scale, not clipped at the normalisation.
+    let p = v.prepared.as_ref().expect("prepared");
+    let factor = deltawkv::upscale::normalisation_factor(&input);
+    assert_eq!(p.norm, factor, "the viewer normalises as the command line");
+    let above = cli.data.iter().filter(|x| **x > 1.05 * factor).count();
+    assert!(
+        above * 10 > cli.data.len(),
+        "the comparison needs SR values above the normalisation: {above} of {}",
+        cli.data.len()
+    );
+    let mut max_diff = 0.0f32;
+    for (a, b) in back.data.iter().zip(&cli.data) {
+        max_diff = max_diff.max((a - b).abs());
+    }
+    eprintln!(
+        "viewer export vs deltawkv upscale: max |difference| {max_diff}, factor {factor}, \
+         {above} of {} voxels above 1.05 x factor",
+        cli.data.len()
+    );
+    assert!(
+        max_diff <= 1e-5 * factor,
+        "viewer export vs deltawkv upscale: max |difference| {max_diff} (factor {factor})"
+    );
 }
 
 /// Copies every file of the fixture folders into `dest` (names prefixed by the folder).
@@ -879,4 +911,106 @@ fn an_absent_gpu_is_reported_in_the_message_panel_and_the_run_goes_on() {
             h.state().viewer.messages
         );
     }
+}
+
+#[test]
+fn switching_the_device_restarts_inference_on_it_and_the_status_line_says_so() {
+    use deltawkv::app::session::RunState;
+    use deltawkv::engine::DeviceChoice;
+    // Starts on the CPU reference (test settings); switched to the GPU (lavapipe here) from the
+    // Checkpoints menu while the first run may still be going, then back to the CPU.
+    let mut h = harness(AppOptions {
+        path: Some(data("pd_crop_96x96x6.nii.gz")),
+        checkpoint: Some(tiny_checkpoint(2)),
+        no_weights_discovery: true,
+        settings: Some(test_settings()),
+        ..Default::default()
+    });
+    let t0 = Instant::now();
+    while h.state().viewer.runs[0].is_none() {
+        h.step();
+        assert!(t0.elapsed() < Duration::from_secs(120), "no run started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let first = h.state().viewer.runs[0].as_ref().map(|r| r.run_id);
+    for (device, label, cpu) in [
+        (DeviceChoice::Gpu, "GPU", false),
+        (DeviceChoice::Cpu, "CPU reference", true),
+    ] {
+        let before = h.state().viewer.runs[0].as_ref().map(|r| r.run_id);
+        h.get_by_label("Checkpoints").click();
+        h.run_steps(2);
+        h.get_by_label(label).click();
+        h.run_steps(2);
+        let v = &h.state().viewer;
+        assert_eq!(v.settings.device, device);
+        let run = v.runs[0].as_ref().expect("run");
+        assert_ne!(Some(run.run_id), before, "the run restarts");
+        assert_ne!(Some(run.run_id), first);
+        settle(&mut h);
+        let v = &h.state().viewer;
+        assert!(v.messages.iter().all(|m| !m.error), "{:?}", v.messages);
+        let run = v.runs[0].as_ref().expect("run");
+        assert!(
+            run.complete() && matches!(run.state, RunState::Finished(_)),
+            "{:?}",
+            run.state
+        );
+        let engine = run.engine.clone().expect("engine");
+        assert_eq!(engine.starts_with("CPU"), cpu, "{label}: engine {engine}");
+        let status = format!("device: {label}  |  SR on {engine}");
+        assert!(
+            h.query_by_label(&status).is_some(),
+            "no status line {status:?}"
+        );
+    }
+}
+
+#[test]
+fn clicking_the_psnr_plot_jumps_to_that_slice() {
+    use egui::Pos2;
+    let mut h = open_crop(test_settings());
+    // Start on the coronal view: a click on the plot also switches to the SR (axial) axis.
+    h.key_press(Key::Y);
+    h.run_steps(2);
+    assert_eq!(h.state().viewer.crosshair.axis, Axis::Coronal);
+    // The plot spans the bottom panel (see the app_simulate_x2 snapshot): slice 1 at x = 89,
+    // slice 6 at x = 1044, so x = 280 is slice 2 (index 1) and x = 853 slice 5 (index 4).
+    for (x, want) in [(280.0, 1), (853.0, 4)] {
+        let p = Pos2::new(x, 600.0);
+        h.hover_at(p);
+        h.run_steps(1);
+        h.drag_at(p);
+        h.run_steps(1);
+        h.drop_at(p);
+        h.run_steps(2);
+        let v = &h.state().viewer;
+        assert_eq!(v.crosshair.axis, Axis::Axial, "click at x = {x}");
+        assert_eq!(v.crosshair.slice(), want, "click at x = {x}");
+    }
+}
+
+#[test]
+fn file_recent_reopens_a_volume() {
+    let crop = data("pd_crop_96x96x6.nii.gz");
+    let mut settings = test_settings();
+    settings.push_recent(&crop);
+    let mut h = harness(AppOptions {
+        open_nothing: true,
+        no_weights_discovery: true,
+        settings: Some(settings),
+        ..Default::default()
+    });
+    h.run_steps(2);
+    assert!(h.state().viewer.loaded.is_none());
+    h.get_by_label("File").click();
+    h.run_steps(2);
+    h.get_by_label("Recent").hover();
+    h.run_steps(2);
+    h.get_by_label(&crop.display().to_string()).click();
+    settle(&mut h);
+    let v = &h.state().viewer;
+    assert!(v.messages.iter().all(|m| !m.error), "{:?}", v.messages);
+    assert_eq!(v.loaded_path(), Some(crop.as_path()));
+    assert!(v.prepared.is_some());
 }

@@ -150,6 +150,15 @@ pub fn peek_meta(path: &Path) -> Result<PeekedMeta, String> {
     Ok(PeekedMeta { scale, degradation })
 }
 
+/// Name of a device choice shown to the user.
+pub fn device_label(choice: DeviceChoice) -> &'static str {
+    match choice {
+        DeviceChoice::Auto => "auto",
+        DeviceChoice::Gpu => "GPU",
+        DeviceChoice::Cpu => "CPU reference",
+    }
+}
+
 /// The backend factory for a device choice (see [`crate::engine::create`]). With a real GPU under
 /// eframe, the WGSL engine runs on eframe's own device (`shared`). A software adapter is not
 /// shared: compute work queued on it would hold up the UI's frames, so the engine gets its own

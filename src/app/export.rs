@@ -3,7 +3,7 @@
 //! device). The SR NIfTI export goes through `volume::save_nifti` (atomic) on a worker thread.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use eframe::egui_wgpu::{self, wgpu};
 use serde::Serialize;
@@ -27,6 +27,22 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
     tmp.persist(path)
         .map_err(|e| format!("cannot write {}: {}", path.display(), e.error))?;
     Ok(())
+}
+
+/// `path` with `default` appended when its file name ends in none of `accepted` (case-insensitive,
+/// e.g. `[".nii.gz", ".nii"]`): file dialogs return the name as typed, without the filter's
+/// extension, and the NIfTI writer picks compression from the name.
+pub fn with_extension_if_missing(path: PathBuf, accepted: &[&str], default: &str) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    if name.is_empty() || accepted.iter().any(|e| name.ends_with(e)) {
+        return path;
+    }
+    let mut s = path.into_os_string();
+    s.push(default);
+    PathBuf::from(s)
 }
 
 /// One row of volume metrics.
@@ -359,6 +375,18 @@ mod tests {
         let json = serde_json::to_value(&r).expect("json");
         assert_eq!(json["volume"][0]["psnr"], 30.5);
         assert!(json["slices"][0]["psnr"].is_null());
+    }
+
+    #[test]
+    fn missing_extensions_are_added() {
+        let nii = [".nii.gz", ".nii"];
+        let f = |p: &str| with_extension_if_missing(PathBuf::from(p), &nii, ".nii.gz");
+        assert_eq!(f("/d/brain_sr"), PathBuf::from("/d/brain_sr.nii.gz"));
+        assert_eq!(f("/d/brain.sr"), PathBuf::from("/d/brain.sr.nii.gz"));
+        assert_eq!(f("/d/a.nii"), PathBuf::from("/d/a.nii"));
+        assert_eq!(f("/d/a.NII.GZ"), PathBuf::from("/d/a.NII.GZ"));
+        let png = with_extension_if_missing(PathBuf::from("shot"), &[".png"], ".png");
+        assert_eq!(png, PathBuf::from("shot.png"));
     }
 
     #[test]

@@ -485,7 +485,7 @@ fn run_inference(job: &InferenceJob, send: &dyn Fn(SrEvent)) -> Result<bool, Str
                 Err(e) => return Err(format!("slice {k}: {e}")),
             }
         };
-        let mut plane = out
+        let plane = out
             .into_iter()
             .next()
             .ok_or_else(|| format!("slice {k}: the engine returned nothing"))?;
@@ -503,8 +503,8 @@ fn run_inference(job: &InferenceJob, send: &dyn Fn(SrEvent)) -> Result<bool, Str
                 "slice {k}: the network produced {bad} non-finite values"
             ));
         }
-        // The network output is not clamped; the viewer clamps to [0, 1] (the model spec).
-        plane.data.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
+        // Sent unclamped: `SrRun::apply_stored_slice` clamps in simulate mode (metrics), upscale
+        // mode keeps the values for the export (as `deltawkv upscale`).
         if let Some(d) = done.get_mut(k) {
             *d = true;
         }

@@ -279,7 +279,7 @@ impl eframe::App for DeltaApp {
             }
             egui::Panel::bottom("status").show(ui, |ui| {
                 ui::progress(v, ui);
-                ui::readout(v, ui);
+                ui::status_line(v, ui);
             });
             let simulate = v.prepared.as_ref().is_some_and(|p| p.gt.is_some());
             if v.settings.show_plot && simulate {

@@ -2,11 +2,16 @@
 //! the ground truth (simulate mode), the interpolation baselines and the SR runs, all on one
 //! display grid (the SR grid), plus the pure functions that cut pane slices from them.
 //!
-//! Intensities. Exactly as `deltawkv eval` (src/cli/eval.rs) and training, the opened volume is
-//! divided by its robust maximum (the 99.5th percentile of its finite voxels, or their maximum
-//! when that is not positive) and clipped to [0, 1]; non-finite voxels become 0. Baselines and SR
-//! outputs are clamped to [0, 1]. Every volume here is in those normalised units, PSNR uses a
-//! data range of 1, and the viewer multiplies by the factor to show and export file units.
+//! Intensities. Every volume here is in normalised units (file units divided by [`Prepared::norm`])
+//! and the viewer multiplies by the factor to show and export file units.
+//! - Simulate mode, exactly as `deltawkv eval` (src/cli/eval.rs) and training: the opened volume
+//!   is divided by its robust maximum (the 99.5th percentile of its finite voxels, or their
+//!   maximum when that is not positive) and clipped to [0, 1]; non-finite voxels become 0.
+//!   Baselines and SR outputs are clamped to [0, 1]; PSNR uses a data range of 1.
+//! - Upscale mode, exactly as `deltawkv upscale` ([`crate::upscale`]): the opened volume is divided
+//!   by the same factor without clipping, and the SR volume keeps the network's output unclamped,
+//!   so the NIfTI export equals the command line's output; the display's window clamps what it
+//!   shows. Baselines are clamped to [0, 1].
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +21,7 @@ use super::metrics_cache::{ResultId, Slot};
 use crate::degrade::{self, Baseline};
 use crate::model::Degradation;
 use crate::plane::Plane;
+use crate::upscale::Intensity;
 use crate::volume::{Axis, Volume, VolumeMeta};
 
 /// Percentile of the finite voxels that maps to 1.0 (the normalisation of training and eval).
@@ -311,6 +317,9 @@ pub struct Prepared {
     pub source_orientation: String,
     /// File units per normalised unit (the 99.5th percentile of the opened volume).
     pub norm: f32,
+    /// How SR outputs map back to file units in upscale mode (`deltawkv upscale`'s mapping;
+    /// its factor is [`Self::norm`]).
+    pub intensity: Intensity,
     /// The display (SR) grid: GT, SR and baselines live on it.
     pub grid: Grid,
     /// The LR grid.
@@ -440,7 +449,25 @@ pub fn prepare(
             vol.meta.non_finite
         ));
     }
-    let norm = normalise(&mut vol)?;
+    let (norm, intensity) = match params.mode {
+        Mode::Simulate => {
+            let non_negative = vol.data.iter().filter(|v| v.is_finite()).all(|&v| v >= 0.0);
+            let norm = normalise(&mut vol)?;
+            (
+                norm,
+                Intensity {
+                    factor: norm,
+                    non_negative,
+                },
+            )
+        }
+        Mode::Upscale => {
+            // As `deltawkv upscale`: the same factor, no clipping.
+            let intensity = Intensity::of(&vol);
+            intensity.normalise_volume(&mut vol);
+            (intensity.factor, intensity)
+        }
+    };
     let n_slices = vol.dims[axis.index()];
     let meta = vol.meta.clone();
 
@@ -578,6 +605,7 @@ pub fn prepare(
         meta,
         source_orientation: source_orientation.to_string(),
         norm,
+        intensity,
         grid,
         lr_grid,
         gt,
@@ -637,10 +665,21 @@ impl SrRun {
         }
     }
 
-    /// Stores the upscaled stored slice `k` (file voxel order, as the network returned it);
-    /// returns its canonical SR-axis index, `None` when its size or index does not fit.
+    /// Stores the upscaled stored slice `k` (file voxel order, as the network returned it,
+    /// unclamped); returns its canonical SR-axis index, `None` when its size or index does not
+    /// fit. Simulate mode clamps to [0, 1] (as `deltawkv eval`, for metrics and maps); upscale
+    /// mode keeps the network's values (as `deltawkv upscale`, for the export).
     pub fn apply_stored_slice(&mut self, p: &Prepared, k: usize, plane: &Plane) -> Option<usize> {
         let a = p.params.stored_sr_axis.index();
+        let clamped;
+        let plane = if p.gt.is_some() {
+            let mut c = plane.clone();
+            c.data.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
+            clamped = c;
+            &clamped
+        } else {
+            plane
+        };
         if !p
             .reorient
             .write_slice(&mut self.volume, p.sr_stored_dims, a, k, plane)

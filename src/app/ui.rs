@@ -146,7 +146,7 @@ pub fn shortcuts(v: &mut Viewer, ui: &Ui, req: &mut FrameRequests) {
         v.settings.map_colormap = all[(i + 1) % all.len()];
     }
     if consume(none, Key::F) {
-        v.flip = !v.flip;
+        v.toggle_flip();
     }
     if consume(none, Key::I) {
         v.toggle_lr_interp();
@@ -296,16 +296,11 @@ fn checkpoint_menu(v: &mut Viewer, ui: &mut Ui) {
     ui.separator();
     ui.label("Device");
     let mut dev = v.settings.device;
-    for (d, l) in [
-        (DeviceChoice::Auto, "auto"),
-        (DeviceChoice::Gpu, "GPU"),
-        (DeviceChoice::Cpu, "CPU reference"),
-    ] {
-        ui.radio_value(&mut dev, d, l);
+    for d in [DeviceChoice::Auto, DeviceChoice::Gpu, DeviceChoice::Cpu] {
+        ui.radio_value(&mut dev, d, backend::device_label(d));
     }
     if dev != v.settings.device {
-        v.settings.device = dev;
-        v.info("the device choice applies from the next start of the viewer".into());
+        v.set_device(dev);
     }
     ui.separator();
     if ui.button("Restart inference").clicked() {
@@ -394,7 +389,7 @@ pub fn toolbar(v: &mut Viewer, ui: &mut Ui) {
                 ui.selectable_value(&mut v.settings.map, Some(m), m.label());
             }
             if ui.selectable_label(v.flip, "flip SR/GT (F)").clicked() {
-                v.flip = !v.flip;
+                v.toggle_flip();
             }
         }
     });
@@ -471,8 +466,14 @@ fn volume_info(v: &Viewer, ui: &mut Ui) {
         ui.label(format!("{} x {} x {}", d[0], d[1], d[2]));
         ui.end_row();
         ui.label("1.0 =");
+        let how = if p.gt.is_some() {
+            "intensities are divided by this and clipped to [0, 1], as in training and deltawkv eval"
+        } else {
+            "intensities are divided by this (not clipped) before the network and multiplied \
+             back after it, as in deltawkv upscale"
+        };
         ui.label(format!("{:.1} (99.5th percentile)", p.norm))
-            .on_hover_text("intensities are divided by this and clipped to [0, 1], as in training");
+            .on_hover_text(how);
         ui.end_row();
         if let Some(m) = &p.meta.modality {
             ui.label("modality");
@@ -844,6 +845,38 @@ pub fn psnr_plot(v: &mut Viewer, ui: &mut Ui) {
     }
 }
 
+/// The status line: the cursor readout, and on the right the device choice and the backend
+/// each SR run uses (`starting` until its engine exists).
+pub fn status_line(v: &Viewer, ui: &mut Ui) {
+    ui.horizontal(|ui| {
+        readout(v, ui);
+        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+            ui.weak(device_status(v));
+        });
+    });
+}
+
+/// `device: CPU reference | SR: <backend>` for the status line.
+pub fn device_status(v: &Viewer) -> String {
+    let mut s = format!("device: {}", backend::device_label(v.settings.device));
+    for slot in Slot::ALL {
+        let Some(run) = &v.runs[slot.index()] else {
+            continue;
+        };
+        if slot == Slot::B && !v.settings.compare_b {
+            continue;
+        }
+        let name = if slot == Slot::A { "SR" } else { "SR (B)" };
+        let engine = match (&run.engine, &run.state) {
+            (Some(e), _) => e.clone(),
+            (None, RunState::Starting) => "starting".into(),
+            (None, _) => "-".into(),
+        };
+        s.push_str(&format!("  |  {name} on {engine}"));
+    }
+    s
+}
+
 /// The cursor readout: voxel, position in mm and value of each pane under the mouse.
 pub fn readout(v: &Viewer, ui: &mut Ui) {
     let (Some(p), Some(vox)) = (&v.prepared, v.hover) else {
@@ -876,7 +909,13 @@ pub fn readout(v: &Viewer, ui: &mut Ui) {
         {
             let name = if slot == Slot::A { "SR" } else { "SR (B)" };
             if x.is_finite() {
-                parts.push(format!("{name} = {:.1}", x * p.norm));
+                // In file units as exported: upscale mode maps back as `deltawkv upscale` does.
+                let file = if p.gt.is_none() {
+                    p.intensity.from_network(x)
+                } else {
+                    x * p.norm
+                };
+                parts.push(format!("{name} = {file:.1}"));
             } else {
                 parts.push(format!("{name} = pending"));
             }

@@ -109,6 +109,10 @@ pub struct Viewer {
     images: HashMap<ImageKey, Result<SliceImage, PaneEmpty>>,
     next_stamp: u64,
     factory: EngineFactory,
+    /// The factory came from [`AppOptions::engine_factory`] (tests): device changes keep it.
+    factory_overridden: bool,
+    /// eframe's wgpu device, for rebuilding the factory when the device choice changes.
+    shared: Option<SharedGpu>,
     /// Where runs continue when the GPU is absent or fails (the CPU reference).
     fallback: Option<EngineFactory>,
     /// Checkpoints of slots A and B.
@@ -177,6 +181,8 @@ impl Viewer {
             images: HashMap::new(),
             next_stamp: 1,
             factory,
+            factory_overridden: opts.engine_factory.is_some(),
+            shared: shared.clone(),
             fallback: backend::fallback_factory(settings.device),
             checkpoints: [
                 opts.checkpoint.clone().or_else(|| {
@@ -454,15 +460,21 @@ impl Viewer {
         if let Some(dir) = path.parent() {
             self.settings.last_dir = Some(dir.to_path_buf());
         }
+        // Save dialogs return the name as typed: add the format's extension when it is missing.
+        let ext = |p: PathBuf, accepted: &[&str], default: &str| {
+            super::export::with_extension_if_missing(p, accepted, default)
+        };
         match purpose {
             DialogPurpose::OpenFile | DialogPurpose::OpenFolder => self.open(path, None),
             DialogPurpose::Checkpoint(slot) => {
                 self.set_checkpoint(slot, CheckpointSource::File(path))
             }
-            DialogPurpose::ExportNifti => self.export_nifti(path),
-            DialogPurpose::ExportPng => self.pending_png = Some(path),
-            DialogPurpose::ExportCsv => self.export_metrics(path, false),
-            DialogPurpose::ExportJson => self.export_metrics(path, true),
+            DialogPurpose::ExportNifti => {
+                self.export_nifti(ext(path, &[".nii.gz", ".nii"], ".nii.gz"))
+            }
+            DialogPurpose::ExportPng => self.pending_png = Some(ext(path, &[".png"], ".png")),
+            DialogPurpose::ExportCsv => self.export_metrics(ext(path, &[".csv"], ".csv"), false),
+            DialogPurpose::ExportJson => self.export_metrics(ext(path, &[".json"], ".json"), true),
         }
     }
 
@@ -542,6 +554,35 @@ impl Viewer {
             // Upscale mode follows checkpoint A's geometry: rebuild, runs start when ready.
             self.start_prepare();
         }
+    }
+
+    /// Changes the inference device (GPU, CPU reference, auto) now: the engine factory is rebuilt
+    /// and every SR run is restarted on the new backend (a running one is cancelled first; its
+    /// late reports are dropped by run id). The engine is made on the worker thread of the new
+    /// run, and the status line names it once it exists.
+    pub fn set_device(&mut self, device: crate::engine::DeviceChoice) {
+        if self.settings.device == device {
+            return;
+        }
+        self.settings.device = device;
+        if !self.factory_overridden {
+            self.factory = backend::engine_factory(device, self.shared.clone());
+        }
+        self.fallback = backend::fallback_factory(device);
+        let mut restarted = false;
+        for slot in Slot::ALL {
+            let wanted = slot == Slot::A || self.settings.compare_b;
+            if wanted && self.runs[slot.index()].is_some() {
+                self.start_run(slot);
+                restarted = true;
+            }
+        }
+        let what = if restarted {
+            ": inference restarts on it"
+        } else {
+            ""
+        };
+        self.info(format!("device: {}{what}", backend::device_label(device)));
     }
 
     /// Starts (or restarts) inference for `slot` over the prepared session.
@@ -670,7 +711,8 @@ impl Viewer {
             self.settings.map,
             self.settings.map_baseline,
         );
-        if self.flip {
+        // Flip shows GT in the SR pane: only where there is a GT (not in upscale mode).
+        if self.flip && p.gt.is_some() {
             for row in &mut rows {
                 for k in row.iter_mut() {
                     if *k == PaneKind::Sr(Slot::A) {
@@ -831,6 +873,12 @@ impl Viewer {
         }
     }
 
+    /// The F key: shows GT in the SR pane, or SR again; nothing without a GT (upscale mode).
+    pub fn toggle_flip(&mut self) {
+        let has_gt = self.prepared.as_ref().is_some_and(|p| p.gt.is_some());
+        self.flip = has_gt && !self.flip;
+    }
+
     /// Cycles the map row: off, |error|, signed, SSIM.
     pub fn cycle_map(&mut self) {
         self.settings.map = match self.settings.map {
@@ -867,7 +915,9 @@ impl Viewer {
     /// The SR volume of `slot` in file units, for export: on the opened file's own voxel axes
     /// (in-plane axes upscaled, slice axis kept; [`Prepared::sr_stored`]) with the affine that
     /// keeps each voxel at its world position, so it overlays the input in any viewer (the grid
-    /// `deltawkv upscale` writes). `Err` while incomplete.
+    /// `deltawkv upscale` writes). In upscale mode the values are those `deltawkv upscale` writes
+    /// (input's intensity scale, not clipped); in simulate mode the clamped SR the metrics
+    /// measure, times the normalisation factor. `Err` while incomplete.
     pub fn sr_export_volume(&self, slot: Slot) -> Result<crate::volume::Volume, String> {
         let p = self.prepared.as_ref().ok_or("nothing loaded")?;
         let run = self.runs[slot.index()]
@@ -884,8 +934,16 @@ impl Viewer {
             .reorient
             .to_stored_volume(&run.volume, &p.sr_stored)
             .ok_or("internal error: the SR volume does not fit the stored grid")?;
-        for x in &mut v.data {
-            *x *= p.norm;
+        if p.gt.is_none() {
+            // Upscale mode: the network's output on the input's intensity scale, unclipped,
+            // exactly as `deltawkv upscale` writes it.
+            p.intensity.restore_volume(&mut v);
+        } else {
+            // Simulate mode: the SR the metrics measure (clamped to [0, 1], as `deltawkv eval`)
+            // in file units: 0 to the 99.5th percentile of the opened volume.
+            for x in &mut v.data {
+                *x *= p.norm;
+            }
         }
         let src = p
             .meta
@@ -1098,6 +1156,22 @@ mod tests {
             vec![PaneKind::Lr, PaneKind::Gt, PaneKind::Gt]
         );
         v.flip = false;
+        // Upscale mode has no GT: flip leaves the SR pane alone (and the F key does nothing).
+        v.set_mode(Mode::Upscale);
+        wait_until(&mut v, "upscale session", |v| {
+            v.prepared.as_ref().is_some_and(|p| p.gt.is_none())
+        });
+        v.toggle_flip();
+        assert!(!v.flip);
+        v.flip = true;
+        assert_eq!(v.pane_rows()[0], vec![PaneKind::Lr, PaneKind::Sr(Slot::A)]);
+        v.set_mode(Mode::Simulate);
+        wait_until(&mut v, "simulate session", |v| {
+            v.prepared.as_ref().is_some_and(|p| p.gt.is_some())
+        });
+        v.toggle_flip();
+        assert!(v.flip);
+        v.toggle_flip();
         v.presentation = true;
         v.presentation_index = 0;
         assert_eq!(v.pane_rows(), vec![vec![PaneKind::Lr]]);

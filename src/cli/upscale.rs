@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 
 use crate::engine::{self, DeviceChoice};
 use crate::model::Checkpoint;
-use crate::plane::Plane;
+use crate::upscale::{self, Intensity};
 use crate::volume::{self, Axis, LoadOptions, Volume};
 
 /// Arguments of `deltawkv upscale`.
@@ -96,26 +96,6 @@ pub(crate) fn load_checkpoint(
     Ok((ck, path))
 }
 
-/// The intensity the volume is divided by before the network (its robust maximum, the 99.5th
-/// percentile of the finite voxels; the largest absolute value if that is not positive; 1 for an
-/// all-zero volume).
-pub(crate) fn normalisation_factor(vol: &Volume) -> f32 {
-    let p = vol
-        .percentiles(&[99.5])
-        .first()
-        .copied()
-        .unwrap_or(f32::NAN);
-    if p.is_finite() && p > 0.0 {
-        return p;
-    }
-    let m = vol
-        .data
-        .iter()
-        .filter(|v| v.is_finite())
-        .fold(0.0f32, |a, v| a.max(v.abs()));
-    if m > 0.0 { m } else { 1.0 }
-}
-
 /// A progress bar on stderr (hidden when stderr is not a terminal).
 pub(crate) fn progress_bar(total: usize, what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(total as u64);
@@ -177,19 +157,17 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
     let vol = volume::load(&args.input, &opts)
         .with_context(|| format!("cannot load {}", args.input.display()))?;
     check_output_budget(&vol, args.scale, budget, &args.input)?;
-    let factor = normalisation_factor(&vol);
-    let non_negative = vol.data.iter().filter(|v| v.is_finite()).all(|&v| v >= 0.0);
+    // The intensity mapping and output grid the viewer's upscale mode shares (crate::upscale).
+    let intensity = Intensity::of(&vol);
+    let factor = intensity.factor;
 
     let axis = args.axis;
     let n = vol.slice_count(axis);
     let mut planes = Vec::with_capacity(n);
     for i in 0..n {
-        let mut p = vol
-            .slice(axis, i)
+        let p = intensity
+            .network_input(&vol, axis, i)
             .with_context(|| format!("slice {i} of {} along {axis:?}", args.input.display()))?;
-        for v in &mut p.data {
-            *v = if v.is_finite() { *v / factor } else { 0.0 };
-        }
         planes.push(p);
     }
 
@@ -214,37 +192,16 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
     }
 
     // The input's own voxel order, in-plane axes upscaled; the viewer's export uses the same grid.
-    let (dims, spacing, affine) = vol.upscaled_slice_grid(args.scale, axis, degradation);
-    let mut meta = vol.meta.clone();
-    meta.notes.push(format!(
+    let mut out = upscale::output_grid(&vol, args.scale, axis, degradation);
+    let dims = out.dims;
+    let spacing = out.spacing;
+    out.meta.notes.push(format!(
         "upscaled x{} in-plane ({axis:?}) by Delta-WKV ({}) on {backend}",
         args.scale,
         weights_path.display()
     ));
-    let mut out = Volume {
-        data: vec![0.0; dims.iter().product()],
-        dims,
-        spacing,
-        affine,
-        meta,
-    };
-    for (i, p) in outputs.into_iter().enumerate() {
-        let mut p: Plane = p;
-        for v in &mut p.data {
-            *v *= factor;
-            if non_negative && *v < 0.0 {
-                *v = 0.0;
-            }
-        }
-        if !out.set_slice(axis, i, &p) {
-            bail!(
-                "internal error: slice {i} came back {}x{}, the output grid is {:?}",
-                p.width,
-                p.height,
-                dims
-            );
-        }
-    }
+    upscale::write_outputs(&mut out, axis, &intensity, outputs.iter().map(Some))
+        .context("internal error")?;
     volume::save_nifti(&out, &args.output)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
 
