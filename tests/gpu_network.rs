@@ -233,6 +233,31 @@ fn golden_x2_per_direction_scan() {
     golden_case(2, KernelOptions::from_name("per-direction").unwrap());
 }
 
+/// The chunked scan (`scan_chunk.wgsl`, opt-in) gives the PyTorch goldens, fused and per
+/// direction, and matches the CPU forward pass on batched slices.
+#[test]
+fn golden_x2_chunked_scan() {
+    golden_case(2, KernelOptions::from_name("chunked").unwrap());
+}
+
+#[test]
+fn golden_x4_chunked_scan() {
+    golden_case(4, KernelOptions::from_name("chunked").unwrap());
+}
+
+#[test]
+fn golden_x2_chunked_per_direction_scan() {
+    golden_case(
+        2,
+        KernelOptions::from_name("chunked-per-direction").unwrap(),
+    );
+}
+
+#[test]
+fn cpu_parity_x2_chunked_scan() {
+    cpu_parity_case(2, KernelOptions::from_name("chunked").unwrap());
+}
+
 /// The first engine's kernels (scalar-storage matmul) stay correct: benchmarks compare them.
 #[test]
 fn cpu_parity_x4_baseline_kernels() {
