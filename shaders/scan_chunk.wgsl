@@ -1,7 +1,9 @@
 // The delta-rule recurrence in chunked (WY / DPLR) form: only L / CHUNK steps are sequential
 // instead of L. One workgroup of WG = 256 threads per (image, head[, direction]), looping over
-// chunks of CHUNK = 16 tokens; head size N = 32 (the host selects this kernel only then, and
-// only where the adapter allows 256 invocations and the workgroup memory below).
+// chunks of CHUNK = 16 tokens. The state is always NP = 32 wide: a head size N < 32 is padded
+// with neutral channels (lambda = 1, everything else 0: their state rows and columns stay 0),
+// loaded and stored only for the N real ones. The host selects this kernel for N <= 32 where the
+// adapter allows 256 invocations and the workgroup memory below.
 //
 // Per token (spec): S_t = S_{t-1} diag(lambda_t) + (S_{t-1} alpha_t) beta_t^T + v_t kt_t^T with
 // alpha = -kk, beta = kk * a; y_t = S_t r_t. Within a chunk entered with state S0, with
@@ -27,15 +29,16 @@
 //   P3  W = Z T;
 //   P4  Y (stored) and S_end (thread = row i, columns tq + 8 q, written over S0).
 // DIRS = 1: direction P.dir; DIRS = 4: grid z = direction (y at y_off + d * y_ds, state at
-// state_off + d * s_ds). Template constants: N (= 32), CHUNK (= 16), DIRS.
+// state_off + d * s_ds). Template constants: N (<= 32), CHUNK (= 16), DIRS.
 
 // Params, bindings and position(): scan_common.wgsl.
 
 const WG: u32 = 256u;
-// threads per state row in the row phases (WG / N = 8), each with CHUNK / TPR = 2 tokens
-const TPR: u32 = WG / N;
+const NP: u32 = 32u;
+// threads per state row in the row phases (WG / NP = 8), each with CHUNK / TPR = 2 tokens
+const TPR: u32 = WG / NP;
 // row strides in workgroup memory, padded against bank conflicts
-const SA: u32 = N + 1u;
+const SA: u32 = NP + 1u;
 const SZ: u32 = CHUNK + 1u;
 const CC: u32 = CHUNK * CHUNK;
 // Region A: atil, rtil, bhat, khat [CHUNK][SA] (read in P1 only); then Z, W [N][SZ], T [C][C].
@@ -44,32 +47,33 @@ const O_RT: u32 = CHUNK * SA;
 const O_BH: u32 = 2u * CHUNK * SA;
 const O_KH: u32 = 3u * CHUNK * SA;
 const O_Z: u32 = 0u;
-const O_W: u32 = N * SZ;
-const O_T: u32 = 2u * N * SZ;
+const O_W: u32 = NP * SZ;
+const O_T: u32 = 2u * NP * SZ;
 // Bd, Kd, v [CHUNK][SA]; d_C [N]; Mb, Mk, Bm, Km [C][C]; the state S [N][SA]
 const O_BD: u32 = 4u * CHUNK * SA;
 const O_KD: u32 = 5u * CHUNK * SA;
 const O_V: u32 = 6u * CHUNK * SA;
 const O_DC: u32 = 7u * CHUNK * SA;
-const O_MB: u32 = O_DC + N;
+const O_MB: u32 = O_DC + NP;
 const O_MK: u32 = O_MB + CC;
 const O_BM: u32 = O_MK + CC;
 const O_KM: u32 = O_BM + CC;
 const O_S: u32 = O_KM + CC;
-const TOTAL: u32 = O_S + N * SA;
+const TOTAL: u32 = O_S + NP * SA;
 
 var<workgroup> sm: array<f32, TOTAL>;
 
 // One thread's share of a chunk: the lambdas of its column for all CHUNK tokens (1 past the
-// end), and r, -kk, kk*a, kt, v of its tokens tp and tp + TPR (0 past the end).
+// end and for padding channels), and r, -kk, kk*a, kt, v of its tokens tp and tp + TPR (0 past
+// the end and for padding channels).
 struct Pre {
     lam: array<f32, CHUNK>,
     own: array<f32, 10>,
 }
 
-fn load_chunk(dir: u32, base: u32, ch: u32, t0: u32, tp: u32) -> Pre {
+fn load_chunk(dir: u32, base: u32, ch: u32, real: bool, t0: u32, tp: u32) -> Pre {
     var p: Pre;
-    let cnt = min(CHUNK, P.height * P.width - t0);
+    let cnt = select(0u, min(CHUNK, P.height * P.width - t0), real);
     for (var tt = 0u; tt < CHUNK; tt++) {
         var lam = 1.0;
         if (tt < cnt) {
@@ -109,10 +113,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
     let l = P.height * P.width;
     let base = image * l;
     // staging role: column j, tokens tp, tp + TPR; row roles: row i = j, tokens tq, tq + TPR
-    let j = tid % N;
-    let tp = tid / N;
+    let j = tid % NP;
+    let tp = tid / NP;
     let i = j;
     let tq = tp;
+    let real = j < N;
     let ch = head * N + j;
     // matrix role: entry (ms, mt)
     let ms = tid / CHUNK;
@@ -122,7 +127,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
         sm[O_S + i * SA + tq + TPR * q] = 0.0;
     }
 
-    var pre = load_chunk(dir, base, ch, 0u, tp);
+    var pre = load_chunk(dir, base, ch, real, 0u, tp);
     for (var t0 = 0u; t0 < l; t0 += CHUNK) {
         let cnt = min(CHUNK, l - t0);
 
@@ -164,7 +169,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
             sm[O_DC + j] = dc;
         }
         if (t0 + CHUNK < l) {
-            pre = load_chunk(dir, base, ch, t0 + CHUNK, tp);
+            pre = load_chunk(dir, base, ch, real, t0 + CHUNK, tp);
         }
         workgroupBarrier();
 
@@ -174,7 +179,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
             var mk = 0.0;
             var bm = 0.0;
             var km = 0.0;
-            for (var c = 0u; c < N; c++) {
+            for (var c = 0u; c < NP; c++) {
                 let at = sm[O_AT + mt * SA + c];
                 let rt = sm[O_RT + mt * SA + c];
                 let bh = sm[O_BH + ms * SA + c];
@@ -197,7 +202,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
         var xa1 = 0.0;
         var xr0 = 0.0;
         var xr1 = 0.0;
-        for (var c = 0u; c < N; c++) {
+        for (var c = 0u; c < NP; c++) {
             let s0 = sm[O_S + i * SA + c];
             xa0 = fma(s0, sm[O_AT + t_a * SA + c], xa0);
             xa1 = fma(s0, sm[O_AT + t_b * SA + c], xa1);
@@ -259,10 +264,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
         for (var q = 0u; q < 4u; q++) {
             sm[O_S + i * SA + tq + TPR * q] = sn[q];
         }
-        if (t_a < cnt) {
+        if (real && t_a < cnt) {
             ys[y_off + (base + position(dir, t0 + t_a)) * P.c + head * N + i] = xr0;
         }
-        if (t_b < cnt) {
+        if (real && t_b < cnt) {
             ys[y_off + (base + position(dir, t0 + t_b)) * P.c + head * N + i] = xr1;
         }
         workgroupBarrier();
@@ -271,6 +276,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
     let so = P.state_off + dir * P.s_ds + ((image * P.heads + head) * N + i) * N;
     for (var q = 0u; q < 4u; q++) {
         let c = tq + TPR * q;
-        state[so + c] = sm[O_S + i * SA + c];
+        if (real && c < N) {
+            state[so + c] = sm[O_S + i * SA + c];
+        }
     }
 }

@@ -995,12 +995,17 @@ fn scan_chunked_cols_backward() {
 }
 
 /// Fused directions with the chunked kernel: 13 x 11 (several chunks, partial last), then the
-/// sizes above and 3 x 1 (a single chunk of 3 tokens) with decays near the lower bound.
+/// sizes above and 3 x 1 (a single chunk of 3 tokens) with decays near the lower bound; head
+/// sizes 16 and 8 (the kernel pads the state to 32 x 32).
 #[test]
 fn scan_fused_chunked() {
     scan_fused_case(ScanKernel::Chunked);
     for (k, &(b, h, w)) in CHUNK_SIZES.iter().chain(&[(1, 3, 1)]).enumerate() {
         let data = ScanData::with_decay(1300 + k as u64, (b, h, w, 64, 32), 0.545);
+        scan_fused_on(&data, ScanKernel::Chunked);
+    }
+    for (k, &(c, n)) in [(48, 16), (24, 8)].iter().enumerate() {
+        let data = ScanData::with_decay(1400 + k as u64, (2, 7, 9, c, n), 0.545);
         scan_fused_on(&data, ScanKernel::Chunked);
     }
 }

@@ -103,13 +103,14 @@ pub struct KernelOptions {
     /// 1.6x on a 150-slice volume, with identical results; hence the default.
     pub fused_scan: bool,
     /// `scan_chunk.wgsl` (the chunked WY / DPLR form: 16 tokens per sequential step, one
-    /// workgroup of 256 threads per scan) for head size 32 where the adapter allows 256
-    /// invocations and [`SCAN_CHUNK_BYTES`] of workgroup memory; otherwise as the flags above.
+    /// workgroup of 256 threads per scan, state padded to 32 x 32) for head sizes up to 32
+    /// where the adapter allows 256 invocations and [`SCAN_CHUNK_BYTES`] of workgroup memory;
+    /// otherwise as the flags above.
     /// Opt-in (`chunked`) until measured on the target GPU.
     pub scan_chunked: bool,
 }
 
-/// Workgroup memory of `scan_chunk.wgsl` (N = 32, CHUNK = 16): 5808 f32.
+/// Workgroup memory of `scan_chunk.wgsl` (state padded to 32 x 32, chunks of 16): 5808 f32.
 pub const SCAN_CHUNK_BYTES: u32 = 5808 * 4;
 
 impl Default for KernelOptions {
@@ -812,7 +813,7 @@ impl Graph {
     ) -> Result<(), EngineError> {
         check_head_size(self.max_invocations(), a.head_size)?;
         let n = a.head_size;
-        let key = if n == 32 && self.kernels.scan_chunked && self.can_scan_chunked() {
+        let key = if n <= 32 && self.kernels.scan_chunked && self.can_scan_chunked() {
             KernelKey {
                 kind: Kind::ScanChunk,
                 consts: vec![("N", n), ("CHUNK", 16), ("DIRS", dirs)],
