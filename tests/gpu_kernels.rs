@@ -6,7 +6,8 @@ mod gpu_common;
 
 use deltawkv::gpu::graph::BufId;
 use deltawkv::gpu::kernels::{
-    Act, AttPrepArgs, CombineArgs, ConvArgs, LayerNormArgs, MatmulArgs, ScanArgs, ShiftMixArgs,
+    Act, AttPrepArgs, CombineArgs, ConvArgs, Kind, LayerNormArgs, MatmulArgs, ScanArgs,
+    ShiftMixArgs,
 };
 use deltawkv::gpu::weights::{pack_conv, transpose};
 use deltawkv::model::cpu::ops;
@@ -682,16 +683,33 @@ enum ScanKernel {
     Vec4,
     /// `scan_sg.wgsl`; the test is skipped (with a note) on devices without subgroups.
     Subgroup,
+    /// `scan_chunk.wgsl`; skipped (with a note) where the adapter's limits do not allow it.
+    Chunked,
 }
 
 fn pin_scan(hs: &mut Harness, kind: ScanKernel) -> bool {
     hs.graph.kernels.scan_vec4 = kind != ScanKernel::Scalar;
     hs.graph.kernels.scan_subgroup = kind == ScanKernel::Subgroup;
+    hs.graph.kernels.scan_chunked = kind == ScanKernel::Chunked;
     if kind == ScanKernel::Subgroup && !hs.graph.subgroups {
         eprintln!("SKIPPED: this adapter has no usable subgroups; scan_sg.wgsl not tested");
         return false;
     }
+    if kind == ScanKernel::Chunked && !hs.graph.can_scan_chunked() {
+        eprintln!("SKIPPED: this adapter's limits do not allow scan_chunk.wgsl");
+        return false;
+    }
     true
+}
+
+/// The kernel `pin_scan(kind)` must have recorded.
+fn scan_kind(kind: ScanKernel) -> Kind {
+    match kind {
+        ScanKernel::Scalar => Kind::Scan,
+        ScanKernel::Vec4 => Kind::ScanVec4,
+        ScanKernel::Subgroup => Kind::ScanSg,
+        ScanKernel::Chunked => Kind::ScanChunk,
+    }
 }
 
 /// Seeded scan inputs for `b` images of `h x w` tokens, `c` channels, head size `n`, with the
@@ -712,7 +730,16 @@ struct ScanData {
 }
 
 impl ScanData {
-    fn new(seed: u64, (b, h, w, c, n): (usize, usize, usize, usize, usize)) -> Self {
+    fn new(seed: u64, dims: (usize, usize, usize, usize, usize)) -> Self {
+        Self::with_decay(seed, dims, 0.55)
+    }
+
+    /// Decays lambda uniform in `[lam_lo, 1)` (the model's lie in (0.545, 1)).
+    fn with_decay(
+        seed: u64,
+        (b, h, w, c, n): (usize, usize, usize, usize, usize),
+        lam_lo: f32,
+    ) -> Self {
         let len = b * h * w * c;
         Self {
             b,
@@ -721,7 +748,7 @@ impl ScanData {
             c,
             n,
             r: rand_vec(seed, len, -1.0, 1.0),
-            lambda: rand_vec(seed + 1, len, 0.55, 1.0),
+            lambda: rand_vec(seed + 1, len, lam_lo, 1.0),
             kk: ops::removal_key(&rand_vec(seed + 2, len, -1.0, 1.0), c, n, &vec![1.0; c]),
             a: rand_vec(seed + 3, len, 0.0, 1.0),
             kt: rand_vec(seed + 4, len, -1.0, 1.0),
@@ -822,8 +849,13 @@ impl ScanData {
 }
 
 fn scan_case_with(dir: ops::ScanDirection, kind_: ScanKernel) {
-    let Some(ctx) = ctx() else { return };
     let data = ScanData::new(100 + 10 * dir.index() as u64, (2, 7, 5, 64, 32));
+    scan_case_on(&data, dir, kind_);
+}
+
+/// One direction of `data` with the kernel `kind_`: output and final states against the CPU.
+fn scan_case_on(data: &ScanData, dir: ops::ScanDirection, kind_: ScanKernel) {
+    let Some(ctx) = ctx() else { return };
     let mut hs = Harness::new(ctx);
     if !pin_scan(&mut hs, kind_) {
         return;
@@ -833,11 +865,12 @@ fn scan_case_with(dir: ops::ScanDirection, kind_: ScanKernel) {
     let state = hs.zeros(data.state_len());
     let args = data.args(&mut hs, y, state, dir.index() as u32);
     hs.graph.scan(&args).unwrap();
+    assert_eq!(hs.graph.dispatch_kinds(), [scan_kind(kind_)]);
     hs.run();
     let gpu = hs.read(y, 0, data.len());
     let st = hs.read(state, 0, data.state_len());
     let cpu = data.cpu(dir);
-    let kind = format!(" ({kind_:?} kernel)");
+    let kind = format!(" ({kind_:?} kernel, {}x{})", data.h, data.w);
     check(
         &format!("scan direction {}{kind}", dir.index()),
         &gpu,
@@ -856,8 +889,15 @@ fn scan_case_with(dir: ops::ScanDirection, kind_: ScanKernel) {
 /// per direction: outputs at `y + d * y_ds`, states at `state + d * s_ds`. 13 x 11 tokens cross
 /// several staging chunks.
 fn scan_fused_case(kind_: ScanKernel) {
+    scan_fused_on(
+        &ScanData::new(700 + kind_ as u64, (2, 13, 11, 64, 32)),
+        kind_,
+    );
+}
+
+/// The four directions of `data` in one dispatch of the kernel `kind_`.
+fn scan_fused_on(data: &ScanData, kind_: ScanKernel) {
     let Some(ctx) = ctx() else { return };
-    let data = ScanData::new(700 + kind_ as u64, (2, 13, 11, 64, 32));
     let (len, s_len) = (data.len(), data.state_len());
     let mut hs = Harness::new(ctx);
     if !pin_scan(&mut hs, kind_) {
@@ -870,8 +910,9 @@ fn scan_fused_case(kind_: ScanKernel) {
     hs.graph
         .scan_fused(&args, len as u32, s_len as u32)
         .unwrap();
+    assert_eq!(hs.graph.dispatch_kinds(), [scan_kind(kind_)]);
     hs.run();
-    let kind = format!("{kind_:?}");
+    let kind = format!("{kind_:?} {}x{}", data.h, data.w);
     for d in 0..4 {
         let dir = [
             ops::ScanDirection::RowsForward,
@@ -911,6 +952,62 @@ fn scan_fused_scalar() {
 #[test]
 fn scan_fused_subgroup() {
     scan_fused_case(ScanKernel::Subgroup);
+}
+
+/// The chunked kernel (16-token chunks): sizes that are not multiples of 16 (partial last
+/// chunks, a single partial chunk), decays near the model's lower bound (0.545), each direction.
+const CHUNK_SIZES: [(usize, usize, usize); 3] = [(2, 7, 9), (1, 13, 5), (2, 1, 37)];
+
+fn scan_chunked_case(dir: ops::ScanDirection) {
+    for (k, &(b, h, w)) in CHUNK_SIZES.iter().enumerate() {
+        let seed = 900 + 10 * dir.index() as u64 + 100 * k as u64;
+        scan_case_on(
+            &ScanData::new(seed, (b, h, w, 64, 32)),
+            dir,
+            ScanKernel::Chunked,
+        );
+        scan_case_on(
+            &ScanData::with_decay(seed + 7, (b, h, w, 64, 32), 0.545),
+            dir,
+            ScanKernel::Chunked,
+        );
+    }
+}
+
+#[test]
+fn scan_chunked_rows_forward() {
+    scan_chunked_case(ops::ScanDirection::RowsForward);
+}
+
+#[test]
+fn scan_chunked_rows_backward() {
+    scan_chunked_case(ops::ScanDirection::RowsBackward);
+}
+
+#[test]
+fn scan_chunked_cols_forward() {
+    scan_chunked_case(ops::ScanDirection::ColsForward);
+}
+
+#[test]
+fn scan_chunked_cols_backward() {
+    scan_chunked_case(ops::ScanDirection::ColsBackward);
+}
+
+/// Fused directions with the chunked kernel: 13 x 11 (several chunks, partial last), then the
+/// sizes above and 3 x 1 (a single chunk of 3 tokens) with decays near the lower bound; head
+/// sizes 16 and 8 (the kernel pads the state to 32 x 32).
+#[test]
+fn scan_fused_chunked() {
+    scan_fused_case(ScanKernel::Chunked);
+    for (k, &(b, h, w)) in CHUNK_SIZES.iter().chain(&[(1, 3, 1)]).enumerate() {
+        let data = ScanData::with_decay(1300 + k as u64, (b, h, w, 64, 32), 0.545);
+        scan_fused_on(&data, ScanKernel::Chunked);
+    }
+    for (k, &(c, n)) in [(48, 16), (24, 8)].iter().enumerate() {
+        let data = ScanData::with_decay(1400 + k as u64, (2, 7, 9, c, n), 0.545);
+        scan_fused_on(&data, ScanKernel::Chunked);
+    }
 }
 
 #[test]

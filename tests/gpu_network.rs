@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use deltawkv::engine::{EngineError, Upscaler};
-use deltawkv::gpu::kernels::{KernelOptions, ScanArgs};
+use deltawkv::gpu::kernels::{KernelOptions, Kind, ScanArgs};
 use deltawkv::gpu::{GpuEngine, GpuOptions};
 use deltawkv::model::cpu::{self, ops};
 use deltawkv::model::{Checkpoint, Degradation, ModelConfig};
@@ -93,7 +93,8 @@ fn golden_x4() {
     golden_case(4, KernelOptions::default());
 }
 
-/// The scan kernel on the golden recurrence problem (h = 5, w = 7, N = 8), each direction.
+/// The scan kernel on the golden recurrence problem (h = 5, w = 7, N = 8), each direction; the
+/// default kernel and the chunked one (`scan_chunk.wgsl`, its state padded from 8 to 32).
 #[test]
 fn golden_scan_directions() {
     let Some(ctx) = ctx() else { return };
@@ -118,8 +119,12 @@ fn golden_scan_directions() {
         "scan.y.dir3_cols_backward",
     ];
     let len = (h * w * c) as u32;
-    for (dir, name) in names.iter().enumerate() {
+    for (chunked, (dir, name)) in [false, true]
+        .into_iter()
+        .flat_map(|c| names.iter().enumerate().map(move |d| (c, d)))
+    {
         let mut hs = Harness::new(ctx.clone());
+        hs.graph.kernels.scan_chunked = chunked;
         let ins =
             hs.input(&[lam.clone(), kneg.clone(), kb.clone(), kt.clone(), v.clone()].concat());
         let rb = hs.input(&r);
@@ -144,9 +149,12 @@ fn golden_scan_directions() {
                 dir: dir as u32,
             })
             .unwrap();
+        if chunked && hs.graph.can_scan_chunked() {
+            assert_eq!(hs.graph.dispatch_kinds(), [Kind::ScanChunk]);
+        }
         hs.run();
         check(
-            &format!("scan {name} vs PyTorch golden"),
+            &format!("scan {name} vs PyTorch golden (chunked: {chunked})"),
             &hs.read(y, 0, h * w * c),
             &g(name),
             PARITY,
@@ -231,6 +239,31 @@ fn cpu_parity_x4() {
 #[test]
 fn golden_x2_per_direction_scan() {
     golden_case(2, KernelOptions::from_name("per-direction").unwrap());
+}
+
+/// The chunked scan (`scan_chunk.wgsl`, opt-in) gives the PyTorch goldens, fused and per
+/// direction, and matches the CPU forward pass on batched slices.
+#[test]
+fn golden_x2_chunked_scan() {
+    golden_case(2, KernelOptions::from_name("chunked").unwrap());
+}
+
+#[test]
+fn golden_x4_chunked_scan() {
+    golden_case(4, KernelOptions::from_name("chunked").unwrap());
+}
+
+#[test]
+fn golden_x2_chunked_per_direction_scan() {
+    golden_case(
+        2,
+        KernelOptions::from_name("chunked-per-direction").unwrap(),
+    );
+}
+
+#[test]
+fn cpu_parity_x2_chunked_scan() {
+    cpu_parity_case(2, KernelOptions::from_name("chunked").unwrap());
 }
 
 /// The first engine's kernels (scalar-storage matmul) stay correct: benchmarks compare them.

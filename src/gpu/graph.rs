@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::engine::EngineError;
 
 use super::context::GpuContext;
-use super::kernels::{KernelKey, KernelOptions, PARAM_BYTES, PipelineEntry};
+use super::kernels::{KernelKey, KernelOptions, Kind, PARAM_BYTES, PipelineEntry};
 
 /// A buffer registered in a [`Graph`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -121,6 +121,17 @@ impl Graph {
             .iter()
             .filter(|o| matches!(o, Op::Dispatch { .. }))
             .count()
+    }
+
+    /// The kernels of the recorded dispatches, in order.
+    pub fn dispatch_kinds(&self) -> Vec<Kind> {
+        self.ops
+            .iter()
+            .filter_map(|o| match o {
+                Op::Dispatch { key, .. } => Some(key.kind),
+                _ => None,
+            })
+            .collect()
     }
 
     pub(crate) fn dispatch(

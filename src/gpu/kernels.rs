@@ -30,6 +30,7 @@ pub enum Kind {
     Scan,
     ScanVec4,
     ScanSg,
+    ScanChunk,
     Combine,
 }
 
@@ -45,6 +46,7 @@ impl Kind {
             Kind::Scan => include_str!("../../shaders/scan.wgsl"),
             Kind::ScanVec4 => include_str!("../../shaders/scan_vec4.wgsl"),
             Kind::ScanSg => include_str!("../../shaders/scan_sg.wgsl"),
+            Kind::ScanChunk => include_str!("../../shaders/scan_chunk.wgsl"),
             Kind::Combine => include_str!("../../shaders/combine.wgsl"),
         }
     }
@@ -56,7 +58,9 @@ impl Kind {
                 &[true, true, false]
             }
             Kind::AttPrep => &[true, true, true, false, false],
-            Kind::Scan | Kind::ScanVec4 | Kind::ScanSg => &[true, true, false, false],
+            Kind::Scan | Kind::ScanVec4 | Kind::ScanSg | Kind::ScanChunk => {
+                &[true, true, false, false]
+            }
             Kind::Combine => &[true, true, true, true, true, false],
         }
     }
@@ -72,6 +76,7 @@ impl Kind {
             Kind::Scan => "scan",
             Kind::ScanVec4 => "scan_vec4",
             Kind::ScanSg => "scan_sg",
+            Kind::ScanChunk => "scan_chunk",
             Kind::Combine => "combine",
         }
     }
@@ -97,7 +102,16 @@ pub struct KernelOptions {
     /// a barrier between them). Measured on an H100 (BENCHMARKS.md): 3.3x faster at batch 1 and
     /// 1.6x on a 150-slice volume, with identical results; hence the default.
     pub fused_scan: bool,
+    /// `scan_chunk.wgsl` (the chunked WY / DPLR form: 16 tokens per sequential step, one
+    /// workgroup of 256 threads per scan, state padded to 32 x 32) for head sizes up to 32
+    /// where the adapter allows 256 invocations and [`SCAN_CHUNK_BYTES`] of workgroup memory;
+    /// otherwise as the flags above.
+    /// Opt-in (`chunked`) until measured on the target GPU.
+    pub scan_chunked: bool,
 }
+
+/// Workgroup memory of `scan_chunk.wgsl` (state padded to 32 x 32, chunks of 16): 5808 f32.
+pub const SCAN_CHUNK_BYTES: u32 = 5808 * 4;
 
 impl Default for KernelOptions {
     fn default() -> Self {
@@ -106,6 +120,7 @@ impl Default for KernelOptions {
             scan_vec4: true,
             scan_subgroup: true,
             fused_scan: true,
+            scan_chunked: false,
         }
     }
 }
@@ -118,11 +133,13 @@ impl KernelOptions {
         scan_vec4: true,
         scan_subgroup: false,
         fused_scan: false,
+        scan_chunked: false,
     };
 
     /// Parses a variant name: `default` (also `fused`), `per-direction` (default kernels with one
     /// scan dispatch per direction), `vec4-scan` (default kernels without the subgroup scan),
-    /// `baseline`, `scalar-scan` (default kernels with the scalar scan).
+    /// `baseline`, `scalar-scan` (default kernels with the scalar scan), `chunked` (default kernels
+    /// with the chunked scan, fused directions), `chunked-per-direction`.
     pub fn from_name(name: &str) -> Option<Self> {
         let d = Self::default();
         match name.trim() {
@@ -141,18 +158,29 @@ impl KernelOptions {
                 scan_subgroup: false,
                 ..d
             }),
+            "chunked" => Some(Self {
+                scan_chunked: true,
+                ..d
+            }),
+            "chunked-per-direction" => Some(Self {
+                scan_chunked: true,
+                fused_scan: false,
+                ..d
+            }),
             _ => None,
         }
     }
 
     /// The names [`KernelOptions::from_name`] accepts.
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 8] = [
         "default",
         "fused",
         "per-direction",
         "vec4-scan",
         "baseline",
         "scalar-scan",
+        "chunked",
+        "chunked-per-direction",
     ];
 }
 
@@ -171,7 +199,10 @@ impl KernelKey {
             s.push_str(&format!("const {name}: u32 = {value}u;\n"));
         }
         s.push_str(COMMON);
-        if matches!(self.kind, Kind::Scan | Kind::ScanVec4 | Kind::ScanSg) {
+        if matches!(
+            self.kind,
+            Kind::Scan | Kind::ScanVec4 | Kind::ScanSg | Kind::ScanChunk
+        ) {
             s.push_str(SCAN_COMMON);
         }
         match self.kind {
@@ -786,6 +817,13 @@ impl Graph {
         self.scan_dirs(a, 4, y_ds, s_ds)
     }
 
+    /// Whether the adapter's limits allow `scan_chunk.wgsl` (256 invocations and
+    /// [`SCAN_CHUNK_BYTES`] of workgroup memory); where not, [`KernelOptions::scan_chunked`]
+    /// falls back to the other scan kernels.
+    pub fn can_scan_chunked(&self) -> bool {
+        self.max_invocations() >= 256 && self.max_workgroup_bytes() >= SCAN_CHUNK_BYTES
+    }
+
     fn scan_dirs(
         &mut self,
         a: &ScanArgs,
@@ -795,7 +833,12 @@ impl Graph {
     ) -> Result<(), EngineError> {
         check_head_size(self.max_invocations(), a.head_size)?;
         let n = a.head_size;
-        let key = if n == 32 && self.kernels.scan_subgroup && self.subgroups {
+        let key = if n <= 32 && self.kernels.scan_chunked && self.can_scan_chunked() {
+            KernelKey {
+                kind: Kind::ScanChunk,
+                consts: vec![("N", n), ("CHUNK", 16), ("DIRS", dirs)],
+            }
+        } else if n == 32 && self.kernels.scan_subgroup && self.subgroups {
             // Six staged vectors per token, double-buffered; chunks of a multiple of 4 tokens.
             let chunk = (self.max_workgroup_bytes() / (2 * 4 * 6 * n)).clamp(4, 16) / 4 * 4;
             KernelKey {
