@@ -110,6 +110,16 @@ fn engine_reports_traffic_per_slice_of_its_plans() {
 }
 
 #[test]
+fn bandwidth_kernel_copies_every_element() {
+    let Some(ctx) = ctx() else { return };
+    // 1,000,004 floats: 250,001 vec4s, not a multiple of the 256-wide workgroups
+    let data = rand_vec(11, 1_000_004, -3.0, 3.0);
+    let out = measure::bandwidth_kernel_copy(&ctx, &data).expect("copy");
+    assert_eq!(out, data);
+    assert!(measure::bandwidth_kernel_copy(&ctx, &data[..6]).is_err());
+}
+
+#[test]
 fn copy_bandwidth_is_measured() {
     let Some(ctx) = ctx() else { return };
     let bw = measure::copy_bandwidth(&ctx).expect("bandwidth");

@@ -145,7 +145,7 @@ struct GpuReport {
     /// Compulsory memory traffic per slice of the engine's kernels (inputs read once, outputs
     /// written once per kernel), bytes.
     traffic_bytes_per_slice: f64,
-    /// Measured device-memory bandwidth (buffer copy, read plus written), GB/s.
+    /// Measured device-memory bandwidth (coalesced compute-shader copy, read plus written), GB/s.
     bandwidth_gbs: f64,
     /// Bandwidth floor: the traffic over the measured bandwidth.
     bandwidth_floor_seconds_per_slice: f64,
@@ -451,7 +451,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             g.ratio_to_floor
         );
         println!(
-            "bandwidth floor: {:.1} ms/slice ({:.1} MB of compulsory traffic at the measured {:.0} GB/s copy bandwidth); roofline floor {:.1} ms/slice, engine at {:.1}x",
+            "bandwidth floor: {:.1} ms/slice ({:.1} MB of compulsory traffic at the measured {:.0} GB/s of a compute-shader copy); roofline floor {:.1} ms/slice, engine at {:.1}x",
             g.bandwidth_floor_seconds_per_slice * 1e3,
             g.traffic_bytes_per_slice / 1e6,
             g.bandwidth_gbs,
