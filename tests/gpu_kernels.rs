@@ -420,14 +420,25 @@ fn matmul_v4_tile_64_wide() {
     );
 }
 
-#[test]
-fn layer_norm() {
+/// LayerNorm of `m` tokens of `c` channels with values in `[lo, hi)`, against the CPU reference;
+/// `rows` selects `layer_norm_rows.wgsl` (`KernelOptions::layer_norm_rows`), and the recorded
+/// kernel is asserted (`expect`).
+#[allow(clippy::too_many_arguments)]
+fn layer_norm_case(
+    seed: u64,
+    m: usize,
+    c: usize,
+    (lo, hi): (f32, f32),
+    rows: bool,
+    expect: Kind,
+    tol: f64,
+) {
     let Some(ctx) = ctx() else { return };
-    let (m, c) = (37usize, 24usize);
-    let xv: Vec<f32> = rand_vec(50, m * c, -2.0, 3.0);
-    let wv = rand_vec(51, c, 0.5, 1.5);
-    let bv = rand_vec(52, c, -0.3, 0.3);
+    let xv: Vec<f32> = rand_vec(seed, m * c, lo, hi);
+    let wv = rand_vec(seed + 1, c, 0.5, 1.5);
+    let bv = rand_vec(seed + 2, c, -0.3, 0.3);
     let mut hs = Harness::new(ctx);
+    hs.graph.kernels.layer_norm_rows = rows;
     let x = hs.input(&xv);
     let mut wb = wv.clone();
     wb.extend_from_slice(&bv);
@@ -445,10 +456,47 @@ fn layer_norm() {
             eps: ops::LN_EPS,
         })
         .unwrap();
+    assert_eq!(hs.graph.dispatch_kinds(), [expect]);
     hs.run();
     let gpu = hs.read(y, 0, m * c);
     let cpu = ops::layer_norm(&xv, c, &wv, &bv, ops::LN_EPS);
-    check("layer_norm 37 x 24", &gpu, &cpu, REDUCTION);
+    check(
+        &format!("{expect:?} {m} x {c}, values in [{lo}, {hi})"),
+        &gpu,
+        &cpu,
+        tol,
+    );
+}
+
+#[test]
+fn layer_norm() {
+    layer_norm_case(50, 37, 24, (-2.0, 3.0), false, Kind::LayerNorm, REDUCTION);
+}
+
+/// The coalesced kernel: channel counts that fill rows of 32 lanes three times (96), partly (40),
+/// or narrower rows (13: 16 lanes, 1: one lane); token counts that are not multiples of the rows
+/// per workgroup (35 = 7 x 5, 1); values around 0 and around 100 (the centred variance).
+#[test]
+fn layer_norm_rows() {
+    for (i, &c) in [96usize, 40, 13, 1].iter().enumerate() {
+        for m in [35usize, 1] {
+            for range in [(-2.0, 3.0), (99.0, 101.0)] {
+                let seed = 500 + 10 * i as u64 + m as u64;
+                layer_norm_case(seed, m, c, range, true, Kind::LayerNormRows, ELEMENTWISE);
+            }
+        }
+    }
+    // The largest channel count it handles (8 values per lane), then the fallback beyond it.
+    layer_norm_case(
+        560,
+        35,
+        256,
+        (99.0, 101.0),
+        true,
+        Kind::LayerNormRows,
+        ELEMENTWISE,
+    );
+    layer_norm_case(570, 35, 257, (-2.0, 3.0), true, Kind::LayerNorm, REDUCTION);
 }
 
 fn shift_mix_case(name: &str, nmix: usize) {

@@ -266,6 +266,23 @@ fn cpu_parity_x2_chunked_scan() {
     cpu_parity_case(2, KernelOptions::from_name("chunked").unwrap());
 }
 
+/// The coalesced LayerNorm (`layer_norm_rows.wgsl`, opt-in) gives the PyTorch goldens and matches
+/// the CPU forward pass on batched slices.
+#[test]
+fn golden_x2_ln_rows() {
+    golden_case(2, KernelOptions::from_name("ln-rows").unwrap());
+}
+
+#[test]
+fn golden_x4_ln_rows() {
+    golden_case(4, KernelOptions::from_name("ln-rows").unwrap());
+}
+
+#[test]
+fn cpu_parity_x2_ln_rows() {
+    cpu_parity_case(2, KernelOptions::from_name("ln-rows").unwrap());
+}
+
 /// The first engine's kernels (scalar-storage matmul) stay correct: benchmarks compare them.
 #[test]
 fn cpu_parity_x4_baseline_kernels() {

@@ -25,6 +25,7 @@ pub enum Kind {
     Matmul,
     MatmulV4,
     LayerNorm,
+    LayerNormRows,
     ShiftMix,
     AttPrep,
     Scan,
@@ -41,6 +42,7 @@ impl Kind {
             Kind::Matmul => include_str!("../../shaders/matmul.wgsl"),
             Kind::MatmulV4 => include_str!("../../shaders/matmul_v4.wgsl"),
             Kind::LayerNorm => include_str!("../../shaders/layer_norm.wgsl"),
+            Kind::LayerNormRows => include_str!("../../shaders/layer_norm_rows.wgsl"),
             Kind::ShiftMix => include_str!("../../shaders/shift_mix.wgsl"),
             Kind::AttPrep => include_str!("../../shaders/att_prep.wgsl"),
             Kind::Scan => include_str!("../../shaders/scan.wgsl"),
@@ -54,9 +56,12 @@ impl Kind {
     /// Storage bindings after the uniform at binding 0: `true` = read-only.
     pub(crate) fn storage_bindings(self) -> &'static [bool] {
         match self {
-            Kind::Conv3x3 | Kind::Matmul | Kind::MatmulV4 | Kind::LayerNorm | Kind::ShiftMix => {
-                &[true, true, false]
-            }
+            Kind::Conv3x3
+            | Kind::Matmul
+            | Kind::MatmulV4
+            | Kind::LayerNorm
+            | Kind::LayerNormRows
+            | Kind::ShiftMix => &[true, true, false],
             Kind::AttPrep => &[true, true, true, false, false],
             Kind::Scan | Kind::ScanVec4 | Kind::ScanSg | Kind::ScanChunk => {
                 &[true, true, false, false]
@@ -71,6 +76,7 @@ impl Kind {
             Kind::Matmul => "matmul",
             Kind::MatmulV4 => "matmul_v4",
             Kind::LayerNorm => "layer_norm",
+            Kind::LayerNormRows => "layer_norm_rows",
             Kind::ShiftMix => "shift_mix",
             Kind::AttPrep => "att_prep",
             Kind::Scan => "scan",
@@ -108,7 +114,15 @@ pub struct KernelOptions {
     /// otherwise as the flags above.
     /// Opt-in (`chunked`) until measured on the target GPU.
     pub scan_chunked: bool,
+    /// `layer_norm_rows.wgsl` (one row of up to 32 threads per token, coalesced loads, the
+    /// channels kept in registers, tree reductions in workgroup memory) for up to
+    /// [`LAYER_NORM_ROWS_MAX_C`] channels; the one-thread-per-token `layer_norm.wgsl` otherwise
+    /// or when off. Opt-in (`ln-rows`) until measured on the target GPU.
+    pub layer_norm_rows: bool,
 }
+
+/// Most channels `layer_norm_rows.wgsl` handles (8 registers per thread, rows of 32 lanes).
+pub const LAYER_NORM_ROWS_MAX_C: u32 = 256;
 
 /// Workgroup memory of `scan_chunk.wgsl` (state padded to 32 x 32, chunks of 16): 5808 f32.
 pub const SCAN_CHUNK_BYTES: u32 = 5808 * 4;
@@ -121,6 +135,7 @@ impl Default for KernelOptions {
             scan_subgroup: true,
             fused_scan: true,
             scan_chunked: false,
+            layer_norm_rows: false,
         }
     }
 }
@@ -134,12 +149,14 @@ impl KernelOptions {
         scan_subgroup: false,
         fused_scan: false,
         scan_chunked: false,
+        layer_norm_rows: false,
     };
 
     /// Parses a variant name: `default` (also `fused`), `per-direction` (default kernels with one
     /// scan dispatch per direction), `vec4-scan` (default kernels without the subgroup scan),
     /// `baseline`, `scalar-scan` (default kernels with the scalar scan), `chunked` (default kernels
-    /// with the chunked scan, fused directions), `chunked-per-direction`.
+    /// with the chunked scan, fused directions), `chunked-per-direction`, `ln-rows` (default
+    /// kernels with the coalesced LayerNorm).
     pub fn from_name(name: &str) -> Option<Self> {
         let d = Self::default();
         match name.trim() {
@@ -167,12 +184,16 @@ impl KernelOptions {
                 fused_scan: false,
                 ..d
             }),
+            "ln-rows" => Some(Self {
+                layer_norm_rows: true,
+                ..d
+            }),
             _ => None,
         }
     }
 
     /// The names [`KernelOptions::from_name`] accepts.
-    pub const NAMES: [&'static str; 8] = [
+    pub const NAMES: [&'static str; 9] = [
         "default",
         "fused",
         "per-direction",
@@ -181,6 +202,7 @@ impl KernelOptions {
         "scalar-scan",
         "chunked",
         "chunked-per-direction",
+        "ln-rows",
     ];
 }
 
@@ -714,16 +736,37 @@ impl Graph {
         )
     }
 
-    /// Appends a LayerNorm.
+    /// Appends a LayerNorm: `layer_norm_rows.wgsl` when [`KernelOptions::layer_norm_rows`] is on
+    /// and `a.c` is at most [`LAYER_NORM_ROWS_MAX_C`], `layer_norm.wgsl` otherwise.
     pub fn layer_norm(&mut self, a: &LayerNormArgs) -> Result<(), EngineError> {
-        let wg = 64u32;
-        let key = KernelKey {
-            kind: Kind::LayerNorm,
-            consts: vec![("WG", wg)],
+        let rows_kernel = self.kernels.layer_norm_rows
+            && (1..=LAYER_NORM_ROWS_MAX_C).contains(&a.c)
+            && self.max_invocations() >= 128;
+        let (key, groups) = if rows_kernel {
+            // Rows of up to 32 lanes (a power of 2, no wider than the channels), 128 threads.
+            let r = a.c.next_power_of_two().min(32);
+            let rows = 128 / r;
+            let key = KernelKey {
+                kind: Kind::LayerNormRows,
+                consts: vec![
+                    ("R", r),
+                    ("ROWS", rows),
+                    ("WG", r * rows),
+                    ("K", a.c.div_ceil(r)),
+                ],
+            };
+            (key, a.m.div_ceil(rows))
+        } else {
+            let wg = 64u32;
+            let key = KernelKey {
+                kind: Kind::LayerNorm,
+                consts: vec![("WG", wg)],
+            };
+            (key, a.m.div_ceil(wg))
         };
         let params = vec![a.m, a.c, a.x.off, a.y.off, a.w_off, a.b_off, f(a.eps)];
         self.count_traffic(2 * u64::from(a.m) * u64::from(a.c) + 2 * u64::from(a.c));
-        let [gx, gy] = grid_1d(a.m.div_ceil(wg), self.max_groups());
+        let [gx, gy] = grid_1d(groups, self.max_groups());
         self.dispatch(key, vec![a.x.buf, a.weights, a.y.buf], params, [gx, gy, 1])
     }
 
