@@ -57,7 +57,7 @@ for v in d.get("kernel_variants", []):
         print(f"      {k['kernel']:<34} {k['dispatches']:5d} {1e3 * k['seconds']:9.2f} ms {100 * k['seconds'] / tot:5.1f}%")
 PY
 }
-V=${VARIANTS:-default,chunked,vec4-scan}
+V=${VARIANTS:-default,ln-rows,chunked}
 # 1. parity of the variants against the CPU reference; tells which GPU the engine runs on
 bench parity_x2_32 40 --scale 2 --size 32x32 --slices 4 --cpu-slices 4 --repeat 1 --weights $W2 --kernels $V,per-direction
 BUS=$(python3 -c "
@@ -109,8 +109,8 @@ evals() { # scale, weights
 evals 4 $W4
 # 5. the PyTorch reference on the same GPU, same checkpoints (bf16 only at 128: it was no faster)
 echo "== torch ($(el) s)" | tee -a "$LOG"
-PYTHONUNBUFFERED=1 timeout ${T_TORCH:-150} python3 train/bench_torch.py --sizes 128,256 --bf16-sizes 128 \
-  --budget ${TORCH_BUDGET:-120} --repeat 1 --json "$OUT/torch.json" 2>&1 | grep -v Warning | tail -n 30 | tee -a "$LOG"
+PYTHONUNBUFFERED=1 timeout ${T_TORCH:-200} python3 train/bench_torch.py --sizes 128,256 --bf16-sizes 128 \
+  --budget ${TORCH_BUDGET:-150} --repeat 1 --json "$OUT/torch.json" 2>&1 | grep -v Warning | tail -n 30 | tee -a "$LOG"
 # 6. x2 eval on the weights the training ends with
 if [ "${TRAIN:-1}" = 1 ]; then
   wait $TRAIN_PID
