@@ -25,31 +25,9 @@ B=.devbin/deltawkv
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
 W2=weights/dwkv3m_x2.safetensors
 W4=weights/dwkv3m_x4.safetensors
-bench() { # name, timeout, args...
-  local name=$1 t=$2; shift 2
-  echo "== $name ($(( $(date +%s) - T0 )) s): $*"
-  timeout "$t" "$B" bench --device gpu --json "$@" > "/tmp/$name.json" 2> "/tmp/$name.err"
-  echo "rc=$?"
-  { echo "== $name"; cat "/tmp/$name.err"; } >> "$OUT/bench.err"
-  python3 - "/tmp/$name.json" "$name" "$OUT/bench.jsonl" <<'EOF'
-import json, sys
-try:
-    d = json.load(open(sys.argv[1]))
-except Exception as e:  # noqa: BLE001
-    print("  no result:", e); sys.exit(0)
-with open(sys.argv[3], "a") as f:
-    f.write(json.dumps({"name": sys.argv[2], "result": d}) + "\n")
-g = d.get("gpu") or {}
-print(f"  batch {g.get('batch')} matmul {g.get('matmul_gflops', 0):.0f} GFLOP/s")
-for v in d.get("kernel_variants", []):
-    e = v.get("max_rel_error_gpu_vs_cpu")
-    print(f"  {v['kernels']:<12} {1e3 * v['seconds_per_slice']:9.2f} ms/slice  x{v['time_vs_first']:.2f}"
-          f"  first {v['first_run_seconds']:.2f} s" + (f"  err {e:.1e}" if e is not None else ""))
-    tot = sum(k["seconds"] for k in v["profile"]) or 1
-    for k in v["profile"][:6]:
-        print(f"      {k['kernel']:<34} {k['dispatches']:5d} {1e3 * k['seconds']:9.2f} ms {100 * k['seconds'] / tot:5.1f}%")
-EOF
-}
+ERRLOG="$OUT/bench.err"
+# shellcheck source=scripts/device_bench_lib.sh
+source scripts/device_bench_lib.sh
 V=${VARIANTS:-default,vec4-scan,per-direction}
 if [ "${LARGE:-0}" = 1 ]; then
   # the larger slice sizes of issue 8, default kernels only

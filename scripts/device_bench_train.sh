@@ -30,33 +30,9 @@ W2=weights/dwkv3m_x2.safetensors
 W4=weights/dwkv3m_x4.safetensors
 export DELTAWKV_ADAPTER=${DELTAWKV_ADAPTER:-0}
 el() { echo $(( $(date +%s) - T0 )); }
-bench() { # name, timeout, args...
-  local name=$1 t=$2; shift 2
-  echo "== $name ($(el) s): $*" | tee -a "$LOG"
-  timeout "$t" "$B" bench --device gpu --json "$@" > "/tmp/$name.json" 2> "/tmp/$name.err"
-  echo "rc=$?" | tee -a "$LOG"
-  cat "/tmp/$name.err" >> "$LOG"
-  python3 - "/tmp/$name.json" "$name" "$OUT/bench.jsonl" <<'PY'
-import json, sys
-try:
-    d = json.load(open(sys.argv[1]))
-except Exception as e:  # noqa: BLE001
-    print("  no result:", e); sys.exit(0)
-with open(sys.argv[3], "a") as f:
-    f.write(json.dumps({"name": sys.argv[2], "result": d}) + "\n")
-g = d.get("gpu") or {}
-print(f"  {g.get('adapter')} [{g.get('pci_bus_id')}] batch {g.get('batch')} matmul {g.get('matmul_gflops', 0):.0f} GFLOP/s"
-      f" bw {g.get('bandwidth_gbs', 0):.0f} GB/s floor {1e3 * g.get('floor_seconds_per_slice', 0):.2f}"
-      f" bw-floor {1e3 * g.get('bandwidth_floor_seconds_per_slice', 0):.2f} ms/slice")
-for v in d.get("kernel_variants", []):
-    e = v.get("max_rel_error_gpu_vs_cpu")
-    print(f"  {v['kernels']:<12} {1e3 * v['seconds_per_slice']:9.2f} ms/slice  x{v['time_vs_first']:.2f}"
-          f"  first {v['first_run_seconds']:.2f} s" + (f"  err {e:.1e}" if e is not None else ""))
-    tot = sum(k["seconds"] for k in v["profile"]) or 1
-    for k in v["profile"][:8]:
-        print(f"      {k['kernel']:<34} {k['dispatches']:5d} {1e3 * k['seconds']:9.2f} ms {100 * k['seconds'] / tot:5.1f}%")
-PY
-}
+ERRLOG="$LOG"
+# shellcheck source=scripts/device_bench_lib.sh
+source scripts/device_bench_lib.sh
 V=${VARIANTS:-default,ln-rows,chunked}
 # 1. parity of the variants against the CPU reference; tells which GPU the engine runs on
 bench parity_x2_32 40 --scale 2 --size 32x32 --slices 4 --cpu-slices 4 --repeat 1 --weights $W2 --kernels $V,per-direction
