@@ -5,7 +5,7 @@ mod gpu_common;
 use std::path::Path;
 use std::process::Command;
 
-use deltawkv::model::{Checkpoint, Degradation, ModelConfig};
+use deltawkv::model::{Checkpoint, Degradation};
 use deltawkv::volume::{self, LoadOptions, Volume, VolumeMeta};
 use gpu_common::*;
 
@@ -19,19 +19,7 @@ fn exe() -> Command {
 }
 
 fn tiny_checkpoint(dir: &Path, degradation: Degradation) -> std::path::PathBuf {
-    let cfg = ModelConfig {
-        scale: 2,
-        dim: 16,
-        head_size: 8,
-        groups: 1,
-        blocks_per_group: 2,
-        ffn_ratio: 2,
-        lora_rank_w: 4,
-        lora_rank_a: 4,
-        lora_rank_v: 4,
-        lora_rank_g: 4,
-        degradation,
-    };
+    let cfg = small_config(degradation);
     let path = dir.join("tiny_x2.safetensors");
     Checkpoint::random(&cfg, 3).save(&path).unwrap();
     path

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use deltawkv::engine::Upscaler;
 use deltawkv::gpu::kernels::{Act, LayerNormArgs, MatmulArgs};
 use deltawkv::gpu::{GpuEngine, GpuOptions, measure};
-use deltawkv::model::{Checkpoint, Degradation, ModelConfig};
+use deltawkv::model::{Checkpoint, Degradation};
 use deltawkv::plane::Plane;
 use gpu_common::*;
 
@@ -69,19 +69,7 @@ fn traffic_counts_inputs_weights_and_outputs_once() {
 #[test]
 fn engine_reports_traffic_per_slice_of_its_plans() {
     let Some(ctx) = ctx() else { return };
-    let cfg = ModelConfig {
-        scale: 2,
-        dim: 32,
-        head_size: 16,
-        groups: 1,
-        blocks_per_group: 2,
-        ffn_ratio: 2,
-        lora_rank_w: 4,
-        lora_rank_a: 4,
-        lora_rank_v: 4,
-        lora_rank_g: 4,
-        degradation: Degradation::Kspace,
-    };
+    let cfg = small_config(Degradation::Kspace);
     let ck = Checkpoint::random(&cfg, 7);
     let mut eng = GpuEngine::new(Arc::clone(&ctx), &ck, GpuOptions::default()).expect("engine");
     let slice = |v: f32| Plane {

@@ -9,25 +9,12 @@ use deltawkv::engine::{self, DeviceChoice, EngineError, Upscaler};
 use deltawkv::gpu::select::GpuWithFallback;
 use deltawkv::gpu::{GpuContext, GpuEngine, GpuOptions};
 use deltawkv::model::cpu;
-use deltawkv::model::{Checkpoint, Degradation, ModelConfig};
+use deltawkv::model::{Checkpoint, Degradation};
 use deltawkv::plane::Plane;
 use gpu_common::*;
 
 fn tiny() -> Checkpoint {
-    let cfg = ModelConfig {
-        scale: 2,
-        dim: 16,
-        head_size: 8,
-        groups: 1,
-        blocks_per_group: 2,
-        ffn_ratio: 2,
-        lora_rank_w: 4,
-        lora_rank_a: 4,
-        lora_rank_v: 4,
-        lora_rank_g: 4,
-        degradation: Degradation::Kspace,
-    };
-    Checkpoint::random(&cfg, 5)
+    Checkpoint::random(&small_config(Degradation::Kspace), 5)
 }
 
 fn quiet(_: usize, _: usize) {}

@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use deltawkv::gpu::GpuContext;
 use deltawkv::gpu::graph::{BufId, Graph, read_buffer, storage_buffer, storage_buffer_init};
+use deltawkv::model::{Degradation, ModelConfig};
 use rand::{Rng, SeedableRng};
 
 /// The test device. Without an adapter the tests FAIL (CI installs lavapipe), unless
@@ -25,6 +26,24 @@ pub fn ctx() -> Option<Arc<GpuContext>> {
                 );
             }
         }
+    }
+}
+
+/// The smallest useful x2 configuration (C 16, head 8, one group of two blocks, LoRA ranks 4):
+/// every kernel runs, in well under a second on lavapipe.
+pub fn small_config(degradation: Degradation) -> ModelConfig {
+    ModelConfig {
+        scale: 2,
+        dim: 16,
+        head_size: 8,
+        groups: 1,
+        blocks_per_group: 2,
+        ffn_ratio: 2,
+        lora_rank_w: 4,
+        lora_rank_a: 4,
+        lora_rank_v: 4,
+        lora_rank_g: 4,
+        degradation,
     }
 }
 
