@@ -82,27 +82,41 @@ fn lost_device_falls_back_to_cpu() {
     let second = u
         .upscale(&planes(), &quiet, &AtomicBool::new(false))
         .unwrap();
-    let notices = u.take_notices();
-    assert_eq!(notices.len(), 1, "{notices:?}");
-    assert!(notices[0].contains("CPU reference"), "{notices:?}");
-    assert!(
-        u.describe().starts_with("CPU reference"),
-        "{}",
-        u.describe()
+    let reference = assert_fell_back_to_cpu(
+        &mut u,
+        &ck,
+        "CPU reference",
+        "after the loss (CPU fallback)",
+        &second,
     );
-    let reference = cpu::forward(&ck, &planes()[0]).unwrap();
     check(
         "before the loss (GPU)",
         &first[0].data,
         &reference.data,
         1e-4,
     );
-    check(
-        "after the loss (CPU fallback)",
-        &second[0].data,
-        &reference.data,
-        1e-6,
+}
+
+/// `u` has moved to the CPU reference with one notice containing `notice`, and `out` is the CPU
+/// reference's result for the first plane (returned for further comparisons).
+fn assert_fell_back_to_cpu(
+    u: &mut GpuWithFallback,
+    ck: &Checkpoint,
+    notice: &str,
+    what: &str,
+    out: &[Plane],
+) -> Plane {
+    let notices = u.take_notices();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert!(notices[0].contains(notice), "{notices:?}");
+    assert!(
+        u.describe().starts_with("CPU reference"),
+        "{}",
+        u.describe()
     );
+    let reference = cpu::forward(ck, &planes()[0]).unwrap();
+    check(what, &out[0].data, &reference.data, 1e-6);
+    reference
 }
 
 /// Out of memory even at batch 1 (after the engine's own halving): the run continues on the CPU
@@ -123,20 +137,12 @@ fn out_of_memory_at_batch_one_falls_back_to_cpu() {
     let out = u
         .upscale(&planes(), &quiet, &AtomicBool::new(false))
         .expect("the CPU fallback should finish the run");
-    let notices = u.take_notices();
-    assert_eq!(notices.len(), 1, "{notices:?}");
-    assert!(notices[0].contains("out of memory"), "{notices:?}");
-    assert!(
-        u.describe().starts_with("CPU reference"),
-        "{}",
-        u.describe()
-    );
-    let reference = cpu::forward(&ck, &planes()[0]).unwrap();
-    check(
+    assert_fell_back_to_cpu(
+        &mut u,
+        &ck,
+        "out of memory",
         "after OOM (CPU fallback)",
-        &out[0].data,
-        &reference.data,
-        1e-6,
+        &out,
     );
 }
 
