@@ -7,8 +7,11 @@
 #         && strip -o .devbin/deltawkv target/debug/deltawkv && xz -f -T2 .devbin/deltawkv
 #         mkdir -p .devdata/val && cp -r ../shared/data/val/* .devdata/val/
 # device: carry [".gl", ".devbin", ".whl", ".devdata"]; bash scripts/device_bench_train.sh
+# On a one-GPU machine (kind nvidia-h100-x1) run it with TRAIN=0: benchmarks and evals only.
 # Environment: TRAIN_ARGS (train.py options for the x2 cycle; TRAIN=0 skips training),
-# TRAIN_BUDGET (seconds for the training call, default 430), VARIANTS (kernel variants compared).
+# TRAIN_BUDGET (seconds for the training call, default 430), VARIANTS (kernel variants compared
+# at x2 128x128), K2 (variants for the other configurations and the large batches),
+# T_TORCH / TORCH_BUDGET (time limits of the PyTorch step).
 # Brings back (8 files at most): bench.jsonl, log.txt (every step's stderr), eval_x2.jsonl,
 # eval_x4.jsonl, torch.json, gpu_util.csv, x2/best_x2.safetensors, x2/logs.tar.gz.
 set -u
@@ -33,7 +36,8 @@ el() { echo $(( $(date +%s) - T0 )); }
 ERRLOG="$LOG"
 # shellcheck source=scripts/device_bench_lib.sh
 source scripts/device_bench_lib.sh
-V=${VARIANTS:-default,ln-rows,chunked}
+V=${VARIANTS:-default,ln-rows,sg-pipe,ln-rows+sg-pipe}
+K2=${K2:-default,ln-rows+sg-pipe}
 # 1. parity of the variants against the CPU reference; tells which GPU the engine runs on
 bench parity_x2_32 40 --scale 2 --size 32x32 --slices 4 --cpu-slices 4 --repeat 1 --weights $W2 --kernels $V,per-direction
 BUS=$(python3 -c "
@@ -60,20 +64,20 @@ fi
 export CUDA_VISIBLE_DEVICES=$BENCH_GPU
 # 3. x2 128x128: batch 1 (profiled) and the volume, variants; the volume with larger batches
 bench x2_128_b1 40 --scale 2 --size 128x128 --slices 1 --cpu-slices 0 --repeat 2 --profile --weights $W2 --kernels $V
-bench x2_128_v150 60 --scale 2 --size 128x128 --slices 150 --cpu-slices 0 --repeat 1 --profile --weights $W2 --kernels ${V%,vec4-scan}
-DELTAWKV_GPU_BUDGET_MB=40000 bench x2_128_v150_b75 40 --scale 2 --size 128x128 --slices 150 --batch 75 --cpu-slices 0 --repeat 1 --weights $W2
-DELTAWKV_GPU_BUDGET_MB=40000 bench x2_128_v150_b150 40 --scale 2 --size 128x128 --slices 150 --batch 150 --cpu-slices 0 --repeat 1 --weights $W2
+bench x2_128_v150 90 --scale 2 --size 128x128 --slices 150 --cpu-slices 0 --repeat 1 --profile --weights $W2 --kernels $V
+DELTAWKV_GPU_BUDGET_MB=40000 bench x2_128_v150_b150 60 --scale 2 --size 128x128 --slices 150 --batch 150 --cpu-slices 0 --repeat 1 --weights $W2 --kernels $K2
 # 4. the other configurations
-bench x4_128_b1 25 --scale 4 --size 128x128 --slices 1 --cpu-slices 0 --repeat 2 --weights $W4 --kernels ${V%,vec4-scan}
-bench x4_128_v150 40 --scale 4 --size 128x128 --slices 150 --cpu-slices 0 --repeat 1 --weights $W4
-bench x2_256_b1 25 --scale 2 --size 256x256 --slices 1 --cpu-slices 0 --repeat 2 --weights $W2 --kernels ${V%,vec4-scan}
-bench x2_256_v150 50 --scale 2 --size 256x256 --slices 150 --cpu-slices 0 --repeat 1 --weights $W2
-bench x4_256_b1 25 --scale 4 --size 256x256 --slices 1 --cpu-slices 0 --repeat 2 --weights $W4
-bench x4_256_v150 50 --scale 4 --size 256x256 --slices 150 --cpu-slices 0 --repeat 1 --weights $W4
-bench x2_320_b1 25 --scale 2 --size 320x320 --slices 1 --cpu-slices 0 --repeat 1 --weights $W2
-bench x4_320_b1 25 --scale 4 --size 320x320 --slices 1 --cpu-slices 0 --repeat 1 --weights $W4
-bench x2_320_v60 40 --scale 2 --size 320x320 --slices 60 --cpu-slices 0 --repeat 1 --weights $W2
-bench x4_320_v60 40 --scale 4 --size 320x320 --slices 60 --cpu-slices 0 --repeat 1 --weights $W4
+bench x4_128_b1 25 --scale 4 --size 128x128 --slices 1 --cpu-slices 0 --repeat 2 --weights $W4 --kernels $K2
+bench x4_128_v150 80 --scale 4 --size 128x128 --slices 150 --cpu-slices 0 --repeat 1 --weights $W4 --kernels $K2
+bench x2_256_b1 25 --scale 2 --size 256x256 --slices 1 --cpu-slices 0 --repeat 2 --weights $W2 --kernels $K2
+bench x2_256_v150 100 --scale 2 --size 256x256 --slices 150 --cpu-slices 0 --repeat 1 --weights $W2 --kernels $K2
+DELTAWKV_GPU_BUDGET_MB=40000 bench x2_256_v150_b40g 80 --scale 2 --size 256x256 --slices 150 --batch 150 --cpu-slices 0 --repeat 1 --weights $W2 --kernels ln-rows+sg-pipe
+bench x4_256_b1 25 --scale 4 --size 256x256 --slices 1 --cpu-slices 0 --repeat 2 --weights $W4 --kernels $K2
+bench x4_256_v150 100 --scale 4 --size 256x256 --slices 150 --cpu-slices 0 --repeat 1 --weights $W4 --kernels $K2
+bench x2_320_b1 25 --scale 2 --size 320x320 --slices 1 --cpu-slices 0 --repeat 1 --weights $W2 --kernels $K2
+bench x4_320_b1 25 --scale 4 --size 320x320 --slices 1 --cpu-slices 0 --repeat 1 --weights $W4 --kernels $K2
+bench x2_320_v60 80 --scale 2 --size 320x320 --slices 60 --cpu-slices 0 --repeat 1 --weights $W2 --kernels $K2
+bench x4_320_v60 80 --scale 4 --size 320x320 --slices 60 --cpu-slices 0 --repeat 1 --weights $W4 --kernels $K2
 evals() { # scale, weights
   : > "$OUT/eval_x$1.jsonl"
   for f in $(find .devdata/val -name '*.nii*' | sort); do

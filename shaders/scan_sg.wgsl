@@ -11,12 +11,19 @@
 //   y[p, i] = S_i . r                     (partial, summed; lane 0 of the row stores it)
 // Staging as scan_vec4.wgsl (double-buffered chunks, register prefetch), shared by 4 N threads:
 // thread t loads channel t % N of the tokens t / N, t / N + 4, ... of the next chunk.
+// PIPE = 1 (software-pipelined): the reduction of y for token t waits and travels with the
+// reduction of sa for token t + 1 (both are dot products with the same state S_t) as one vec2
+// shuffle pair, so each step's dependency chain holds two shuffle rounds instead of four and one
+// dot product instead of two; the sums and their order are unchanged. PIPE = 0: each token
+// reduces sa, updates, reduces y.
 // DIRS = 1: direction P.dir; DIRS = 4: grid z = direction (y at y_off + d * y_ds, state at
-// state_off + d * s_ds). Template constants: N (= 32), NV = N / 4, CHUNK (a multiple of 4), DIRS.
+// state_off + d * s_ds). Template constants: N (= 32), NV = N / 4, CHUNK (a multiple of 4), DIRS,
+// PIPE.
 
 // Params, bindings and position(): scan_common.wgsl.
 
 const PER: u32 = CHUNK / 4u;
+const NONE: u32 = 0xffffffffu;
 
 // [buffer][token in chunk][array: r, lambda, -kk, kk*a, kt, v][NV]
 var<workgroup> sh: array<vec4<f32>, 2u * CHUNK * 6u * NV>;
@@ -45,6 +52,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
 
     var s0 = vec4<f32>(0.0);
     var s1 = vec4<f32>(0.0);
+    // PIPE = 1: the previous token's partial y and where it goes (NONE before the first token)
+    var y_pend = 0.0;
+    var y_at = NONE;
 
     var pre: array<f32, PER * 6u>;
     for (var u = 0u; u < PER; u++) {
@@ -87,19 +97,45 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
             let o = sb + tt * 6u * NV;
             let vi = sh[o + 5u * NV + i / 4u][i % 4u];
             var sa = dot(s0, sh[o + 2u * NV + pb]) + dot(s1, sh[o + 2u * NV + pb + 1u]);
-            sa += subgroupShuffleXor(sa, 1u);
-            sa += subgroupShuffleXor(sa, 2u);
+            if (PIPE == 1u) {
+                // sa of this token and the pending y of the previous one, reduced together
+                var q = vec2<f32>(sa, y_pend);
+                q += subgroupShuffleXor(q, 1u);
+                q += subgroupShuffleXor(q, 2u);
+                sa = q.x;
+                if (p == 0u && y_at != NONE) {
+                    ys[y_at] = q.y;
+                }
+            } else {
+                sa += subgroupShuffleXor(sa, 1u);
+                sa += subgroupShuffleXor(sa, 2u);
+            }
             s0 = s0 * sh[o + NV + pb] + sa * sh[o + 3u * NV + pb] + vi * sh[o + 4u * NV + pb];
             s1 = s1 * sh[o + NV + pb + 1u] + sa * sh[o + 3u * NV + pb + 1u]
                 + vi * sh[o + 4u * NV + pb + 1u];
-            var y = dot(s0, sh[o + pb]) + dot(s1, sh[o + pb + 1u]);
-            y += subgroupShuffleXor(y, 1u);
-            y += subgroupShuffleXor(y, 2u);
-            if (p == 0u) {
-                ys[y_off + (base + position(dir, t0 + tt)) * P.c + head * N + i] = y;
+            let y_here = y_off + (base + position(dir, t0 + tt)) * P.c + head * N + i;
+            if (PIPE == 1u) {
+                y_pend = dot(s0, sh[o + pb]) + dot(s1, sh[o + pb + 1u]);
+                y_at = y_here;
+            } else {
+                var y = dot(s0, sh[o + pb]) + dot(s1, sh[o + pb + 1u]);
+                y += subgroupShuffleXor(y, 1u);
+                y += subgroupShuffleXor(y, 2u);
+                if (p == 0u) {
+                    ys[y_here] = y;
+                }
             }
         }
         buf = 1u - buf;
+    }
+    if (PIPE == 1u) {
+        // the last token's y
+        var y = y_pend;
+        y += subgroupShuffleXor(y, 1u);
+        y += subgroupShuffleXor(y, 2u);
+        if (p == 0u && y_at != NONE) {
+            ys[y_at] = y;
+        }
     }
 
     let so = P.state_off + dir * P.s_ds + ((image * P.heads + head) * N + i) * N + 8u * p;

@@ -733,13 +733,17 @@ enum ScanKernel {
     Subgroup,
     /// `scan_chunk.wgsl`; skipped (with a note) where the adapter's limits do not allow it.
     Chunked,
+    /// `scan_sg.wgsl` with `PIPE = 1` (`KernelOptions::scan_pipelined`); skipped as `Subgroup`.
+    SubgroupPipelined,
 }
 
 fn pin_scan(hs: &mut Harness, kind: ScanKernel) -> bool {
     hs.graph.kernels.scan_vec4 = kind != ScanKernel::Scalar;
-    hs.graph.kernels.scan_subgroup = kind == ScanKernel::Subgroup;
+    let subgroup = matches!(kind, ScanKernel::Subgroup | ScanKernel::SubgroupPipelined);
+    hs.graph.kernels.scan_subgroup = subgroup;
+    hs.graph.kernels.scan_pipelined = kind == ScanKernel::SubgroupPipelined;
     hs.graph.kernels.scan_chunked = kind == ScanKernel::Chunked;
-    if kind == ScanKernel::Subgroup && !hs.graph.subgroups {
+    if subgroup && !hs.graph.subgroups {
         eprintln!("SKIPPED: this adapter has no usable subgroups; scan_sg.wgsl not tested");
         return false;
     }
@@ -755,7 +759,7 @@ fn scan_kind(kind: ScanKernel) -> Kind {
     match kind {
         ScanKernel::Scalar => Kind::Scan,
         ScanKernel::Vec4 => Kind::ScanVec4,
-        ScanKernel::Subgroup => Kind::ScanSg,
+        ScanKernel::Subgroup | ScanKernel::SubgroupPipelined => Kind::ScanSg,
         ScanKernel::Chunked => Kind::ScanChunk,
     }
 }
@@ -1002,6 +1006,18 @@ fn scan_fused_subgroup() {
     scan_fused_case(ScanKernel::Subgroup);
 }
 
+/// The pipelined subgroup scan holds each token's y back until the next token (or the end of
+/// the scan) reduces it: besides 13 x 11, sizes whose last token ends a partial staging chunk,
+/// a single token (only the final flush writes y) and decays near the lower bound.
+#[test]
+fn scan_fused_subgroup_pipelined() {
+    scan_fused_case(ScanKernel::SubgroupPipelined);
+    for (k, &(b, h, w)) in CHUNK_SIZES.iter().chain(&[(1, 1, 1)]).enumerate() {
+        let data = ScanData::with_decay(1500 + k as u64, (b, h, w, 64, 32), 0.545);
+        scan_fused_on(&data, ScanKernel::SubgroupPipelined);
+    }
+}
+
 /// The chunked kernel (16-token chunks): sizes that are not multiples of 16 (partial last
 /// chunks, a single partial chunk), decays near the model's lower bound (0.545), each direction.
 const CHUNK_SIZES: [(usize, usize, usize); 3] = [(2, 7, 9), (1, 13, 5), (2, 1, 37)];
@@ -1066,6 +1082,22 @@ fn scan_subgroup_rows_backward() {
 #[test]
 fn scan_subgroup_cols_forward() {
     scan_case_with(ops::ScanDirection::ColsForward, ScanKernel::Subgroup);
+}
+
+#[test]
+fn scan_subgroup_pipelined_rows_forward() {
+    scan_case_with(
+        ops::ScanDirection::RowsForward,
+        ScanKernel::SubgroupPipelined,
+    );
+}
+
+#[test]
+fn scan_subgroup_pipelined_cols_backward() {
+    scan_case_with(
+        ops::ScanDirection::ColsBackward,
+        ScanKernel::SubgroupPipelined,
+    );
 }
 
 #[test]

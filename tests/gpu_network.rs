@@ -283,6 +283,23 @@ fn cpu_parity_x2_ln_rows() {
     cpu_parity_case(2, KernelOptions::from_name("ln-rows").unwrap());
 }
 
+/// The pipelined subgroup scan with the coalesced LayerNorm (`ln-rows+sg-pipe`, names combined
+/// with `+`) gives the PyTorch goldens and matches the CPU forward pass on batched slices.
+#[test]
+fn golden_x2_ln_rows_sg_pipe() {
+    golden_case(2, KernelOptions::from_name("ln-rows+sg-pipe").unwrap());
+}
+
+#[test]
+fn golden_x4_sg_pipe() {
+    golden_case(4, KernelOptions::from_name("sg-pipe").unwrap());
+}
+
+#[test]
+fn cpu_parity_x2_ln_rows_sg_pipe() {
+    cpu_parity_case(2, KernelOptions::from_name("ln-rows+sg-pipe").unwrap());
+}
+
 /// The first engine's kernels (scalar-storage matmul) stay correct: benchmarks compare them.
 #[test]
 fn cpu_parity_x4_baseline_kernels() {

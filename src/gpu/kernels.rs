@@ -102,6 +102,10 @@ pub struct KernelOptions {
     /// `scan_sg.wgsl` (each state row split over 4 lanes, subgroup reductions) for head size 32
     /// on devices with subgroups ([`GpuContext::has_subgroups`]); otherwise as `scan_vec4`.
     pub scan_subgroup: bool,
+    /// With the subgroup scan: each token's y reduction travels with the next token's sa
+    /// reduction (one vec2 shuffle pair per step instead of two scalar ones; the same sums in the
+    /// same order). Opt-in (`sg-pipe`) until measured on the target GPU.
+    pub scan_pipelined: bool,
     /// The four scan directions in one dispatch over the shared state buffer (grid z =
     /// direction; they run concurrently) instead of one dispatch per direction (which the GPU
     /// runs one after the other: each writes the shared output and state buffers, so wgpu puts
@@ -133,6 +137,7 @@ impl Default for KernelOptions {
             matmul_v4: true,
             scan_vec4: true,
             scan_subgroup: true,
+            scan_pipelined: false,
             fused_scan: true,
             scan_chunked: false,
             layer_norm_rows: false,
@@ -147,6 +152,7 @@ impl KernelOptions {
         matmul_v4: false,
         scan_vec4: true,
         scan_subgroup: false,
+        scan_pipelined: false,
         fused_scan: false,
         scan_chunked: false,
         layer_norm_rows: false,
@@ -156,44 +162,58 @@ impl KernelOptions {
     /// scan dispatch per direction), `vec4-scan` (default kernels without the subgroup scan),
     /// `baseline`, `scalar-scan` (default kernels with the scalar scan), `chunked` (default kernels
     /// with the chunked scan, fused directions), `chunked-per-direction`, `ln-rows` (default
-    /// kernels with the coalesced LayerNorm).
+    /// kernels with the coalesced LayerNorm), `sg-pipe` (default kernels with the pipelined
+    /// subgroup scan). Names combine with `+`, each applied in turn to the default kernels:
+    /// `ln-rows+sg-pipe`.
     pub fn from_name(name: &str) -> Option<Self> {
-        let d = Self::default();
-        match name.trim() {
-            "default" | "fused" => Some(d),
+        let mut k = Self::default();
+        for part in name.split('+') {
+            k = Self::apply(part.trim(), k)?;
+        }
+        Some(k)
+    }
+
+    /// One name of [`KernelOptions::from_name`] applied to `k`.
+    fn apply(name: &str, k: Self) -> Option<Self> {
+        match name {
+            "default" | "fused" => Some(Self::default()),
             "baseline" => Some(Self::BASELINE),
             "per-direction" => Some(Self {
                 fused_scan: false,
-                ..d
+                ..k
             }),
             "vec4-scan" => Some(Self {
                 scan_subgroup: false,
-                ..d
+                ..k
             }),
             "scalar-scan" => Some(Self {
                 scan_vec4: false,
                 scan_subgroup: false,
-                ..d
+                ..k
             }),
             "chunked" => Some(Self {
                 scan_chunked: true,
-                ..d
+                ..k
             }),
             "chunked-per-direction" => Some(Self {
                 scan_chunked: true,
                 fused_scan: false,
-                ..d
+                ..k
             }),
             "ln-rows" => Some(Self {
                 layer_norm_rows: true,
-                ..d
+                ..k
+            }),
+            "sg-pipe" => Some(Self {
+                scan_pipelined: true,
+                ..k
             }),
             _ => None,
         }
     }
 
-    /// The names [`KernelOptions::from_name`] accepts.
-    pub const NAMES: [&'static str; 9] = [
+    /// The names [`KernelOptions::from_name`] accepts (alone or joined with `+`).
+    pub const NAMES: [&'static str; 10] = [
         "default",
         "fused",
         "per-direction",
@@ -203,6 +223,7 @@ impl KernelOptions {
         "chunked",
         "chunked-per-direction",
         "ln-rows",
+        "sg-pipe",
     ];
 }
 
@@ -886,7 +907,13 @@ impl Graph {
             let chunk = (self.max_workgroup_bytes() / (2 * 4 * 6 * n)).clamp(4, 16) / 4 * 4;
             KernelKey {
                 kind: Kind::ScanSg,
-                consts: vec![("N", n), ("NV", n / 4), ("CHUNK", chunk), ("DIRS", dirs)],
+                consts: vec![
+                    ("N", n),
+                    ("NV", n / 4),
+                    ("CHUNK", chunk),
+                    ("DIRS", dirs),
+                    ("PIPE", u32::from(self.kernels.scan_pipelined)),
+                ],
             }
         } else if n.is_multiple_of(4) && self.kernels.scan_vec4 {
             // Six staged vectors per token, double-buffered; stay within the workgroup memory
@@ -969,5 +996,38 @@ impl Graph {
             params,
             [gx, gy, 1],
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KernelOptions;
+
+    #[test]
+    fn kernel_names_combine_with_plus() {
+        let d = KernelOptions::default();
+        for name in KernelOptions::NAMES {
+            assert!(KernelOptions::from_name(name).is_some(), "{name}");
+        }
+        let k = KernelOptions::from_name("ln-rows+sg-pipe").unwrap();
+        assert!(k.layer_norm_rows && k.scan_pipelined);
+        assert_eq!(
+            KernelOptions {
+                layer_norm_rows: false,
+                scan_pipelined: false,
+                ..k
+            },
+            d
+        );
+        // each name applies to what the names before it gave; `default` starts again
+        let k = KernelOptions::from_name("per-direction + chunked").unwrap();
+        assert!(!k.fused_scan && k.scan_chunked);
+        assert_eq!(KernelOptions::from_name("ln-rows+default"), Some(d));
+        assert_eq!(
+            KernelOptions::from_name("baseline+sg-pipe").map(|k| k.matmul_v4),
+            Some(false)
+        );
+        assert_eq!(KernelOptions::from_name("ln-rows+nope"), None);
+        assert_eq!(KernelOptions::from_name(""), None);
     }
 }
