@@ -266,38 +266,27 @@ fn cpu_parity_x2_chunked_scan() {
     cpu_parity_case(2, KernelOptions::from_name("chunked").unwrap());
 }
 
-/// The coalesced LayerNorm (`layer_norm_rows.wgsl`, opt-in) gives the PyTorch goldens and matches
-/// the CPU forward pass on batched slices.
+/// The kernels that were the default before the coalesced LayerNorm and the pipelined subgroup
+/// scan (`ln-tokens`, `sg-serial`, alone and combined with `+`) still give the PyTorch goldens
+/// and match the CPU forward pass on batched slices.
 #[test]
-fn golden_x2_ln_rows() {
-    golden_case(2, KernelOptions::from_name("ln-rows").unwrap());
+fn golden_x2_ln_tokens_sg_serial() {
+    golden_case(2, KernelOptions::from_name("ln-tokens+sg-serial").unwrap());
 }
 
 #[test]
-fn golden_x4_ln_rows() {
-    golden_case(4, KernelOptions::from_name("ln-rows").unwrap());
+fn golden_x4_ln_tokens() {
+    golden_case(4, KernelOptions::from_name("ln-tokens").unwrap());
 }
 
 #[test]
-fn cpu_parity_x2_ln_rows() {
-    cpu_parity_case(2, KernelOptions::from_name("ln-rows").unwrap());
-}
-
-/// The pipelined subgroup scan with the coalesced LayerNorm (`ln-rows+sg-pipe`, names combined
-/// with `+`) gives the PyTorch goldens and matches the CPU forward pass on batched slices.
-#[test]
-fn golden_x2_ln_rows_sg_pipe() {
-    golden_case(2, KernelOptions::from_name("ln-rows+sg-pipe").unwrap());
+fn golden_x4_sg_serial() {
+    golden_case(4, KernelOptions::from_name("sg-serial").unwrap());
 }
 
 #[test]
-fn golden_x4_sg_pipe() {
-    golden_case(4, KernelOptions::from_name("sg-pipe").unwrap());
-}
-
-#[test]
-fn cpu_parity_x2_ln_rows_sg_pipe() {
-    cpu_parity_case(2, KernelOptions::from_name("ln-rows+sg-pipe").unwrap());
+fn cpu_parity_x2_ln_tokens_sg_serial() {
+    cpu_parity_case(2, KernelOptions::from_name("ln-tokens+sg-serial").unwrap());
 }
 
 /// The first engine's kernels (scalar-storage matmul) stay correct: benchmarks compare them.

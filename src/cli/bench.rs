@@ -136,6 +136,10 @@ struct GpuReport {
     slices_per_second: f64,
     buffer_bytes: u64,
     weight_bytes: u64,
+    /// The engine's memory budget for activation buffers (it sizes the batch).
+    memory_budget_bytes: u64,
+    /// The adapter's largest device-local memory heap, where the backend reports it.
+    device_memory_bytes: Option<u64>,
     matmul_gflops: f64,
     /// Compute floor: the network's operations over the measured matmul rate.
     floor_seconds_per_slice: f64,
@@ -326,6 +330,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                     slices_per_second: 1.0 / per,
                     buffer_bytes: eng.buffer_bytes(),
                     weight_bytes: eng.weight_bytes(),
+                    memory_budget_bytes: eng.memory_budget(),
+                    device_memory_bytes: ctx.device_memory,
                     matmul_gflops: flops / 1e9,
                     floor_seconds_per_slice: floor,
                     ratio_to_floor: per / floor,
@@ -437,10 +443,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(g) = &gpu_report {
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        let memory = g
+            .device_memory_bytes
+            .map(|m| format!(" of {:.1} GiB device memory", gib(m)))
+            .unwrap_or_default();
         println!(
-            "GPU buffers: {:.1} MiB ({:.1} MiB weights); first run {:.2} s (pipeline compilation)",
+            "GPU buffers: {:.1} MiB ({:.1} MiB weights), budget {:.1} GiB{memory}; first run {:.2} s (pipeline compilation)",
             g.buffer_bytes as f64 / (1 << 20) as f64,
             g.weight_bytes as f64 / (1 << 20) as f64,
+            gib(g.memory_budget_bytes),
             g.first_run_seconds
         );
         println!(

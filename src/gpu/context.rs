@@ -27,6 +27,9 @@ pub struct GpuContext {
     pub info: wgpu::AdapterInfo,
     /// The limits the device was created with (the adapter's own limits when owned).
     pub limits: wgpu::Limits,
+    /// The adapter's largest device-local memory heap in bytes, where the backend tells it
+    /// (Vulkan adapters opened by [`GpuContext::new`]); sizes the engine's default memory budget.
+    pub device_memory: Option<u64>,
     sink: Arc<ErrorSink>,
     pub(crate) pipelines: Mutex<HashMap<KernelKey, Arc<PipelineEntry>>>,
 }
@@ -38,6 +41,31 @@ impl std::fmt::Debug for GpuContext {
             .field("backend", &self.info.backend)
             .finish_non_exhaustive()
     }
+}
+
+/// The largest device-local memory heap of a Vulkan adapter in bytes; `None` on other backends
+/// (wgpu itself does not report a card's memory).
+#[cfg(any(target_os = "linux", target_os = "windows", target_os = "android"))]
+fn device_local_memory(adapter: &wgpu::Adapter) -> Option<u64> {
+    // SAFETY: the Vulkan adapter is only read (its physical device's memory properties) while
+    // `adapter` is alive; nothing is created from it.
+    let hal = unsafe { adapter.as_hal::<wgpu::hal::api::Vulkan>() }?;
+    let instance = hal.shared_instance().raw_instance();
+    // SAFETY: the physical device belongs to this instance.
+    let props =
+        unsafe { instance.get_physical_device_memory_properties(hal.raw_physical_device()) };
+    // VK_MEMORY_HEAP_DEVICE_LOCAL_BIT = 0x1
+    props
+        .memory_heaps_as_slice()
+        .iter()
+        .filter(|h| h.flags.as_raw() & 1 != 0)
+        .map(|h| h.size)
+        .max()
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "windows", target_os = "android")))]
+fn device_local_memory(_adapter: &wgpu::Adapter) -> Option<u64> {
+    None
 }
 
 /// Rank of an adapter type for inference: real GPUs first, software adapters last.
@@ -171,7 +199,8 @@ impl GpuContext {
             };
             match pollster::block_on(adapter.request_device(&desc)) {
                 Ok((device, queue)) => {
-                    let ctx = Self::build(device, queue, info, limits);
+                    let mut ctx = Self::build(device, queue, info, limits);
+                    ctx.device_memory = device_local_memory(&adapter);
                     let sink = ctx.sink.clone();
                     ctx.device
                         .on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -217,6 +246,7 @@ impl GpuContext {
             queue,
             info,
             limits,
+            device_memory: None,
             sink,
             pipelines: Mutex::new(HashMap::new()),
         }

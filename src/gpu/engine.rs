@@ -17,11 +17,13 @@ use super::weights::PackedWeights;
 /// Tuning of the GPU engine; `None` picks a default for the adapter.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GpuOptions {
-    /// Bytes of activation buffers the engine may allocate (default: 6 GiB on a discrete GPU,
+    /// Bytes of activation buffers the engine may allocate (default [`default_gpu_budget`]: on a
+    /// discrete GPU half its device-local memory where the backend reports it, at least 6 GiB;
     /// 2 GiB on other GPUs, 1 GiB on a software adapter; the environment variable
     /// `DELTAWKV_GPU_BUDGET_MB` overrides the default).
     pub memory_budget: Option<u64>,
-    /// Largest number of slices per batch (default 32 on a GPU, 4 on a software adapter).
+    /// Largest number of slices per batch (default [`DEFAULT_MAX_BATCH`] on a GPU, 4 on a
+    /// software adapter).
     pub max_batch: Option<usize>,
     /// Kernel variants (default [`KernelOptions::default`]; the environment variable
     /// `DELTAWKV_KERNELS` names another, see [`KernelOptions::from_name`]).
@@ -31,6 +33,24 @@ pub struct GpuOptions {
     /// the batch and retries).
     #[doc(hidden)]
     pub simulate_oom_above: Option<usize>,
+}
+
+/// Largest batch on a hardware adapter unless [`GpuOptions::max_batch`] says otherwise: more
+/// slices per batch run more recurrences side by side (on an H100 a 128x128 x2 volume went from
+/// 15.07 ms/slice at batch 32 to 13.89 at batch 56, BENCHMARKS.md); the memory budget and the
+/// storage-binding limit usually stop it first.
+pub const DEFAULT_MAX_BATCH: usize = 64;
+
+/// The default memory budget of the engine's activation buffers on an adapter of type `t` with
+/// `device_memory` bytes of device-local memory (if known): half of that memory on a discrete GPU
+/// (the rest for the weights, the display and other programs), at least 6 GiB there, which fits
+/// 8 GB cards; 2 GiB on integrated and other GPUs, 1 GiB on a software adapter.
+pub fn default_gpu_budget(t: wgpu::DeviceType, device_memory: Option<u64>) -> u64 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => (6u64 << 30).max(device_memory.unwrap_or(0) / 2),
+        wgpu::DeviceType::Cpu => 1 << 30,
+        _ => 2 << 30,
+    }
 }
 
 /// How many plans (batch sizes x shapes) stay cached.
@@ -80,11 +100,7 @@ impl GpuEngine {
         let weights = ctx.scoped(|| storage_buffer_init(&ctx, "weights", &pw.data))?;
         pw.data = Vec::new();
         let software = ctx.is_software();
-        let default_budget = match ctx.info.device_type {
-            wgpu::DeviceType::DiscreteGpu => 6u64 << 30,
-            wgpu::DeviceType::Cpu => 1 << 30,
-            _ => 2 << 30,
-        };
+        let default_budget = default_gpu_budget(ctx.info.device_type, ctx.device_memory);
         let env_budget = std::env::var("DELTAWKV_GPU_BUDGET_MB")
             .ok()
             .and_then(|v| v.trim().parse::<u64>().ok())
@@ -92,7 +108,7 @@ impl GpuEngine {
         let budget = opts.memory_budget.or(env_budget).unwrap_or(default_budget);
         let max_batch = opts
             .max_batch
-            .unwrap_or(if software { 4 } else { 32 })
+            .unwrap_or(if software { 4 } else { DEFAULT_MAX_BATCH })
             .max(1);
         let env_kernels = std::env::var("DELTAWKV_KERNELS").ok().and_then(|v| {
             let k = KernelOptions::from_name(&v);
@@ -117,6 +133,11 @@ impl GpuEngine {
             kernels,
             simulate_oom_above: opts.simulate_oom_above,
         })
+    }
+
+    /// Bytes of activation buffers this engine may allocate ([`GpuOptions::memory_budget`]).
+    pub fn memory_budget(&self) -> u64 {
+        self.budget
     }
 
     /// The kernel variants this engine records.
