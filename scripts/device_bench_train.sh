@@ -36,8 +36,10 @@ el() { echo $(( $(date +%s) - T0 )); }
 ERRLOG="$LOG"
 # shellcheck source=scripts/device_bench_lib.sh
 source scripts/device_bench_lib.sh
-V=${VARIANTS:-default,ln-rows,sg-pipe,ln-rows+sg-pipe}
-K2=${K2:-default,ln-rows+sg-pipe}
+# (session 4 ran this at 9bd7731, before the defaults changed, with VARIANTS
+# default,ln-rows,sg-pipe,ln-rows+sg-pipe and K2 default,ln-rows+sg-pipe)
+V=${VARIANTS:-default,ln-tokens+sg-serial,ln-tokens,sg-serial}
+K2=${K2:-default,ln-tokens+sg-serial}
 # 1. parity of the variants against the CPU reference; tells which GPU the engine runs on
 bench parity_x2_32 40 --scale 2 --size 32x32 --slices 4 --cpu-slices 4 --repeat 1 --weights $W2 --kernels $V,per-direction
 BUS=$(python3 -c "
@@ -71,7 +73,6 @@ bench x4_128_b1 25 --scale 4 --size 128x128 --slices 1 --cpu-slices 0 --repeat 2
 bench x4_128_v150 80 --scale 4 --size 128x128 --slices 150 --cpu-slices 0 --repeat 1 --weights $W4 --kernels $K2
 bench x2_256_b1 25 --scale 2 --size 256x256 --slices 1 --cpu-slices 0 --repeat 2 --weights $W2 --kernels $K2
 bench x2_256_v150 100 --scale 2 --size 256x256 --slices 150 --cpu-slices 0 --repeat 1 --weights $W2 --kernels $K2
-DELTAWKV_GPU_BUDGET_MB=40000 bench x2_256_v150_b40g 80 --scale 2 --size 256x256 --slices 150 --batch 150 --cpu-slices 0 --repeat 1 --weights $W2 --kernels ln-rows+sg-pipe
 bench x4_256_b1 25 --scale 4 --size 256x256 --slices 1 --cpu-slices 0 --repeat 2 --weights $W4 --kernels $K2
 bench x4_256_v150 100 --scale 4 --size 256x256 --slices 150 --cpu-slices 0 --repeat 1 --weights $W4 --kernels $K2
 bench x2_320_b1 25 --scale 2 --size 320x320 --slices 1 --cpu-slices 0 --repeat 1 --weights $W2 --kernels $K2

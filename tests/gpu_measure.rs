@@ -114,3 +114,26 @@ fn copy_bandwidth_is_measured() {
     eprintln!("copy bandwidth {:.2} GB/s", bw / 1e9);
     assert!(bw.is_finite() && bw > 1e6, "{bw}");
 }
+
+/// A Vulkan adapter reports its device-local memory (lavapipe: its heap of system memory), and
+/// the engine's default budget is the one `default_gpu_budget` gives for that adapter (unless the
+/// environment overrides it).
+#[test]
+fn engine_budget_comes_from_the_adapter() {
+    let Some(ctx) = ctx() else { return };
+    if ctx.info.backend == wgpu::Backend::Vulkan {
+        let mem = ctx
+            .device_memory
+            .expect("a Vulkan adapter reports its memory heaps");
+        assert!(mem >= 1 << 20, "device-local memory {mem} bytes");
+    }
+    if std::env::var_os("DELTAWKV_GPU_BUDGET_MB").is_some() {
+        return;
+    }
+    let ck = Checkpoint::random(&small_config(Degradation::Kspace), 7);
+    let eng = GpuEngine::new(Arc::clone(&ctx), &ck, GpuOptions::default()).expect("engine");
+    assert_eq!(
+        eng.memory_budget(),
+        deltawkv::gpu::engine::default_gpu_budget(ctx.info.device_type, ctx.device_memory)
+    );
+}

@@ -415,3 +415,31 @@ impl Upscaler for GpuEngine {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::default_gpu_budget;
+    use wgpu::DeviceType;
+
+    #[test]
+    fn default_budget_follows_the_cards_memory() {
+        const GIB: u64 = 1 << 30;
+        // an 80 GB card: half its memory; an 8 GB card and an unknown one: 6 GiB
+        assert_eq!(
+            default_gpu_budget(DeviceType::DiscreteGpu, Some(80 * GIB)),
+            40 * GIB
+        );
+        assert_eq!(
+            default_gpu_budget(DeviceType::DiscreteGpu, Some(8 * GIB)),
+            6 * GIB
+        );
+        assert_eq!(default_gpu_budget(DeviceType::DiscreteGpu, None), 6 * GIB);
+        // other adapters keep their fixed budgets whatever memory they report
+        assert_eq!(default_gpu_budget(DeviceType::Cpu, Some(64 * GIB)), GIB);
+        assert_eq!(
+            default_gpu_budget(DeviceType::IntegratedGpu, Some(16 * GIB)),
+            2 * GIB
+        );
+        assert_eq!(default_gpu_budget(DeviceType::Other, None), 2 * GIB);
+    }
+}
