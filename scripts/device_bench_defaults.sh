@@ -7,7 +7,7 @@
 # here:   cargo build --no-default-features --bin deltawkv && mkdir -p .devbin \
 #         && strip -o .devbin/deltawkv target/debug/deltawkv && xz -f -T2 .devbin/deltawkv
 # device: carry [".gl", ".devbin"]; bash scripts/device_bench_defaults.sh
-# Brings back: bench.jsonl, log.txt.
+# Brings back: bench.jsonl, log.txt. Written in session 4, not yet run (no device time was left).
 set -u
 T0=$(date +%s)
 OUT=${OUT:-/tmp/bench-out}; mkdir -p "$OUT"

@@ -56,7 +56,8 @@ while IFS=, read -r idx bus; do
   if [ -n "$BUS" ] && [ "${BUS: -7}" = "$b" ]; then BENCH_GPU=$(echo "$idx" | tr -d ' '); fi
 done < <(nvidia-smi --query-gpu=index,pci.bus_id --format=csv,noheader)
 BENCH_GPU=${BENCH_GPU:-0}
-echo "engine on Vulkan adapter [$BUS] = GPU $BENCH_GPU; training on GPU $TRAIN_GPU" | tee -a "$LOG"
+if [ "${TRAIN:-1}" = 1 ]; then WHERE="training on GPU $TRAIN_GPU"; else WHERE="no training"; fi
+echo "engine on Vulkan adapter [$BUS] = GPU $BENCH_GPU; $WHERE" | tee -a "$LOG"
 if [ "${TRAIN:-1}" = 1 ]; then
   (CUDA_VISIBLE_DEVICES=$TRAIN_GPU OUT=/tmp/train-out BUDGET=$(( ${TRAIN_BUDGET:-430} - $(el) )) NOCACHE=1 \
     bash train/run_device.sh 2 --compile --init-from $W2 --restart-schedule ${TRAIN_ARGS:---lr 1e-4 --warmup 100 --train-seconds 300 --val-every 500} \

@@ -50,7 +50,8 @@ pub struct BenchArgs {
     pub profile: bool,
     /// Kernel variants to time, comma separated, each in the same run on the same inputs
     /// (default = fused, per-direction, vec4-scan, baseline, scalar-scan, chunked,
-    /// chunked-per-direction, ln-rows); the first is the headline figure.
+    /// chunked-per-direction, ln-rows, ln-tokens, sg-pipe, sg-serial; names combine with `+`,
+    /// e.g. ln-tokens+sg-serial); the first is the headline figure.
     #[arg(long, default_value = "default", value_delimiter = ',', value_parser = parse_kernels)]
     pub kernels: Vec<String>,
     /// Print one JSON object instead of a table.
