@@ -17,17 +17,13 @@
 set -u
 T0=$(date +%s)
 OUT=${OUT:-/tmp/bench-out}; mkdir -p "$OUT"
-for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
-export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-[ -f .devbin/deltawkv ] || xz -d -k .devbin/deltawkv.xz
-chmod +x .devbin/deltawkv
-B=.devbin/deltawkv
+# shellcheck source=scripts/device_bench_lib.sh
+source scripts/device_bench_lib.sh
+device_setup
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
 W2=weights/dwkv3m_x2.safetensors
 W4=weights/dwkv3m_x4.safetensors
 ERRLOG="$OUT/bench.err"
-# shellcheck source=scripts/device_bench_lib.sh
-source scripts/device_bench_lib.sh
 V=${VARIANTS:-default,vec4-scan,per-direction}
 if [ "${LARGE:-0}" = 1 ]; then
   # the larger slice sizes of issue 8, default kernels only

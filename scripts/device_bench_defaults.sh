@@ -12,16 +12,12 @@ set -u
 T0=$(date +%s)
 OUT=${OUT:-/tmp/bench-out}; mkdir -p "$OUT"
 ERRLOG="$OUT/log.txt"
-for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
-export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-[ -f .devbin/deltawkv ] || xz -d -k .devbin/deltawkv.xz
-chmod +x .devbin/deltawkv
-B=.devbin/deltawkv
+# shellcheck source=scripts/device_bench_lib.sh
+source scripts/device_bench_lib.sh
+device_setup
 W2=weights/dwkv3m_x2.safetensors
 W4=weights/dwkv3m_x4.safetensors
 nvidia-smi --query-gpu=index,name,pci.bus_id,driver_version,memory.total --format=csv,noheader | tee -a "$ERRLOG"
-# shellcheck source=scripts/device_bench_lib.sh
-source scripts/device_bench_lib.sh
 OLD=ln-tokens+sg-serial
 # the control: an earlier run's batch and budget, kernels that were measured there
 DELTAWKV_GPU_BUDGET_MB=6144 bench ctl_x2_128_v150_b32 60 --scale 2 --size 128x128 --slices 150 --batch 32 \

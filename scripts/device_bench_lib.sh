@@ -1,4 +1,7 @@
-# Shared by scripts/device_bench.sh and scripts/device_bench_train.sh (sourced, not run):
+# Shared by scripts/device_bench.sh, scripts/device_bench_train.sh and
+# scripts/device_bench_defaults.sh (sourced, not run):
+# `device_setup` unpacks the carried Vulkan loader (.gl), points the loader at the NVIDIA driver
+# and unpacks the carried engine binary (.devbin), setting B to it.
 # `bench NAME TIMEOUT ARGS...` runs `$B bench --device gpu --json ARGS...` under a time limit,
 # appends {"name", "result"} to $OUT/bench.jsonl, its stderr to $ERRLOG, and prints a summary
 # (scripts/bench_summary.py). Needs B, OUT, ERRLOG and T0 set.
@@ -9,4 +12,13 @@ bench() {
   echo "rc=$?" | tee -a "$ERRLOG"
   cat "/tmp/$name.err" >> "$ERRLOG"
   python3 scripts/bench_summary.py "/tmp/$name.json" "$name" "$OUT/bench.jsonl"
+}
+
+device_setup() {
+  for f in .gl/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+  [ -f .devbin/deltawkv ] || xz -d -k .devbin/deltawkv.xz
+  chmod +x .devbin/deltawkv
+  B=.devbin/deltawkv
 }

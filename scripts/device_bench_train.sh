@@ -18,12 +18,10 @@ set -u
 T0=$(date +%s)
 OUT=${OUT:-/tmp/bench-out}; mkdir -p "$OUT"
 LOG="$OUT/log.txt"
-for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
-export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+# shellcheck source=scripts/device_bench_lib.sh
+source scripts/device_bench_lib.sh
+device_setup
 export CUDA_DEVICE_ORDER=PCI_BUS_ID
-[ -f .devbin/deltawkv ] || xz -d -k .devbin/deltawkv.xz
-chmod +x .devbin/deltawkv
-B=.devbin/deltawkv
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site .whl/fla_core-*.whl && export PYTHONPATH=/tmp/site
 nvidia-smi --query-gpu=index,name,pci.bus_id,driver_version,clocks.max.sm --format=csv,noheader | tee -a "$LOG"
@@ -34,8 +32,6 @@ W4=weights/dwkv3m_x4.safetensors
 export DELTAWKV_ADAPTER=${DELTAWKV_ADAPTER:-0}
 el() { echo $(( $(date +%s) - T0 )); }
 ERRLOG="$LOG"
-# shellcheck source=scripts/device_bench_lib.sh
-source scripts/device_bench_lib.sh
 # (session 4 ran this at 9bd7731, before the defaults changed, with VARIANTS
 # default,ln-rows,sg-pipe,ln-rows+sg-pipe and K2 default,ln-rows+sg-pipe)
 V=${VARIANTS:-default,ln-tokens+sg-serial,ln-tokens,sg-serial}
