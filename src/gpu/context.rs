@@ -199,8 +199,8 @@ impl GpuContext {
             };
             match pollster::block_on(adapter.request_device(&desc)) {
                 Ok((device, queue)) => {
-                    let mut ctx = Self::build(device, queue, info, limits);
-                    ctx.device_memory = device_local_memory(&adapter);
+                    let memory = device_local_memory(&adapter);
+                    let ctx = Self::build(device, queue, info, limits, memory);
                     let sink = ctx.sink.clone();
                     ctx.device
                         .on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -220,10 +220,12 @@ impl GpuContext {
     /// Wraps a device created elsewhere (eframe's), so the viewer and the engine share it. The
     /// caller's uncaptured-error handler is left alone: the engine wraps its own work in error
     /// scopes. The device should have been created with the adapter's limits (see
-    /// `docs/` and the platform notes); smaller limits only reduce the batch size.
+    /// `docs/` and the platform notes); smaller limits only reduce the batch size. The card's
+    /// memory is not known here ([`GpuContext::device_memory`] is `None`), so the engine keeps
+    /// the fixed default budget, which leaves room for the caller's own use of the card.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Self {
         let limits = device.limits();
-        Self::build(device, queue, info, limits)
+        Self::build(device, queue, info, limits, None)
     }
 
     fn build(
@@ -231,6 +233,7 @@ impl GpuContext {
         queue: wgpu::Queue,
         info: wgpu::AdapterInfo,
         limits: wgpu::Limits,
+        device_memory: Option<u64>,
     ) -> Self {
         let sink = Arc::new(ErrorSink::default());
         let lost_sink = sink.clone();
@@ -246,7 +249,7 @@ impl GpuContext {
             queue,
             info,
             limits,
-            device_memory: None,
+            device_memory,
             sink,
             pipelines: Mutex::new(HashMap::new()),
         }

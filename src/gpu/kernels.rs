@@ -105,7 +105,8 @@ pub struct KernelOptions {
     /// With the subgroup scan: each token's y reduction travels with the next token's sa
     /// reduction (one vec2 shuffle pair per step instead of two scalar ones; the same sums in the
     /// same order). Default: on an H100 the scan took 7% less time (254 against 274 ms per
-    /// batch of 32 x2 128x128 slices) and 0.93x on lavapipe; `sg-serial` turns it off.
+    /// batch of 32 x2 128x128 slices); on lavapipe within run-to-run noise (BENCHMARKS.md);
+    /// `sg-serial` turns it off.
     pub scan_pipelined: bool,
     /// The four scan directions in one dispatch over the shared state buffer (grid z =
     /// direction; they run concurrently) instead of one dispatch per direction (which the GPU
@@ -123,8 +124,8 @@ pub struct KernelOptions {
     /// channels kept in registers, tree reductions in workgroup memory) for up to
     /// [`LAYER_NORM_ROWS_MAX_C`] channels; the one-thread-per-token `layer_norm.wgsl` otherwise
     /// or when off. Default: on an H100 it took the 128x128 x2 volume from 17.83 to 15.74
-    /// ms/slice (the 50 LayerNorms: 80 ms per batch of 32 down to a few); `ln-tokens` turns it
-    /// off (lavapipe, where barriers are dear, runs the old kernel about 6% faster overall).
+    /// ms/slice (the 50 LayerNorms: 80.5 down to 14.7 ms per batch of 32); on lavapipe within
+    /// run-to-run noise of the old kernel overall (BENCHMARKS.md); `ln-tokens` turns it off.
     pub layer_norm_rows: bool,
 }
 
@@ -167,7 +168,8 @@ impl KernelOptions {
     /// with the chunked scan, fused directions), `chunked-per-direction`, `ln-rows` / `ln-tokens`
     /// (the coalesced / the one-thread-per-token LayerNorm), `sg-pipe` / `sg-serial` (the
     /// pipelined / the unpipelined subgroup scan). Names combine with `+`, each applied in turn
-    /// to the default kernels: `ln-tokens+sg-serial` is the default of session 3.
+    /// to the default kernels: `ln-tokens+sg-serial` gives the kernels that were the default
+    /// before the coalesced LayerNorm and the pipelined scan.
     pub fn from_name(name: &str) -> Option<Self> {
         let mut k = Self::default();
         for part in name.split('+') {
