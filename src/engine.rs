@@ -47,6 +47,17 @@ pub enum EngineError {
     Device(String),
     #[error("GPU out of memory: {0}")]
     OutOfMemory(String),
+    /// The checkpoint does not fit this backend (a missing or misshapen tensor, an unsupported
+    /// scale or head size); names the tensor or setting.
+    #[error("checkpoint not usable: {0}")]
+    Checkpoint(String),
+    /// A size beyond what the backend or the adapter can address (32-bit indices, workgroup grid
+    /// limits, a batch larger than the allocated buffers); names the quantity.
+    #[error("over a limit: {0}")]
+    Limit(String),
+    /// A broken internal invariant (a bug, not a user error); names the invariant.
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error("{0}")]
     Other(String),
 }
