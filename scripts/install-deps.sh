@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# System packages for building and running deltawkv on Debian 12 (run as root).
+# System packages for building and running deltawkv on Debian 12 (run as root), and a check that
+# the Rust toolchain (rust-version in Cargo.toml) is installed.
 #  - libgtk-3-dev: native file dialogs (rfd's gtk3 backend, works under plain X11)
 #  - cmake: builds the CharLS JPEG-LS codec used by dicom-pixeldata
 #  - mesa-vulkan-drivers + libvulkan1: Vulkan loader and lavapipe, the software GPU used without a
@@ -14,3 +15,18 @@ apt-get install -y -qq --no-install-recommends \
   build-essential pkg-config cmake libgtk-3-dev \
   mesa-vulkan-drivers libvulkan1 libxkbcommon-x11-0 libwayland-client0 libegl1 xvfb \
   python3-numpy python3-scipy python3-pytest >/dev/null
+
+# The Rust toolchain is not a Debian 12 package of the right version: check for it and say how to
+# get it (rust-version in Cargo.toml is the oldest that builds the project).
+need=$(sed -n 's/^rust-version *= *"\([0-9.]*\)".*/\1/p' Cargo.toml)
+if ! command -v cargo >/dev/null 2>&1 || ! command -v rustc >/dev/null 2>&1; then
+  echo "error: no Rust toolchain found (cargo, rustc). deltawkv needs Rust $need or newer:" >&2
+  echo "  install rustup (https://rustup.rs), then run: rustup toolchain install stable" >&2
+  exit 1
+fi
+have=$(rustc --version | awk '{print $2}')
+if [ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n1)" != "$need" ]; then
+  echo "error: rustc $have is older than the $need that deltawkv needs: run 'rustup update stable'" >&2
+  exit 1
+fi
+echo "Rust toolchain: rustc $have (needs $need or newer)"
