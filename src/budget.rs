@@ -191,6 +191,37 @@ mod tests {
     }
 
     #[test]
+    fn refusals_name_the_text() {
+        let message = |t: &str| parse_size(t).map_err(|e| e.to_string());
+        assert_eq!(
+            message("lots"),
+            Err("`lots` is not a size (expected e.g. 4GiB, 512MiB, 2000000000)".into())
+        );
+        assert_eq!(
+            message("4 parsecs"),
+            Err(
+                "`4 parsecs`: unknown unit `parsecs` (use B, KiB, MiB, GiB, TiB, KB, MB, GB or TB)"
+                    .into()
+            )
+        );
+        assert_eq!(
+            message("99999999999TiB"),
+            Err("`99999999999TiB` is too large".into())
+        );
+        assert_eq!(
+            message("4"),
+            Err("`4` is 4 bytes, below the smallest memory budget of 1.0 MiB".into())
+        );
+        let env = BudgetError::Env(Box::new(BudgetError::TooLarge {
+            text: "9e99".into(),
+        }));
+        assert_eq!(
+            env.to_string(),
+            "DELTAWKV_MEMORY_BUDGET: `9e99` is too large"
+        );
+    }
+
+    #[test]
     fn default_is_bounded() {
         let b = builtin_default();
         assert!((MIN_BUDGET..=FALLBACK).contains(&b), "{b}");
