@@ -19,16 +19,56 @@ pub const FALLBACK: u64 = 4 << 30;
 /// more likely a typo such as `4` for `4GiB`).
 pub const MIN_BUDGET: u64 = 1 << 20;
 
+/// Why a memory budget was refused; each variant holds the text as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BudgetError {
+    /// The text does not start with a number.
+    #[error("`{text}` is not a size (expected e.g. 4GiB, 512MiB, 2000000000)")]
+    NotASize {
+        /// The text as written.
+        text: String,
+    },
+    /// The unit after the number is not one [`parse_size`] knows.
+    #[error("`{text}`: unknown unit `{unit}` (use B, KiB, MiB, GiB, TiB, KB, MB, GB or TB)")]
+    UnknownUnit {
+        /// The text as written.
+        text: String,
+        /// The unit, lower-cased.
+        unit: String,
+    },
+    /// More bytes than a `u64` holds.
+    #[error("`{text}` is too large")]
+    TooLarge {
+        /// The text as written.
+        text: String,
+    },
+    /// Below [`MIN_BUDGET`].
+    #[error(
+        "`{text}` is {}, below the smallest memory budget of {}",
+        human_bytes(*bytes),
+        human_bytes(MIN_BUDGET)
+    )]
+    BelowMinimum {
+        /// The text as written.
+        text: String,
+        /// The size it gives.
+        bytes: u64,
+    },
+    /// The value of [`ENV_VAR`] is refused.
+    #[error("{var}: {0}", var = ENV_VAR)]
+    Env(Box<BudgetError>),
+}
+
 /// Parses a size such as `4GiB`, `512 MiB`, `1.5G`, `300MB` or `1048576` into bytes.
-pub fn parse_size(text: &str) -> Result<u64, String> {
+pub fn parse_size(text: &str) -> Result<u64, BudgetError> {
     let t = text.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size (expected e.g. 4GiB, 512MiB, 2000000000)"))?;
+    let value: f64 = num.parse().map_err(|_| BudgetError::NotASize {
+        text: text.to_string(),
+    })?;
     let multiplier: f64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kib" => 1024.0,
@@ -40,32 +80,34 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "gb" => 1e9,
         "tb" => 1e12,
         other => {
-            return Err(format!(
-                "`{text}`: unknown unit `{other}` (use B, KiB, MiB, GiB, TiB, KB, MB, GB or TB)"
-            ));
+            return Err(BudgetError::UnknownUnit {
+                text: text.to_string(),
+                unit: other.to_string(),
+            });
         }
     };
     let bytes = value * multiplier;
     if !bytes.is_finite() || bytes >= u64::MAX as f64 {
-        return Err(format!("`{text}` is too large"));
+        return Err(BudgetError::TooLarge {
+            text: text.to_string(),
+        });
     }
     let bytes = bytes.round() as u64;
     if bytes < MIN_BUDGET {
-        return Err(format!(
-            "`{text}` is {}, below the smallest memory budget of {}",
-            human_bytes(bytes),
-            human_bytes(MIN_BUDGET)
-        ));
+        return Err(BudgetError::BelowMinimum {
+            text: text.to_string(),
+            bytes,
+        });
     }
     Ok(bytes)
 }
 
-/// The budget set by [`ENV_VAR`], if any; `Err` with a message when it does not parse.
-pub fn from_env() -> Result<Option<u64>, String> {
+/// The budget set by [`ENV_VAR`], if any; [`BudgetError::Env`] when it does not parse.
+pub fn from_env() -> Result<Option<u64>, BudgetError> {
     match std::env::var(ENV_VAR) {
         Ok(v) if !v.trim().is_empty() => parse_size(&v)
             .map(Some)
-            .map_err(|e| format!("{ENV_VAR}: {e}")),
+            .map_err(|e| BudgetError::Env(Box::new(e))),
         _ => Ok(None),
     }
 }
@@ -106,7 +148,7 @@ pub fn builtin_default() -> u64 {
 
 /// Resolves the budget of a command: `flag` when given, else [`ENV_VAR`] (an error when it does
 /// not parse), else [`builtin_default`].
-pub fn resolve(flag: Option<u64>) -> Result<u64, String> {
+pub fn resolve(flag: Option<u64>) -> Result<u64, BudgetError> {
     if let Some(b) = flag {
         return Ok(b);
     }
@@ -146,6 +188,37 @@ mod tests {
         assert!(parse_size("4 parsecs").is_err());
         assert!(parse_size("").is_err());
         assert!(parse_size("99999999999TiB").is_err());
+    }
+
+    #[test]
+    fn refusals_name_the_text() {
+        let message = |t: &str| parse_size(t).map_err(|e| e.to_string());
+        assert_eq!(
+            message("lots"),
+            Err("`lots` is not a size (expected e.g. 4GiB, 512MiB, 2000000000)".into())
+        );
+        assert_eq!(
+            message("4 parsecs"),
+            Err(
+                "`4 parsecs`: unknown unit `parsecs` (use B, KiB, MiB, GiB, TiB, KB, MB, GB or TB)"
+                    .into()
+            )
+        );
+        assert_eq!(
+            message("99999999999TiB"),
+            Err("`99999999999TiB` is too large".into())
+        );
+        assert_eq!(
+            message("4"),
+            Err("`4` is 4 bytes, below the smallest memory budget of 1.0 MiB".into())
+        );
+        let env = BudgetError::Env(Box::new(BudgetError::TooLarge {
+            text: "9e99".into(),
+        }));
+        assert_eq!(
+            env.to_string(),
+            "DELTAWKV_MEMORY_BUDGET: `9e99` is too large"
+        );
     }
 
     #[test]

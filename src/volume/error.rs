@@ -1,6 +1,6 @@
 //! The error type of volume loading and saving.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::SeriesInfo;
 
@@ -243,6 +243,31 @@ pub enum VolumeError {
     /// A volume whose data length does not match its dimensions, or whose affine is singular.
     #[error("invalid volume: {0}")]
     InvalidVolume(String),
+}
+
+impl VolumeError {
+    /// A [`VolumeError::Io`] on `path`; `context` says what was being done (`cannot open`).
+    pub(crate) fn io(path: &Path, context: &str, source: std::io::Error) -> Self {
+        VolumeError::Io {
+            path: path.to_path_buf(),
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// A [`VolumeError::TooLarge`]: a `dims` volume needing `needed` bytes as float32 (`None`
+    /// when the count overflows) is over `budget`.
+    pub(crate) fn too_large(path: &Path, dims: String, needed: Option<u64>, budget: u64) -> Self {
+        VolumeError::TooLarge {
+            path: path.to_path_buf(),
+            dims,
+            needed_bytes: needed.unwrap_or(u64::MAX),
+            needed: needed
+                .map(human_bytes)
+                .unwrap_or_else(|| "more than 16 EiB".into()),
+            budget: human_bytes(budget),
+        }
+    }
 }
 
 fn format_series(series: &[SeriesInfo]) -> String {

@@ -34,10 +34,43 @@ pub fn column(affine: &Affine, c: usize) -> [f64; 3] {
 pub fn column_norms(affine: &Affine) -> [f64; 3] {
     let mut out = [0.0; 3];
     for (c, o) in out.iter_mut().enumerate() {
-        let v = column(affine, c);
-        *o = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
+        *o = norm(column(affine, c));
     }
     out
+}
+
+/// `a - b`.
+pub(crate) fn sub(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
+    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
+}
+
+/// Dot product.
+pub(crate) fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
+    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+}
+
+/// Cross product.
+pub(crate) fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
+    [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ]
+}
+
+/// Euclidean length.
+pub(crate) fn norm(a: [f64; 3]) -> f64 {
+    dot(a, a).sqrt()
+}
+
+/// `a` scaled to length 1; `None` when it is shorter than 1e-6 or not finite.
+pub(crate) fn unit(a: [f64; 3]) -> Option<[f64; 3]> {
+    let n = norm(a);
+    if n > 1e-6 && n.is_finite() {
+        Some([a[0] / n, a[1] / n, a[2] / n])
+    } else {
+        None
+    }
 }
 
 pub(crate) type Mat3 = [[f64; 3]; 3];
@@ -95,7 +128,7 @@ pub fn invert(affine: &Affine) -> Option<Affine> {
         for c in 0..3 {
             out[r][c] = inv[r][c];
         }
-        out[r][3] = -(inv[r][0] * t[0] + inv[r][1] * t[1] + inv[r][2] * t[2]);
+        out[r][3] = -dot(inv[r], t);
     }
     Some(out)
 }

@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 use crate::plane::Plane;
 
 mod dicom;
-mod dicom_lengths;
 mod error;
 pub mod geometry;
 mod nifti;

@@ -35,7 +35,7 @@ pub(crate) fn check<R: Read + Seek>(
     budget: u64,
 ) -> Result<(), Problem> {
     let mut head = [0u8; 132];
-    let n = super::nifti::read_full(r, &mut head).unwrap_or(0);
+    let n = crate::volume::nifti::read_full(r, &mut head).unwrap_or(0);
     let start = if n >= 132 && &head[128..132] == b"DICM" {
         132
     } else if n >= 4 && &head[0..4] == b"DICM" {
