@@ -36,13 +36,16 @@ pub enum Reach {
 /// Errors of finding and loading a checkpoint.
 #[derive(Debug, thiserror::Error)]
 pub enum LocateError {
+    /// No shipped checkpoint of the scale in the places searched (listed).
     #[error(
         "no checkpoint for scale {scale}: none of\n{}\nexists; pass one with --weights FILE",
         list(.tried)
     )]
     NotFound { scale: usize, tried: Vec<PathBuf> },
+    /// The file is not a usable checkpoint (the error names the file and the problem).
     #[error("cannot load the checkpoint: {error}")]
     Load { error: CheckpointError },
+    /// The checkpoint's scale is not the one asked for.
     #[error("checkpoint {label} upscales x{found}, not x{want}")]
     WrongScale {
         label: String,
@@ -102,7 +105,7 @@ pub fn weights_dirs(reach: Reach) -> Vec<PathBuf> {
 }
 
 /// File name of the shipped checkpoint of `scale`.
-pub fn shipped_name(scale: usize) -> String {
+fn shipped_name(scale: usize) -> String {
     format!("dwkv3m_x{scale}.safetensors")
 }
 

@@ -106,7 +106,9 @@ pub fn clamp01(mut p: Plane) -> Plane {
 /// One method's metrics: per slice and for the volume.
 #[derive(Clone, Debug)]
 pub struct Score {
+    /// Volume PSNR (from the MSE over all voxels) and mean SSIM.
     pub volume: VolumeMetrics,
+    /// Each slice's metrics, in the order of the inputs.
     pub per_slice: Vec<PlaneMetrics>,
 }
 

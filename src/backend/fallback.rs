@@ -55,7 +55,9 @@ pub struct Fallback {
 
 /// The backend a run continues on, with the notice telling the user so.
 pub struct TakenOver {
+    /// The fallback backend, started.
     pub engine: Box<dyn Upscaler>,
+    /// `what (error): continuing on <backend>`, for the user.
     pub notice: String,
 }
 
