@@ -1,31 +1,21 @@
-//! What every super-resolution backend offers (the CPU reference and the WGSL engine), and how the
-//! command line and the viewer pick one.
+//! What every super-resolution backend offers (the CPU reference and the WGSL engine): the
+//! [`Upscaler`] trait, its typed errors, the progress callback and the user's [`DeviceChoice`].
+//! A leaf: it knows neither engine; the `backend` module builds and picks them.
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use crate::gpu::GpuContext;
-use crate::model::Checkpoint;
 use crate::plane::Plane;
 
-/// Which backend the user asked for (`--device gpu|cpu|auto`).
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-)]
+/// Which backend the user asked for (`--device gpu|cpu|auto`, the viewer's setting).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum DeviceChoice {
     /// A real GPU when there is one; otherwise whichever of the software adapter and the CPU
     /// reference measures faster.
     #[default]
     Auto,
+    /// The WGSL engine on the best adapter (a software one if that is all there is).
     Gpu,
+    /// The CPU reference.
     Cpu,
 }
 
@@ -85,48 +75,4 @@ pub trait Upscaler: Send {
     fn take_notices(&mut self) -> Vec<String> {
         Vec::new()
     }
-}
-
-/// Creates the backend for `choice` holding `checkpoint`:
-/// - [`DeviceChoice::Cpu`]: the CPU reference.
-/// - [`DeviceChoice::Gpu`]: the WGSL engine on the best adapter (a software one if that is all
-///   there is); fails with [`EngineError::NoAdapter`] when there is none.
-/// - [`DeviceChoice::Auto`]: a real GPU when there is one; with only a software adapter
-///   (lavapipe), whichever of it and the CPU reference is faster on a short measurement (cached
-///   per adapter and network shape); the CPU reference when there is no adapter.
-///
-/// A GPU backend falls back to the CPU reference if the device is lost or runs out of memory
-/// even at batch 1 (after halving the batch), with a notice ([`Upscaler::take_notices`]).
-/// [`Upscaler::describe`] names the backend and why it was chosen.
-pub fn create(
-    checkpoint: Checkpoint,
-    choice: DeviceChoice,
-) -> Result<Box<dyn Upscaler>, EngineError> {
-    let ctx = match choice {
-        DeviceChoice::Cpu => Err(EngineError::NoAdapter("the CPU was requested".into())),
-        _ => GpuContext::new().map(Arc::new),
-    };
-    crate::gpu::select::select(checkpoint, choice, ctx)
-}
-
-/// [`create`] on an existing device, e.g. eframe's, so the viewer and the engine share it. The
-/// device should have been requested with the adapter's limits (`adapter.limits()`).
-pub fn create_with_device(
-    checkpoint: Checkpoint,
-    choice: DeviceChoice,
-    device: wgpu::Device,
-    queue: wgpu::Queue,
-    adapter_info: wgpu::AdapterInfo,
-) -> Result<Box<dyn Upscaler>, EngineError> {
-    let ctx = Arc::new(GpuContext::from_device(device, queue, adapter_info));
-    create_with_context(checkpoint, choice, ctx)
-}
-
-/// [`create`] on a [`GpuContext`] made earlier (its compiled pipelines are reused).
-pub fn create_with_context(
-    checkpoint: Checkpoint,
-    choice: DeviceChoice,
-    ctx: Arc<GpuContext>,
-) -> Result<Box<dyn Upscaler>, EngineError> {
-    crate::gpu::select::select(checkpoint, choice, Ok(ctx))
 }

@@ -6,17 +6,26 @@
 //! - [`model`]: the network definition, checkpoint loading and the CPU reference forward pass.
 //! - [`metrics`]: PSNR and SSIM.
 //! - [`degrade`]: LR simulation (k-space truncation, bicubic) and the interpolation baselines.
-//! - [`engine`]: the interface every backend offers, and backend selection.
+//! - [`engine`]: the interface every backend offers (a leaf: it knows neither engine).
 //! - [`upscale`]: volume <-> network intensities and the upscaled output grid (CLI and viewer).
+//! - [`evaluation`]: the evaluation pipeline (normalise, crop, degrade, baselines, clamp, score)
+//!   of `deltawkv eval` and the viewer's simulate mode.
+//! - [`checkpoints`]: where checkpoints are found (`DELTAWKV_WEIGHTS_DIR`, `weights/` folders)
+//!   and how they are loaded and checked.
 //! - [`gpu`]: the WGSL inference engine on wgpu.
+//! - [`backend`]: backend choice above both engines (CPU reference, GPU, by measurement) and the
+//!   CPU fallback of a failing GPU.
 //! - [`app`]: the egui viewer (the only module that knows egui).
 //! - [`cli`]: the `deltawkv` command line.
 
 pub mod app;
+pub mod backend;
 pub mod budget;
+pub mod checkpoints;
 pub mod cli;
 pub mod degrade;
 pub mod engine;
+pub mod evaluation;
 pub mod gpu;
 pub mod metrics;
 pub mod model;

@@ -63,7 +63,7 @@ impl Script {
             value,
             delay: Duration::from_millis(delay_ms),
             fail_at: None,
-            error: || EngineError::Other("unused".into()),
+            error: || EngineError::Internal("unused".into()),
         }
     }
 }
@@ -140,7 +140,7 @@ fn fake_factory(
             .get(n)
             .or(scripts.last())
             .cloned()
-            .ok_or_else(|| EngineError::Other("no script".into()))?;
+            .ok_or_else(|| EngineError::Internal("no script".into()))?;
         let script = script.map_err(|make| make())?;
         c.alive.fetch_add(1, Ordering::SeqCst);
         let engine: Box<dyn Upscaler> = Box::new(FakeEngine {
@@ -309,7 +309,7 @@ fn a_failed_inference_leaves_the_viewer_usable_with_a_message() {
     let (factory, counters) = fake_factory(vec![
         Ok(Script {
             fail_at: Some(2),
-            error: || EngineError::Other("kernel returned garbage".into()),
+            error: || EngineError::Internal("kernel returned garbage".into()),
             ..Script::constant(0.5, 0)
         }),
         Ok(Script::constant(0.5, 0)),
@@ -342,7 +342,7 @@ fn a_failed_inference_leaves_the_viewer_usable_with_a_message() {
 
     // An engine that cannot start (not a device fault): a message, no run, no crash.
     let (factory, _) = fake_factory(vec![Err(|| {
-        EngineError::Other("unsupported network shape".into())
+        EngineError::Checkpoint("unsupported network shape".into())
     })]);
     let mut v = viewer(factory, DeviceChoice::Gpu);
     settle(&mut v);

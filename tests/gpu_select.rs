@@ -1,12 +1,12 @@
-//! Backend selection (`engine::create`) and the CPU fallback of a failing GPU.
+//! Backend selection (`backend::create`) and the CPU fallback of a failing GPU.
 
 mod gpu_common;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use deltawkv::engine::{self, DeviceChoice, EngineError, Upscaler};
-use deltawkv::gpu::select::GpuWithFallback;
+use deltawkv::backend::{self, GpuWithFallback};
+use deltawkv::engine::{DeviceChoice, EngineError, Upscaler};
 use deltawkv::gpu::{GpuContext, GpuEngine, GpuOptions};
 use deltawkv::model::cpu;
 use deltawkv::model::{Checkpoint, Degradation};
@@ -32,17 +32,17 @@ fn create_each_choice() {
     let ck = tiny();
     let reference = cpu::forward(&ck, &planes()[0]).unwrap();
 
-    let mut c = engine::create(ck.clone(), DeviceChoice::Cpu).unwrap();
+    let mut c = backend::create(ck.clone(), DeviceChoice::Cpu).unwrap();
     assert!(
         c.describe().starts_with("CPU reference"),
         "{}",
         c.describe()
     );
 
-    let mut g = engine::create_with_context(ck.clone(), DeviceChoice::Gpu, ctx.clone()).unwrap();
+    let mut g = backend::create_with_context(ck.clone(), DeviceChoice::Gpu, ctx.clone()).unwrap();
     assert!(g.describe().starts_with("GPU: "), "{}", g.describe());
 
-    let mut a = engine::create_with_context(ck.clone(), DeviceChoice::Auto, ctx.clone()).unwrap();
+    let mut a = backend::create_with_context(ck.clone(), DeviceChoice::Auto, ctx.clone()).unwrap();
     eprintln!("auto chose: {}", a.describe());
     if ctx.is_software() {
         // The choice is shown with the measurement behind it, and cached on disk.
@@ -149,13 +149,13 @@ fn out_of_memory_at_batch_one_falls_back_to_cpu() {
 #[test]
 fn gpu_choice_without_adapter_is_an_error() {
     let ck = tiny();
-    let r = deltawkv::gpu::select::select(
+    let r = deltawkv::backend::select::select(
         ck,
         DeviceChoice::Gpu,
         Err(EngineError::NoAdapter("none in this test".into())),
     );
     assert!(matches!(r, Err(EngineError::NoAdapter(_))));
-    let auto = deltawkv::gpu::select::select(
+    let auto = deltawkv::backend::select::select(
         tiny(),
         DeviceChoice::Auto,
         Err(EngineError::NoAdapter("none in this test".into())),

@@ -13,17 +13,56 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::metrics_cache::{MetricKey, SliceMetrics, Slot};
 use super::session::{self, PrepareParams, Prepared};
+use crate::backend::{Fallback, FallbackError, is_device_failure};
+use crate::checkpoints::{self, LocateError};
 use crate::engine::{EngineError, Upscaler};
-use crate::model::Checkpoint;
+use crate::metrics::MetricError;
+use crate::model::{Checkpoint, CheckpointError};
 use crate::plane::Plane;
-use crate::volume::{self, LoadOptions, SeriesInfo, Volume};
+use crate::volume::{self, LoadOptions, SeriesInfo, Volume, VolumeError};
+
+pub use crate::backend::EngineFactory;
 
 /// Something that wakes the UI when a job reports (egui's `Context::request_repaint`).
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
 
-/// Makes a backend for a checkpoint (the CPU reference, or the GPU engine on eframe's device).
-pub type EngineFactory =
-    Arc<dyn Fn(&Checkpoint) -> Result<Box<dyn Upscaler>, EngineError> + Send + Sync>;
+/// Why a job failed; reported to the UI as its message.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
+    /// Preparation failed (the message of [`session::prepare`]).
+    #[error("{0}")]
+    Prepare(String),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The checkpoint's scale is not the session's.
+    #[error("{error}: choose a x{want} checkpoint or switch the scale")]
+    Scale { error: LocateError, want: usize },
+    #[error("cannot start the engine: {0}")]
+    EngineStart(EngineError),
+    #[error(transparent)]
+    Fallback(#[from] FallbackError),
+    #[error("slice {slice}: {error}")]
+    Slice { slice: usize, error: EngineError },
+    #[error("LR slice {0} is missing")]
+    MissingSlice(usize),
+    #[error("slice {0}: the engine returned nothing")]
+    NoOutput(usize),
+    #[error("slice {slice}: the engine returned {}x{}, expected {}x{}", .got.0, .got.1, .want.0, .want.1)]
+    OutputSize {
+        slice: usize,
+        got: (usize, usize),
+        want: (usize, usize),
+    },
+    #[error("slice {slice}: the network produced {count} non-finite values")]
+    NonFinite { slice: usize, count: usize },
+    #[error(transparent)]
+    Metric(#[from] MetricError),
+    /// A panic inside the job (a bug).
+    #[error("internal error while {what}: {message}")]
+    Panicked { what: String, message: String },
+}
 
 /// Where a checkpoint comes from.
 #[derive(Clone)]
@@ -161,17 +200,21 @@ pub struct MetricRequest {
     pub data_range: f64,
 }
 
-fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+/// Runs `f`, turning a panic into [`JobError::Panicked`].
+fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, JobError>) -> Result<T, JobError> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(p) => {
-            let msg = p
+            let message = p
                 .downcast_ref::<String>()
                 .cloned()
                 .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unknown panic".into());
-            tracing::error!("{what} panicked: {msg}");
-            Err(format!("internal error while {what}: {msg}"))
+            tracing::error!("{what} panicked: {message}");
+            Err(JobError::Panicked {
+                what: what.to_string(),
+                message,
+            })
         }
     }
 }
@@ -220,7 +263,7 @@ impl Jobs {
             let t0 = Instant::now();
             let result = guarded("loading", || {
                 if path.is_dir() && series.is_none() {
-                    let list = volume::list_series(&path).map_err(|e| e.to_string())?;
+                    let list = volume::list_series(&path)?;
                     if list.len() > 1 {
                         return Ok(Err(list));
                     }
@@ -229,7 +272,7 @@ impl Jobs {
                     series: series.clone(),
                     ..LoadOptions::default()
                 };
-                let v = volume::load(&path, &opts).map_err(|e| e.to_string())?;
+                let v = volume::load(&path, &opts)?;
                 let orientation = v.orientation_code();
                 Ok(Ok(Loaded {
                     path: path.clone(),
@@ -250,7 +293,7 @@ impl Jobs {
                 },
                 Err(e) => Event::Loaded {
                     ticket,
-                    result: Err(e),
+                    result: Err(e.to_string()),
                 },
             };
             let _ = tx.send(ev);
@@ -274,8 +317,12 @@ impl Jobs {
                     cancel.load(Ordering::Relaxed)
                 })
                 .map(Arc::new)
+                .map_err(JobError::Prepare)
             });
-            let _ = tx.send(Event::Prepared { ticket, result });
+            let _ = tx.send(Event::Prepared {
+                ticket,
+                result: result.map_err(|e| e.to_string()),
+            });
             waker();
         });
     }
@@ -299,7 +346,7 @@ impl Jobs {
             match r {
                 Ok(true) => send(SrEvent::Finished(t0.elapsed())),
                 Ok(false) => send(SrEvent::Cancelled),
-                Err(e) => send(SrEvent::Failed(e)),
+                Err(e) => send(SrEvent::Failed(e.to_string())),
             }
         });
     }
@@ -324,13 +371,11 @@ impl Jobs {
     pub fn save_nifti(&self, volume: Volume, path: PathBuf) {
         self.spawn("export", move |tx, waker| {
             let result = guarded("exporting", || {
-                volume::save_nifti(&volume, &path)
-                    .map(|()| path.clone())
-                    .map_err(|e| e.to_string())
+                Ok(volume::save_nifti(&volume, &path).map(|()| path.clone())?)
             });
             let _ = tx.send(Event::Exported {
                 what: "SR volume".into(),
-                result,
+                result: result.map_err(|e| e.to_string()),
             });
             waker();
         });
@@ -357,56 +402,32 @@ pub struct InferenceJob {
     pub priority: Receiver<usize>,
 }
 
-/// Whether an engine error is the device's (no adapter, device lost, out of memory), after which
-/// the run continues on the fallback backend.
-pub fn is_device_failure(e: &EngineError) -> bool {
-    matches!(
-        e,
-        EngineError::NoAdapter(_) | EngineError::Device(_) | EngineError::OutOfMemory(_)
-    )
-}
-
-/// Makes the fallback engine after `error`, telling the user; `Err` when there is none or it
-/// cannot start either.
+/// Moves the run to the fallback backend after `error`, telling the user; `Err` when there is
+/// none or it cannot start either.
 fn fall_back(
-    fallback: &mut Option<EngineFactory>,
+    fallback: &mut Fallback,
     ckpt: &Checkpoint,
-    error: &EngineError,
+    error: EngineError,
     what: &str,
     send: &dyn Fn(SrEvent),
-) -> Result<Box<dyn Upscaler>, String> {
-    let Some(factory) = fallback.take() else {
-        return Err(format!("{what}: {error}"));
-    };
-    let engine = factory(ckpt).map_err(|e2| {
-        format!("{what}: {error}; the fallback backend could not start either: {e2}")
-    })?;
-    tracing::warn!("{what}: {error}; continuing on {}", engine.describe());
-    send(SrEvent::Warning(format!(
-        "{what} ({error}): continuing on {}",
-        engine.describe()
-    )));
-    send(SrEvent::EngineReady(engine.describe()));
-    Ok(engine)
+) -> Result<Box<dyn Upscaler>, JobError> {
+    let next = fallback.take_over(ckpt, error, what)?;
+    send(SrEvent::Warning(next.notice));
+    send(SrEvent::EngineReady(next.engine.describe()));
+    Ok(next.engine)
 }
 
 /// Loads the checkpoint, makes the engine, upscales the slices. `Ok(false)` when cancelled.
 /// A device failure (no GPU, GPU lost, out of memory) moves the run to `job.fallback` once,
 /// with a warning, redoing the slice that failed.
-fn run_inference(job: &InferenceJob, send: &dyn Fn(SrEvent)) -> Result<bool, String> {
+fn run_inference(job: &InferenceJob, send: &dyn Fn(SrEvent)) -> Result<bool, JobError> {
     let ckpt: Arc<Checkpoint> = match &job.checkpoint {
-        CheckpointSource::File(p) => Arc::new(Checkpoint::load(p).map_err(|e| e.to_string())?),
+        CheckpointSource::File(p) => Arc::new(Checkpoint::load(p)?),
         CheckpointSource::Memory { checkpoint, .. } => checkpoint.clone(),
     };
     let want = job.prepared.params.scale;
-    if ckpt.config.scale != want {
-        return Err(format!(
-            "checkpoint {} upscales x{}, but the session is x{want}: choose a x{want} checkpoint \
-             or switch the scale",
-            job.checkpoint.label(),
-            ckpt.config.scale
-        ));
-    }
+    checkpoints::check_scale(&ckpt, &job.checkpoint.label(), want)
+        .map_err(|error| JobError::Scale { error, want })?;
     let geometry = job.prepared.params.degradation;
     if ckpt.config.degradation != geometry {
         send(SrEvent::Warning(format!(
@@ -419,7 +440,7 @@ fn run_inference(job: &InferenceJob, send: &dyn Fn(SrEvent)) -> Result<bool, Str
     if job.cancel.load(Ordering::Relaxed) {
         return Ok(false);
     }
-    let mut fallback = job.fallback.clone();
+    let mut fallback = Fallback::new(job.fallback.clone());
     let mut engine = match (job.factory)(&ckpt) {
         Ok(e) => {
             send(SrEvent::EngineReady(e.describe()));
@@ -428,11 +449,11 @@ fn run_inference(job: &InferenceJob, send: &dyn Fn(SrEvent)) -> Result<bool, Str
         Err(e) if is_device_failure(&e) => fall_back(
             &mut fallback,
             &ckpt,
-            &e,
+            e,
             "the GPU engine could not start",
             send,
         )?,
-        Err(e) => return Err(format!("cannot start the engine: {e}")),
+        Err(e) => return Err(JobError::EngineStart(e)),
     };
     for n in engine.take_notices() {
         send(SrEvent::Warning(n));
@@ -466,10 +487,7 @@ fn run_inference(job: &InferenceJob, send: &dyn Fn(SrEvent)) -> Result<bool, Str
         if job.cancel.load(Ordering::Relaxed) {
             return Ok(false);
         }
-        let input = job
-            .prepared
-            .lr_plane(k)
-            .ok_or_else(|| format!("LR slice {k} is missing"))?;
+        let input = job.prepared.lr_plane(k).ok_or(JobError::MissingSlice(k))?;
         let t = Instant::now();
         let out = loop {
             match engine.upscale(std::slice::from_ref(&input), &noop, &job.cancel) {
@@ -477,31 +495,27 @@ fn run_inference(job: &InferenceJob, send: &dyn Fn(SrEvent)) -> Result<bool, Str
                 Err(EngineError::Cancelled) => return Ok(false),
                 Err(e) if is_device_failure(&e) => {
                     let what = format!("the GPU failed on slice {k}");
-                    engine = fall_back(&mut fallback, &ckpt, &e, &what, send)?;
+                    engine = fall_back(&mut fallback, &ckpt, e, &what, send)?;
                     if job.cancel.load(Ordering::Relaxed) {
                         return Ok(false);
                     }
                 }
-                Err(e) => return Err(format!("slice {k}: {e}")),
+                Err(error) => return Err(JobError::Slice { slice: k, error }),
             }
         };
-        let plane = out
-            .into_iter()
-            .next()
-            .ok_or_else(|| format!("slice {k}: the engine returned nothing"))?;
+        let plane = out.into_iter().next().ok_or(JobError::NoOutput(k))?;
         let (ca, ra) = axis.in_plane();
         let dims = job.prepared.sr_stored_dims;
         if plane.width != dims[ca] || plane.height != dims[ra] {
-            return Err(format!(
-                "slice {k}: the engine returned {}x{}, expected {}x{}",
-                plane.width, plane.height, dims[ca], dims[ra]
-            ));
+            return Err(JobError::OutputSize {
+                slice: k,
+                got: (plane.width, plane.height),
+                want: (dims[ca], dims[ra]),
+            });
         }
-        let bad = plane.data.iter().filter(|v| !v.is_finite()).count();
-        if bad > 0 {
-            return Err(format!(
-                "slice {k}: the network produced {bad} non-finite values"
-            ));
+        let count = plane.data.iter().filter(|v| !v.is_finite()).count();
+        if count > 0 {
+            return Err(JobError::NonFinite { slice: k, count });
         }
         // Sent unclamped: `SrRun::apply_stored_slice` clamps in simulate mode (metrics), upscale
         // mode keeps the values for the export (as `deltawkv upscale`).
@@ -536,20 +550,19 @@ fn metrics_loop(rx: Receiver<MetricRequest>, tx: Sender<Event>, waker: Waker) {
             continue;
         };
         let result = guarded("computing metrics", || {
-            crate::metrics::plane_metrics(&req.gt, &req.test, req.data_range)
-                .map(|m| SliceMetrics {
-                    mse: m.mse,
-                    psnr: m.psnr,
-                    ssim: m.ssim,
-                    voxels: req.gt.data.len(),
-                })
-                .map_err(|e| e.to_string())
+            let m = crate::metrics::plane_metrics(&req.gt, &req.test, req.data_range)?;
+            Ok(SliceMetrics {
+                mse: m.mse,
+                psnr: m.psnr,
+                ssim: m.ssim,
+                voxels: req.gt.data.len(),
+            })
         });
         let ev = Event::Metric {
             session: req.session,
             key: req.key,
             version: req.version,
-            result,
+            result: result.map_err(|e| e.to_string()),
         };
         if tx.send(ev).is_err() {
             return;

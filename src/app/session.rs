@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::metrics_cache::{ResultId, Slot};
-use crate::degrade::{self, Baseline};
+use crate::degrade::Baseline;
 use crate::model::Degradation;
 use crate::plane::Plane;
 use crate::upscale::Intensity;
@@ -386,25 +386,6 @@ impl Prepared {
     }
 }
 
-/// The robust maximum of `deltawkv eval`: the [`NORM_PERCENTILE`]th percentile of the finite
-/// voxels (f64, linear interpolation as NumPy), or their maximum when that is not positive.
-pub fn robust_max(data: &[f32]) -> Result<f64, String> {
-    crate::volume::stats::robust_max(data).map_err(|e| format!("cannot normalise intensities: {e}"))
-}
-
-/// Divides by [`robust_max`] and clips to [0, 1]; non-finite voxels become 0. Returns the factor.
-pub fn normalise(v: &mut Volume) -> Result<f32, String> {
-    let m = robust_max(&v.data)?;
-    for x in &mut v.data {
-        *x = if x.is_finite() {
-            (f64::from(*x) / m).clamp(0.0, 1.0) as f32
-        } else {
-            0.0
-        };
-    }
-    Ok(m as f32)
-}
-
 /// Which in-plane axes the SR grid rescales for `axis` slices.
 fn rescaled_axes(axis: Axis) -> [bool; 3] {
     let (c, r) = axis.in_plane();
@@ -424,9 +405,9 @@ fn empty_like(grid: &Grid, meta: &VolumeMeta, fill: f32) -> Volume {
     }
 }
 
-/// Builds LR, GT and baselines from the opened volume (in its stored voxel order, like
-/// `deltawkv eval`), then reorients them to canonical RAS for display. `cancelled` is polled
-/// between slices.
+/// Builds LR, GT and baselines from the opened volume (in its stored voxel order, with the steps
+/// of `deltawkv eval`, [`crate::evaluation`]), then reorients them to canonical RAS for display.
+/// `cancelled` is polled between slices.
 pub fn prepare(
     stored: &Volume,
     source_orientation: &str,
@@ -452,7 +433,8 @@ pub fn prepare(
     let (norm, intensity) = match params.mode {
         Mode::Simulate => {
             let non_negative = vol.data.iter().filter(|v| v.is_finite()).all(|&v| v >= 0.0);
-            let norm = normalise(&mut vol)?;
+            let norm =
+                crate::evaluation::normalise(&mut vol.data).map_err(|e| e.to_string())? as f32;
             (
                 norm,
                 Intensity {
@@ -509,10 +491,9 @@ pub fn prepare(
                 let hr = vol
                     .slice(axis, k)
                     .ok_or_else(|| format!("slice {k} out of range"))?;
-                let hr =
-                    degrade::crop_to_multiple(&hr, s).map_err(|e| format!("slice {k}: {e}"))?;
-                let low = degrade::degrade(&hr, s, params.degradation)
-                    .map_err(|e| format!("degrading slice {k}: {e}"))?;
+                let hr = crate::evaluation::crop(&hr, k, s).map_err(|e| e.to_string())?;
+                let low = crate::evaluation::degrade(&hr, k, s, params.degradation)
+                    .map_err(|e| e.to_string())?;
                 gt.set_slice(axis, k, &hr);
                 if !lr.set_slice(axis, k, &low) {
                     return Err(format!(
@@ -545,10 +526,9 @@ pub fn prepare(
             let low = lr
                 .slice(axis, k)
                 .ok_or_else(|| format!("LR slice {k} out of range"))?;
-            let mut up = degrade::upsample(&low, s, b, params.degradation)
-                .map_err(|e| format!("{} upsampling of slice {k}: {e}", b.as_str()))?;
             // Clamped to [0, 1] like every output (as `deltawkv eval`).
-            up.data.iter_mut().for_each(|x| *x = x.clamp(0.0, 1.0));
+            let up = crate::evaluation::baseline(&low, k, s, b, params.degradation)
+                .map_err(|e| e.to_string())?;
             if !out.set_slice(axis, k, &up) {
                 return Err(format!(
                     "{} upsampling of slice {k} gave {}x{}, expected {}x{}",
@@ -1110,9 +1090,9 @@ pub(crate) mod tests {
         assert_eq!(p.sr_axis, Axis::Axial);
         // The network input is the stored LR slice: degrading the stored GT slice.
         let mut norm = v.clone();
-        normalise(&mut norm).expect("normalise");
+        crate::evaluation::normalise(&mut norm.data).expect("normalise");
         let hr = norm.slice(Axis::Axial, 2).expect("slice");
-        let lr = degrade::degrade(&hr, 2, Degradation::Kspace).expect("degrade");
+        let lr = crate::degrade::degrade(&hr, 2, Degradation::Kspace).expect("degrade");
         assert_eq!(p.lr_plane(2), Some(lr));
         // The canonical GT is the reoriented stored GT.
         let gt = p.gt.as_ref().expect("gt");
@@ -1131,18 +1111,6 @@ pub(crate) mod tests {
         assert_eq!(p.lr_voxel([23, 19, 2]), [11, 9, 2]);
         // Canonical 22 is stored 1 -> LR 0.5, rounded to stored LR 1 = canonical LR 10.
         assert_eq!(p.lr_voxel([22, 18, 2]), [10, 8, 2]);
-    }
-
-    #[test]
-    fn robust_max_follows_eval() {
-        // Same cases as cli/eval.rs: p99.5 of 0..=999 is 994.005; mostly zeros use the maximum.
-        let v: Vec<f32> = (0..1000).map(|x| x as f32).collect();
-        assert!((robust_max(&v).expect("max") - 994.005).abs() < 1e-9);
-        let mut z = vec![0.0f32; 1000];
-        z[3] = 5.0;
-        assert_eq!(robust_max(&z), Ok(5.0));
-        assert!(robust_max(&[0.0, -1.0]).is_err());
-        assert!(robust_max(&[f32::NAN]).is_err());
     }
 
     #[test]

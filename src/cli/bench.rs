@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
-use crate::engine::{DeviceChoice, Upscaler};
+use super::DeviceArg;
+use crate::checkpoints::{self, Reach};
+use crate::engine::Upscaler;
 use crate::gpu::kernels::KernelOptions;
 use crate::gpu::network::network_macs;
 use crate::gpu::{GpuContext, GpuEngine, GpuOptions, measure};
@@ -33,8 +35,8 @@ pub struct BenchArgs {
     pub weights: Option<PathBuf>,
     /// gpu: the WGSL engine (and the CPU reference for the ratio); cpu: the CPU reference only;
     /// auto: the GPU engine when an adapter exists.
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
-    pub device: DeviceChoice,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
     /// Slices the CPU reference runs for the GPU/CPU ratio (0: skip the CPU reference).
     #[arg(long, default_value_t = 1)]
     pub cpu_slices: usize,
@@ -61,30 +63,30 @@ pub struct BenchArgs {
     pub memory: super::MemoryArgs,
 }
 
-fn parse_kernels(s: &str) -> Result<String, String> {
+fn parse_kernels(s: &str) -> anyhow::Result<String> {
     match KernelOptions::from_name(s) {
         Some(_) => Ok(s.trim().to_string()),
-        None => Err(format!(
+        None => bail!(
             "unknown kernel variant `{s}` (one of {})",
             KernelOptions::NAMES.join(", ")
-        )),
+        ),
     }
 }
 
-fn parse_size(s: &str) -> Result<(usize, usize), String> {
+fn parse_size(s: &str) -> anyhow::Result<(usize, usize)> {
     let (h, w) = s
         .split_once(['x', 'X'])
-        .ok_or_else(|| format!("expected HxW, got `{s}`"))?;
+        .with_context(|| format!("expected HxW, got `{s}`"))?;
     let h: usize = h
         .trim()
         .parse()
-        .map_err(|_| format!("bad height in `{s}`"))?;
+        .map_err(|_| anyhow::anyhow!("bad height in `{s}`"))?;
     let w: usize = w
         .trim()
         .parse()
-        .map_err(|_| format!("bad width in `{s}`"))?;
+        .map_err(|_| anyhow::anyhow!("bad width in `{s}`"))?;
     if h == 0 || w == 0 || h > 4096 || w > 4096 {
-        return Err(format!("size `{s}` out of range (1..=4096)"));
+        bail!("size `{s}` out of range (1..=4096)");
     }
     Ok((h, w))
 }
@@ -196,16 +198,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let (ck, weights_note) = match &args.weights {
         Some(p) => {
-            let ck = Checkpoint::load_with_budget(p, args.memory.bytes()?)
-                .with_context(|| format!("cannot load {}", p.display()))?;
-            if ck.config.scale != args.scale {
-                bail!(
-                    "{} is a x{} checkpoint, not x{}",
-                    p.display(),
-                    ck.config.scale,
-                    args.scale
-                );
-            }
+            let (ck, p) =
+                checkpoints::load(Some(p), args.scale, args.memory.bytes()?, Reach::WorkingDir)?;
             (ck, p.display().to_string())
         }
         None => {
@@ -244,7 +238,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut gpu_outputs: Vec<Plane> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
     let mut variants: Vec<VariantReport> = Vec::new();
-    if args.device != DeviceChoice::Cpu {
+    if args.device != DeviceArg::Cpu {
         match GpuContext::new() {
             Ok(ctx) => {
                 let ctx = Arc::new(ctx);
@@ -345,7 +339,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 });
             }
             Err(e) => {
-                if args.device == DeviceChoice::Gpu {
+                if args.device == DeviceArg::Gpu {
                     return Err(e).context("--device gpu");
                 }
                 notes.push(format!("no GPU adapter ({e}); CPU reference only"));
@@ -356,7 +350,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     // CPU reference on the first slices.
     let mut cpu_report = None;
     let mut parity = None;
-    let cpu_n = if args.device == DeviceChoice::Cpu {
+    let cpu_n = if args.device == DeviceArg::Cpu {
         args.cpu_slices.max(1)
     } else {
         args.cpu_slices

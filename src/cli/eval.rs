@@ -1,7 +1,8 @@
 //! `deltawkv eval GT --scale S`: degrade a ground-truth volume, upscale it with the network, and
 //! report PSNR and SSIM of the SR output and of the interpolation baselines.
 //!
-//! Protocol (stated in the output too):
+//! Protocol (stated in the output too; the steps are [`crate::evaluation`]'s, shared with the
+//! viewer's simulate mode):
 //! 1. The GT volume is normalised by its robust maximum, the 99.5th percentile of all its finite
 //!    voxels (whatever `--slices` selects), then clipped to [0, 1]; non-finite voxels become 0
 //!    (counted in the report).
@@ -21,15 +22,15 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 
-use crate::degrade::{self, Baseline};
-use crate::engine::{DeviceChoice, Upscaler};
-use crate::metrics::{self, PlaneMetrics, VolumeAccumulator, VolumeMetrics};
-use crate::model::{Checkpoint, Degradation};
+use super::DeviceArg;
+use crate::checkpoints::{self, LocateError, Reach};
+use crate::degrade::Baseline;
+use crate::engine::Upscaler;
+use crate::evaluation::{self, NORM_PERCENTILE, Score};
+use crate::metrics;
+use crate::model::Degradation;
 use crate::plane::Plane;
 use crate::volume::{self, Axis, LoadOptions};
-
-/// Percentile of the finite GT voxels that maps to 1.0.
-pub const ROBUST_PERCENTILE: f64 = crate::volume::stats::NORM_PERCENTILE;
 
 /// Arguments of `deltawkv eval`.
 #[derive(clap::Args, Debug)]
@@ -54,7 +55,7 @@ pub struct EvalArgs {
     pub axis: Axis,
     /// Inference backend.
     #[arg(long, value_enum, default_value = "auto")]
-    pub device: DeviceChoice,
+    pub device: DeviceArg,
     /// Also report every slice's metrics.
     #[arg(long)]
     pub per_slice: bool,
@@ -66,13 +67,6 @@ pub struct EvalArgs {
     pub json: bool,
     #[command(flatten)]
     pub memory: super::MemoryArgs,
-}
-
-/// The normalisation factor: the [`ROBUST_PERCENTILE`]th percentile of the finite voxels (f64,
-/// linear interpolation between order statistics as NumPy's default), or their maximum when that
-/// percentile is not positive (the rule of `train/data.py`).
-pub fn robust_max(data: &[f32]) -> anyhow::Result<f64> {
-    Ok(crate::volume::stats::robust_max(data)?)
 }
 
 /// Parses `A:B`, `A:`, `:B` or `A` into a half-open range within `0..n`.
@@ -104,41 +98,9 @@ fn parse_slices(spec: Option<&str>, n: usize) -> anyhow::Result<(usize, usize)> 
     Ok((a, b))
 }
 
-fn default_weights(scale: usize) -> PathBuf {
-    PathBuf::from(format!("weights/dwkv3m_x{scale}.safetensors"))
-}
-
-/// Opens the inference backend for `--device` (see [`crate::engine::create`]).
-fn open_engine(ckpt: Checkpoint, device: DeviceChoice) -> anyhow::Result<Box<dyn Upscaler>> {
-    crate::engine::create(ckpt, device).context("cannot start the inference engine")
-}
-
-fn clamp01(mut p: Plane) -> Plane {
-    for v in &mut p.data {
-        *v = v.clamp(0.0, 1.0);
-    }
-    p
-}
-
-/// One method's metrics: per slice and for the volume.
-struct MethodResult {
-    volume: VolumeMetrics,
-    per_slice: Vec<PlaneMetrics>,
-}
-
-fn score(gt: &[Plane], outputs: &[Plane], what: &str) -> anyhow::Result<MethodResult> {
-    let per_slice: Vec<PlaneMetrics> = gt
-        .par_iter()
-        .zip(outputs.par_iter())
-        .map(|(g, o)| metrics::plane_metrics(g, o, 1.0))
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("metrics of {what}"))?;
-    let mut acc = VolumeAccumulator::new(1.0)?;
-    for (m, g) in per_slice.iter().zip(gt) {
-        acc.add_metrics(m, g.len());
-    }
-    let volume = acc.finish().context("no slices evaluated")?;
-    Ok(MethodResult { volume, per_slice })
+/// [`evaluation::score`] of one method, named `what` in errors.
+fn score(gt: &[Plane], outputs: &[Plane], what: &str) -> anyhow::Result<Score> {
+    evaluation::score(gt, outputs).with_context(|| format!("metrics of {what}"))
 }
 
 fn json_num(v: f64) -> serde_json::Value {
@@ -172,25 +134,15 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let mut engine: Option<(Box<dyn Upscaler>, PathBuf)> = None;
     let mut ckpt_degradation = None;
     if !args.baselines_only {
-        let path = args.weights.clone().unwrap_or_else(|| default_weights(s));
-        if !path.exists() {
-            bail!(
-                "no checkpoint at {}: pass one with --weights FILE (any Delta-WKV safetensors \
-                 checkpoint of scale {s}), or use --baselines-only",
-                path.display()
-            );
-        }
-        let ckpt = Checkpoint::load_with_budget(&path, budget)
-            .with_context(|| format!("cannot load the checkpoint {}", path.display()))?;
-        if ckpt.config.scale != s {
-            bail!(
-                "{} is a x{} checkpoint but --scale is {s}",
-                path.display(),
-                ckpt.config.scale
-            );
-        }
+        let (ckpt, path) = checkpoints::load(args.weights.as_deref(), s, budget, Reach::WorkingDir)
+            .map_err(|e| match e {
+                LocateError::NotFound { .. } => anyhow::anyhow!("{e}, or use --baselines-only"),
+                other => other.into(),
+            })?;
         ckpt_degradation = Some(ckpt.config.degradation);
-        engine = Some((open_engine(ckpt, args.device)?, path));
+        let up = crate::backend::create(ckpt, args.device.into())
+            .context("cannot start the inference engine")?;
+        engine = Some((up, path));
     }
     let degradation = args
         .degradation
@@ -211,28 +163,20 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         memory_budget: budget,
         ..LoadOptions::default()
     };
-    let vol = volume::load(&args.gt, &opts)
+    let mut vol = volume::load(&args.gt, &opts)
         .with_context(|| format!("cannot load {}", args.gt.display()))?;
     let n = vol.slice_count(args.axis);
     let (a, b) = parse_slices(args.slices.as_deref(), n)?;
-    let robust_max = robust_max(&vol.data)
-        .with_context(|| format!("{}: cannot normalise to [0, 1]", args.gt.display()))?;
     let non_finite = vol.data.iter().filter(|v| !v.is_finite()).count();
+    let robust_max = evaluation::normalise(&mut vol.data)
+        .with_context(|| format!("{}: cannot normalise to [0, 1]", args.gt.display()))?;
     let mut gt = Vec::with_capacity(b - a);
     for k in a..b {
-        let mut p = vol
+        let p = vol
             .slice(args.axis, k)
             .with_context(|| format!("slice {k} out of range"))?;
-        for v in &mut p.data {
-            *v = if v.is_finite() {
-                (f64::from(*v) / robust_max).clamp(0.0, 1.0) as f32
-            } else {
-                0.0
-            };
-        }
         let (w, h) = (p.width, p.height);
-        let c = degrade::crop_to_multiple(&p, s)
-            .with_context(|| format!("{}: slice {k} ({w}x{h})", args.gt.display()))?;
+        let c = evaluation::crop(&p, k, s).with_context(|| format!("{}", args.gt.display()))?;
         if c.width < metrics::SSIM_WIN || c.height < metrics::SSIM_WIN {
             bail!(
                 "{}: {:?} slices are {w}x{h} ({}x{} after cropping to a multiple of {s}); SSIM \
@@ -251,16 +195,17 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     // Degrade and baselines.
     let lrs: Vec<Plane> = gt
         .par_iter()
-        .map(|p| degrade::degrade(p, s, degradation))
+        .zip(a..b)
+        .map(|(p, k)| evaluation::degrade(p, k, s, degradation))
         .collect::<Result<_, _>>()
         .context("degradation failed")?;
-    let mut results: Vec<(&'static str, MethodResult)> = Vec::new();
+    let mut results: Vec<(&'static str, Score)> = Vec::new();
     for method in Baseline::ALL {
         let ups: Vec<Plane> = lrs
             .par_iter()
-            .map(|lr| degrade::upsample(lr, s, method, degradation).map(clamp01))
-            .collect::<Result<_, _>>()
-            .with_context(|| format!("{} upsampling failed", method.as_str()))?;
+            .zip(a..b)
+            .map(|(lr, k)| evaluation::baseline(lr, k, s, method, degradation))
+            .collect::<Result<_, _>>()?;
         results.push((method.as_str(), score(&gt, &ups, method.as_str())?));
     }
 
@@ -304,7 +249,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                 g.height
             );
         }
-        let srs: Vec<Plane> = srs.into_iter().map(clamp01).collect();
+        let srs: Vec<Plane> = srs.into_iter().map(evaluation::clamp01).collect();
         results.insert(0, ("sr", score(&gt, &srs, "the SR output")?));
     }
     let seconds = t0.elapsed().as_secs_f64();
@@ -327,7 +272,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
 }
 
 struct Report<'a> {
-    results: &'a [(&'static str, MethodResult)],
+    results: &'a [(&'static str, Score)],
     degradation: Degradation,
     range: (usize, usize),
     robust_max: f64,
@@ -355,7 +300,7 @@ fn report(args: &EvalArgs, r: &Report<'_>) {
             "lr_size": [r.hr.0 / s, r.hr.1 / s],
             "data_range": 1.0,
             "normalisation": {
-                "percentile": ROBUST_PERCENTILE,
+                "percentile": NORM_PERCENTILE,
                 "robust_max": r.robust_max,
                 "clipped_to": [0.0, 1.0],
                 "non_finite_set_to_zero": r.non_finite,
@@ -407,7 +352,7 @@ fn report(args: &EvalArgs, r: &Report<'_>) {
         r.hr.1 / s
     );
     println!(
-        "GT / {:.6} (p{ROBUST_PERCENTILE} of finite voxels) clipped to [0, 1]; outputs clamped to [0, 1]; data range 1.0{}",
+        "GT / {:.6} (p{NORM_PERCENTILE} of finite voxels) clipped to [0, 1]; outputs clamped to [0, 1]; data range 1.0{}",
         r.robust_max,
         if r.non_finite > 0 {
             format!("; {} non-finite voxels set to 0", r.non_finite)
@@ -456,18 +401,5 @@ mod tests {
         assert!(parse_slices(Some("0:11"), 10).is_err());
         assert!(parse_slices(Some("x:3"), 10).is_err());
         assert!(parse_slices(Some("10"), 10).is_err());
-    }
-
-    #[test]
-    fn robust_max_is_numpy_percentile() {
-        // numpy.percentile(np.arange(1000), 99.5) == 994.005
-        let v: Vec<f32> = (0..1000).map(|i| i as f32).chain([f32::NAN]).collect();
-        assert!((robust_max(&v).unwrap() - 994.005).abs() < 1e-9);
-        // Mostly zeros: the percentile is 0, so the maximum is used.
-        let mut z = vec![0.0f32; 1000];
-        z[3] = 5.0;
-        assert_eq!(robust_max(&z).unwrap(), 5.0);
-        assert!(robust_max(&[0.0, -1.0]).is_err());
-        assert!(robust_max(&[f32::NAN]).is_err());
     }
 }

@@ -56,6 +56,28 @@ impl MemoryArgs {
     }
 }
 
+/// The `--device` option: which inference backend (the value names of
+/// [`crate::engine::DeviceChoice`]).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceArg {
+    /// A real GPU when there is one; otherwise whichever of the software adapter and the CPU
+    /// reference measures faster.
+    Auto,
+    // No doc comments on `gpu` and `cpu`: they would become help text (`--help` stays as it was).
+    Gpu,
+    Cpu,
+}
+
+impl From<DeviceArg> for crate::engine::DeviceChoice {
+    fn from(d: DeviceArg) -> Self {
+        match d {
+            DeviceArg::Auto => Self::Auto,
+            DeviceArg::Gpu => Self::Gpu,
+            DeviceArg::Cpu => Self::Cpu,
+        }
+    }
+}
+
 #[derive(clap::Args, Debug, Default)]
 pub struct ViewArgs {
     /// Volume to open (NIfTI file, DICOM file or folder); the bundled sample when omitted.

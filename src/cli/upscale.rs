@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
-use crate::engine::{self, DeviceChoice};
-use crate::model::Checkpoint;
+use super::DeviceArg;
+use crate::checkpoints::{self, Reach};
 use crate::upscale::{self, Intensity};
 use crate::volume::{self, Axis, LoadOptions, Volume};
 
@@ -26,8 +26,8 @@ pub struct UpscaleArgs {
     #[arg(long)]
     pub weights: Option<PathBuf>,
     /// Backend: a GPU, the CPU reference, or the faster available (auto).
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
-    pub device: DeviceChoice,
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
     /// Slicing direction; the two in-plane axes are upscaled.
     #[arg(long, value_enum, default_value_t = Axis::Axial)]
     pub axis: Axis,
@@ -42,58 +42,6 @@ pub struct UpscaleArgs {
     pub json: bool,
     #[command(flatten)]
     pub memory: super::MemoryArgs,
-}
-
-/// Where `--weights` defaults to for scale `s`: `weights/dwkv3m_x{s}.safetensors` under the
-/// directory in `DELTAWKV_WEIGHTS_DIR`, the current directory, or the executable's directory and
-/// its three parents (a cargo build directory). Returns the candidates when none exists.
-pub(crate) fn default_weights(scale: usize) -> Result<PathBuf, Vec<PathBuf>> {
-    let rel = PathBuf::from(format!("dwkv3m_x{scale}.safetensors"));
-    let mut candidates = Vec::new();
-    if let Some(dir) = std::env::var_os("DELTAWKV_WEIGHTS_DIR") {
-        candidates.push(PathBuf::from(dir).join(&rel));
-    }
-    candidates.push(Path::new("weights").join(&rel));
-    if let Ok(exe) = std::env::current_exe() {
-        let mut dir = exe.parent().map(Path::to_path_buf);
-        for _ in 0..4 {
-            let Some(d) = dir else { break };
-            candidates.push(d.join("weights").join(&rel));
-            dir = d.parent().map(Path::to_path_buf);
-        }
-    }
-    match candidates.iter().find(|p| p.is_file()) {
-        Some(p) => Ok(p.clone()),
-        None => Err(candidates),
-    }
-}
-
-/// Loads the checkpoint given or the default one for `scale`, checking its scale.
-pub(crate) fn load_checkpoint(
-    weights: Option<&Path>,
-    scale: usize,
-    budget: u64,
-) -> anyhow::Result<(Checkpoint, PathBuf)> {
-    let path = match weights {
-        Some(p) => p.to_path_buf(),
-        None => default_weights(scale).map_err(|tried| {
-            let list: Vec<String> = tried.iter().map(|p| format!("  {}", p.display())).collect();
-            anyhow::anyhow!(
-                "no checkpoint for scale {scale}: none of\n{}\nexists; pass one with --weights FILE",
-                list.join("\n")
-            )
-        })?,
-    };
-    let ck = Checkpoint::load_with_budget(&path, budget)
-        .with_context(|| format!("cannot load the checkpoint {}", path.display()))?;
-    if ck.config.scale != scale {
-        bail!(
-            "{} is a x{} checkpoint, but --scale {scale} was asked for",
-            path.display(),
-            ck.config.scale
-        );
-    }
-    Ok((ck, path))
 }
 
 /// A progress bar on stderr (hidden when stderr is not a terminal).
@@ -147,7 +95,8 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
     }
     let started = Instant::now();
     let budget = args.memory.bytes()?;
-    let (ck, weights_path) = load_checkpoint(args.weights.as_deref(), args.scale, budget)?;
+    let (ck, weights_path) =
+        checkpoints::load(args.weights.as_deref(), args.scale, budget, Reach::Install)?;
     let degradation = ck.config.degradation;
     let opts = LoadOptions {
         volume: args.volume,
@@ -171,7 +120,8 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
         planes.push(p);
     }
 
-    let mut upscaler = engine::create(ck, args.device).context("cannot start the network")?;
+    let mut upscaler =
+        crate::backend::create(ck, args.device.into()).context("cannot start the network")?;
     let backend = upscaler.describe();
     if !args.json {
         eprintln!("backend: {backend}");

@@ -7,7 +7,6 @@
 //! - [`measure`]: measured f32 rate of the adapter (for the floor of `deltawkv bench`).
 //! - [`network`]: the forward pass of `docs/model-spec.md` as a graph.
 //! - [`engine`]: [`GpuEngine`], the [`crate::engine::Upscaler`] on the GPU.
-//! - [`select`]: backend choice (GPU, software adapter or CPU by measurement) and CPU fallback.
 
 pub mod context;
 pub mod engine;
@@ -15,7 +14,6 @@ pub mod graph;
 pub mod kernels;
 pub mod measure;
 pub mod network;
-pub mod select;
 pub mod weights;
 
 pub use context::GpuContext;

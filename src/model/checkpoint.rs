@@ -265,7 +265,7 @@ impl Checkpoint {
                 limit: MAX_FILE_BYTES,
             });
         }
-        let needed = bytes.saturating_add(header_f32_bytes(path, bytes).unwrap_or(0));
+        let needed = bytes.saturating_add(header_f32_bytes(path).unwrap_or(0));
         if needed > budget {
             return Err(CheckpointError::OverBudget {
                 file,
@@ -568,22 +568,73 @@ fn checked_parameter_count(config: &ModelConfig) -> usize {
         .fold(0usize, |a, n| a.saturating_add(n))
 }
 
-/// Bytes the tensors listed in the safetensors header of `path` (a file of `file_len` bytes)
-/// take as f32, saturating; `None` when the header cannot be read (the full parse then reports
-/// why).
-fn header_f32_bytes(path: &Path, file_len: u64) -> Option<u64> {
+/// safetensors' own limit on the size of the JSON header.
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// The JSON header of the safetensors file at `path`, read without the tensors.
+fn read_header(path: &Path) -> Result<serde_json::Map<String, serde_json::Value>, CheckpointError> {
     use std::io::Read;
-    let mut f = std::fs::File::open(path).ok()?;
+    let file = path.display().to_string();
+    let io = |source| CheckpointError::Io {
+        file: file.clone(),
+        source,
+    };
+    let not_safetensors = |reason: String| CheckpointError::NotSafetensors {
+        file: file.clone(),
+        reason,
+    };
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let file_len = f.metadata().map_err(io)?.len();
     let mut len = [0u8; 8];
-    f.read_exact(&mut len).ok()?;
+    f.read_exact(&mut len)
+        .map_err(|e| not_safetensors(format!("no 8-byte header length ({e})")))?;
     let n = u64::from_le_bytes(len);
-    // safetensors' own limit on the header size.
-    if n > 100_000_000 || n > file_len.saturating_sub(8) {
-        return None;
+    if n == 0 || n > MAX_HEADER_BYTES || n > file_len.saturating_sub(8) {
+        return Err(not_safetensors(format!("header of {n} bytes")));
     }
     let mut header = Vec::new();
-    f.take(n).read_to_end(&mut header).ok()?;
-    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header).ok()?;
+    f.take(n).read_to_end(&mut header).map_err(io)?;
+    serde_json::from_slice(&header)
+        .map_err(|e| not_safetensors(format!("the header is not a JSON object ({e})")))
+}
+
+/// What a checkpoint's `__metadata__` says about its use, read from the header alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeekedMeta {
+    /// The upscaling factor.
+    pub scale: usize,
+    /// The LR simulation it was trained on (`None` when absent or unknown).
+    pub degradation: Option<Degradation>,
+}
+
+/// `scale` and `degradation` from the `__metadata__` of the checkpoint at `path`, read from the
+/// safetensors header without loading (or checking) the tensors.
+pub fn peek_meta(path: &Path) -> Result<PeekedMeta, CheckpointError> {
+    let header = read_header(path)?;
+    let file = path.display().to_string();
+    let meta = header.get("__metadata__");
+    let text = |key: &str| meta.and_then(|m| m.get(key)).and_then(|v| v.as_str());
+    let value = text("scale").ok_or_else(|| CheckpointError::MissingMetadata {
+        file: file.clone(),
+        key: "scale".into(),
+    })?;
+    let scale = value
+        .trim()
+        .parse()
+        .map_err(|e| CheckpointError::BadMetadata {
+            file,
+            key: "scale".into(),
+            value: value.to_string(),
+            reason: format!("not a non-negative integer ({e})"),
+        })?;
+    let degradation = text("degradation").and_then(Degradation::from_metadata);
+    Ok(PeekedMeta { scale, degradation })
+}
+
+/// Bytes the tensors listed in the safetensors header of `path` take as f32, saturating; `None`
+/// when the header cannot be read (the full parse then reports why).
+fn header_f32_bytes(path: &Path) -> Option<u64> {
+    let map = read_header(path).ok()?;
     let total = map
         .iter()
         .filter(|(k, _)| k.as_str() != "__metadata__")
@@ -760,5 +811,40 @@ mod tests {
         assert_eq!(a.tensors, b.tensors);
         assert_eq!(a.config, b.config);
         assert_eq!(a.metadata, b.metadata);
+    }
+
+    #[test]
+    fn peek_meta_reads_the_header_only_and_rejects_junk() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let good = dir.path().join("c.safetensors");
+        let header =
+            br#"{"__metadata__":{"format":"delta-wkv","scale":"4","degradation":"bicubic"}}"#;
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header);
+        std::fs::write(&good, &bytes).expect("write");
+        assert_eq!(
+            peek_meta(&good).expect("meta"),
+            PeekedMeta {
+                scale: 4,
+                degradation: Some(Degradation::Bicubic)
+            }
+        );
+        let junk = dir.path().join("j.safetensors");
+        std::fs::write(&junk, u64::MAX.to_le_bytes()).expect("write");
+        let e = peek_meta(&junk).expect_err("junk");
+        assert!(e.to_string().contains("not a safetensors"), "{e}");
+        let short = dir.path().join("s.safetensors");
+        std::fs::write(&short, b"abc").expect("write");
+        assert!(peek_meta(&short).is_err());
+        let nometa = dir.path().join("n.safetensors");
+        let h = br#"{"a":{}}"#;
+        let mut b = (h.len() as u64).to_le_bytes().to_vec();
+        b.extend_from_slice(h);
+        std::fs::write(&nometa, &b).expect("write");
+        let e = peek_meta(&nometa).expect_err("no scale");
+        assert!(
+            matches!(&e, CheckpointError::MissingMetadata { key, .. } if key == "scale"),
+            "{e}"
+        );
     }
 }

@@ -560,7 +560,7 @@ impl Upscaler for CpuUpscaler {
                         height,
                         reason,
                     },
-                    ForwardError::Checkpoint(e) => EngineError::Other(e.to_string()),
+                    ForwardError::Checkpoint(e) => EngineError::Checkpoint(e.to_string()),
                 })?;
             out.push(y);
             progress(index + 1, total);

@@ -1,7 +1,7 @@
-//! Backend selection for [`crate::engine::create`]: a real GPU when there is one; with only a
-//! software adapter, whichever of it and the CPU reference measures faster (decision cached per
-//! adapter and network shape, in memory and on disk); and a fallback to the CPU reference when
-//! the GPU fails at run time (device lost, out of memory even at batch 1).
+//! Backend selection for [`super::create`]: a real GPU when there is one; with only a software
+//! adapter, whichever of it and the CPU reference measures faster (decision cached per adapter
+//! and network shape, in memory and on disk). A GPU backend is wrapped in
+//! [`super::GpuWithFallback`].
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -9,104 +9,12 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
+use super::{GpuWithFallback, cpu_upscaler};
 use crate::engine::{DeviceChoice, EngineError, Progress, Upscaler};
+use crate::gpu::{GpuContext, GpuEngine, GpuOptions};
 use crate::model::Checkpoint;
 use crate::model::cpu::CpuUpscaler;
 use crate::plane::Plane;
-
-use super::context::GpuContext;
-use super::engine::{GpuEngine, GpuOptions};
-
-fn cpu_upscaler(checkpoint: Checkpoint) -> Result<CpuUpscaler, EngineError> {
-    CpuUpscaler::new(checkpoint).map_err(|e| EngineError::Other(format!("bad checkpoint: {e}")))
-}
-
-/// The GPU engine, falling back to the CPU reference when the device fails.
-pub struct GpuWithFallback {
-    gpu: Option<GpuEngine>,
-    cpu: Option<CpuUpscaler>,
-    /// Kept for the fallback.
-    checkpoint: Option<Checkpoint>,
-    /// Why this backend was chosen (shown by `describe`).
-    reason: Option<String>,
-    notices: Vec<String>,
-}
-
-impl GpuWithFallback {
-    /// Wraps a GPU engine; `checkpoint` is what the CPU fallback will run.
-    pub fn new(gpu: GpuEngine, checkpoint: Checkpoint, reason: Option<String>) -> Self {
-        Self {
-            gpu: Some(gpu),
-            cpu: None,
-            checkpoint: Some(checkpoint),
-            reason,
-            notices: Vec::new(),
-        }
-    }
-
-    /// The GPU engine, unless the run already fell back to the CPU.
-    pub fn gpu(&self) -> Option<&GpuEngine> {
-        self.gpu.as_ref()
-    }
-}
-
-impl Upscaler for GpuWithFallback {
-    fn describe(&self) -> String {
-        let base = match (&self.gpu, &self.cpu) {
-            (Some(g), _) => g.describe(),
-            (None, Some(c)) => c.describe(),
-            (None, None) => "no backend".into(),
-        };
-        match &self.reason {
-            Some(r) => format!("{base} [{r}]"),
-            None => base,
-        }
-    }
-
-    fn scale(&self) -> usize {
-        match (&self.gpu, &self.cpu) {
-            (Some(g), _) => g.scale(),
-            (None, Some(c)) => c.scale(),
-            (None, None) => self.checkpoint.as_ref().map_or(0, |c| c.config.scale),
-        }
-    }
-
-    fn upscale(
-        &mut self,
-        inputs: &[Plane],
-        progress: Progress<'_>,
-        cancel: &AtomicBool,
-    ) -> Result<Vec<Plane>, EngineError> {
-        if let Some(gpu) = self.gpu.as_mut() {
-            match gpu.upscale(inputs, progress, cancel) {
-                Err(
-                    e @ (EngineError::Device(_)
-                    | EngineError::OutOfMemory(_)
-                    | EngineError::NoAdapter(_)),
-                ) => {
-                    let msg = format!("the GPU failed ({e}); continuing on the CPU reference");
-                    tracing::warn!("{msg}");
-                    self.notices.push(msg.clone());
-                    self.reason = Some(msg);
-                    self.gpu = None;
-                    let ck = self.checkpoint.take().ok_or_else(|| {
-                        EngineError::Other("no checkpoint for the CPU fallback".into())
-                    })?;
-                    self.cpu = Some(cpu_upscaler(ck)?);
-                }
-                other => return other,
-            }
-        }
-        match self.cpu.as_mut() {
-            Some(cpu) => cpu.upscale(inputs, progress, cancel),
-            None => Err(EngineError::Other("no backend available".into())),
-        }
-    }
-
-    fn take_notices(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.notices)
-    }
-}
 
 /// The CPU reference with the reason it was chosen.
 pub struct ChosenCpu {

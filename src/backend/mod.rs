@@ -1,0 +1,67 @@
+//! Backend choice above both engines: builds the CPU reference ([`crate::model::cpu`]) or the WGSL
+//! engine ([`crate::gpu`]) for a [`DeviceChoice`], picks between a software adapter and the CPU
+//! reference by measurement ([`select`]), and moves a run to the CPU reference when the GPU fails
+//! ([`fallback`], the one fallback the command line and the viewer share).
+
+pub mod fallback;
+pub mod select;
+
+use std::sync::Arc;
+
+use crate::engine::{DeviceChoice, EngineError, Upscaler};
+use crate::gpu::GpuContext;
+use crate::model::Checkpoint;
+use crate::model::cpu::CpuUpscaler;
+
+pub use fallback::{
+    EngineFactory, Fallback, FallbackError, GpuWithFallback, cpu_factory, is_device_failure,
+};
+
+/// Creates the backend for `choice` holding `checkpoint`:
+/// - [`DeviceChoice::Cpu`]: the CPU reference.
+/// - [`DeviceChoice::Gpu`]: the WGSL engine on the best adapter (a software one if that is all
+///   there is); fails with [`EngineError::NoAdapter`] when there is none.
+/// - [`DeviceChoice::Auto`]: a real GPU when there is one; with only a software adapter
+///   (lavapipe), whichever of it and the CPU reference is faster on a short measurement (cached
+///   per adapter and network shape); the CPU reference when there is no adapter.
+///
+/// A GPU backend falls back to the CPU reference if the device is lost or runs out of memory
+/// even at batch 1 (after halving the batch), with a notice ([`Upscaler::take_notices`]).
+/// [`Upscaler::describe`] names the backend and why it was chosen.
+pub fn create(
+    checkpoint: Checkpoint,
+    choice: DeviceChoice,
+) -> Result<Box<dyn Upscaler>, EngineError> {
+    let ctx = match choice {
+        DeviceChoice::Cpu => Err(EngineError::NoAdapter("the CPU was requested".into())),
+        _ => GpuContext::new().map(Arc::new),
+    };
+    select::select(checkpoint, choice, ctx)
+}
+
+/// [`create`] on an existing device, e.g. eframe's, so the viewer and the engine share it. The
+/// device should have been requested with the adapter's limits (`adapter.limits()`).
+pub fn create_with_device(
+    checkpoint: Checkpoint,
+    choice: DeviceChoice,
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    adapter_info: wgpu::AdapterInfo,
+) -> Result<Box<dyn Upscaler>, EngineError> {
+    let ctx = Arc::new(GpuContext::from_device(device, queue, adapter_info));
+    create_with_context(checkpoint, choice, ctx)
+}
+
+/// [`create`] on a [`GpuContext`] made earlier (its compiled pipelines are reused).
+pub fn create_with_context(
+    checkpoint: Checkpoint,
+    choice: DeviceChoice,
+    ctx: Arc<GpuContext>,
+) -> Result<Box<dyn Upscaler>, EngineError> {
+    select::select(checkpoint, choice, Ok(ctx))
+}
+
+/// The CPU reference for `checkpoint` (a checkpoint it cannot run is [`EngineError::Checkpoint`]).
+fn cpu_upscaler(checkpoint: Checkpoint) -> Result<CpuUpscaler, EngineError> {
+    CpuUpscaler::new(checkpoint).map_err(|e| EngineError::Checkpoint(e.to_string()))
+}
