@@ -15,9 +15,10 @@
 //! - [`gpu`]: the WGSL inference engine on wgpu.
 //! - [`backend`]: backend choice above both engines (CPU reference, GPU, by measurement) and the
 //!   CPU fallback of a failing GPU.
-//! - [`app`]: the egui viewer (the only module that knows egui).
+//! - [`app`]: the egui viewer, the only module that knows egui (cargo feature `viewer`, default).
 //! - [`cli`]: the `deltawkv` command line.
 
+#[cfg(feature = "viewer")]
 pub mod app;
 pub mod backend;
 pub mod budget;

@@ -104,8 +104,8 @@ pub fn main() -> ExitCode {
         Some(Command::Eval(a)) => eval::run(a),
         Some(Command::Compare(a)) => compare::run(a),
         Some(Command::Bench(a)) => bench::run(a),
-        Some(Command::View(a)) => crate::app::run(a.path),
-        None => crate::app::run(None),
+        Some(Command::View(a)) => view(a.path),
+        None => view(None),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -114,6 +114,21 @@ pub fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The viewer, or in a build without it (`--no-default-features`) a message saying so.
+#[cfg(feature = "viewer")]
+fn view(path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    crate::app::run(path)
+}
+
+/// The viewer, or in a build without it (`--no-default-features`) a message saying so.
+#[cfg(not(feature = "viewer"))]
+fn view(_path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "this deltawkv was built without the viewer (cargo feature `viewer`); the command-line \
+         tools work: see `deltawkv --help`"
+    )
 }
 
 fn init_tracing() {
