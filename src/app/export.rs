@@ -31,28 +31,40 @@ pub enum ExportError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// No prepared session to export from.
     #[error("nothing loaded")]
     NothingLoaded,
+    /// Upscale mode: no ground truth, so no metrics.
     #[error("no ground truth in upscale mode: there are no metrics")]
     NoGroundTruth,
+    /// Not one volume figure is computed yet.
     #[error("no metrics computed yet")]
     NoMetrics,
+    /// The report could not be serialised.
     #[error("{0}")]
     Json(#[from] serde_json::Error),
+    /// No SR run in the slot (no checkpoint chosen).
     #[error("no SR result: choose a checkpoint first")]
     NoRun,
+    /// The SR run has slices still pending.
     #[error("SR is not finished ({done} of {total} slices); export when it is")]
     Unfinished { done: usize, total: usize },
+    /// The SR volume does not fit the stored grid (a broken invariant).
     #[error("internal error: the SR volume does not fit the stored grid")]
     StoredGrid,
+    /// The image exceeds the device's texture size limit.
     #[error("cannot render {width}x{height} pixels (limit {limit})")]
     Size { width: u32, height: u32, limit: u32 },
+    /// The device failed while rendering.
     #[error("GPU error while rendering: {0}")]
     Gpu(String),
+    /// Reading the rendered image back failed.
     #[error("readback failed: {0}")]
     Readback(String),
+    /// The image read back has the wrong size.
     #[error("readback size mismatch")]
     ReadbackSize,
+    /// The PNG encoder failed.
     #[error("PNG encoding failed: {0}")]
     Png(#[from] image::ImageError),
 }

@@ -324,7 +324,7 @@ impl eframe::App for DeltaApp {
             self.toggle_presentation(&ctx);
         }
         if req.save_png {
-            let name = format!("{}.png", self.viewer.export_stem());
+            let name = format!("{}.png", self.viewer.document().export_stem());
             self.viewer.dialog(jobs::DialogPurpose::ExportPng, &name);
         }
         self.save_png(&ctx);

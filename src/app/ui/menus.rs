@@ -49,7 +49,7 @@ pub fn menu_bar(v: &mut Viewer, ui: &mut Ui, req: &mut FrameRequests) {
             if ui.button("Export SR as NIfTI...  (Ctrl+S)").clicked() {
                 v.dialog(
                     DialogPurpose::ExportNifti,
-                    &format!("{}.nii.gz", v.export_stem()),
+                    &format!("{}.nii.gz", v.document().export_stem()),
                 );
             }
             if ui.button("Save PNG of the panes (2x)...  (F12)").clicked() {
@@ -58,13 +58,13 @@ pub fn menu_bar(v: &mut Viewer, ui: &mut Ui, req: &mut FrameRequests) {
             if ui.button("Export metrics as CSV...  (Ctrl+E)").clicked() {
                 v.dialog(
                     DialogPurpose::ExportCsv,
-                    &format!("{}_metrics.csv", v.export_stem()),
+                    &format!("{}_metrics.csv", v.document().export_stem()),
                 );
             }
             if ui.button("Export metrics as JSON...").clicked() {
                 v.dialog(
                     DialogPurpose::ExportJson,
-                    &format!("{}_metrics.json", v.export_stem()),
+                    &format!("{}_metrics.json", v.document().export_stem()),
                 );
             }
             ui.separator();
@@ -180,7 +180,7 @@ pub fn toolbar(v: &mut Viewer, ui: &mut Ui) {
         let mut deg = v.settings().degradation;
         let from_checkpoint = match v.settings().mode {
             Mode::Simulate => None,
-            Mode::Upscale => v.checkpoint_degradation(Slot::A),
+            Mode::Upscale => v.inference().checkpoint_degradation(Slot::A),
         };
         if let Some(d) = from_checkpoint {
             ui.label(format!("LR geometry: {} (checkpoint A)", d.as_str()))

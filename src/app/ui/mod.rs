@@ -47,13 +47,13 @@ pub fn shortcuts(v: &mut Viewer, ui: &Ui, req: &mut FrameRequests) {
     if consume(ctrl, Key::S) {
         v.dialog(
             DialogPurpose::ExportNifti,
-            &format!("{}.nii.gz", v.export_stem()),
+            &format!("{}.nii.gz", v.document().export_stem()),
         );
     }
     if consume(ctrl, Key::E) {
         v.dialog(
             DialogPurpose::ExportCsv,
-            &format!("{}_metrics.csv", v.export_stem()),
+            &format!("{}_metrics.csv", v.document().export_stem()),
         );
     }
     if consume(ctrl, Key::Period) {

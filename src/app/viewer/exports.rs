@@ -45,9 +45,4 @@ impl Viewer {
             Err(e) => self.error(format!("metrics not saved: {e}")),
         }
     }
-
-    /// A default file name stem for exports.
-    pub fn export_stem(&self) -> String {
-        self.doc.export_stem()
-    }
 }

@@ -80,8 +80,16 @@ impl Inference {
         self.runs.iter().flatten().any(|r| r.active())
     }
 
+    /// The training degradation of checkpoint `slot`, when known.
+    pub fn checkpoint_degradation(&self, slot: Slot) -> Option<crate::model::Degradation> {
+        match self.checkpoint(slot)? {
+            CheckpointSource::Memory { checkpoint, .. } => Some(checkpoint.config.degradation),
+            CheckpointSource::File(f) => backend::peek_meta(f).ok().and_then(|m| m.degradation),
+        }
+    }
+
     /// Stops the inference of `slot` (its finished slices stay).
-    fn cancel(&mut self, slot: Slot) {
+    pub(super) fn cancel(&mut self, slot: Slot) {
         if let Some(ctl) = self.run_ctl[slot.index()].take() {
             ctl.cancel.store(true, Ordering::Relaxed);
         }
@@ -93,7 +101,7 @@ impl Inference {
     }
 
     /// Forgets every run (a new session starts).
-    fn clear(&mut self) {
+    pub(super) fn clear(&mut self) {
         self.runs = [None, None];
     }
 
@@ -109,18 +117,8 @@ impl Viewer {
     pub(super) fn cancel_all(&mut self) {
         self.doc.cancel_preparation();
         for slot in Slot::ALL {
-            self.cancel_run(slot);
+            self.inference.cancel(slot);
         }
-    }
-
-    /// Stops the inference of `slot` (its finished slices stay).
-    pub fn cancel_run(&mut self, slot: Slot) {
-        self.inference.cancel(slot);
-    }
-
-    /// Forgets the runs of the previous session.
-    pub(super) fn clear_runs(&mut self) {
-        self.inference.clear();
     }
 
     /// The user stops the inference of `slot` (Ctrl+Period, the Cancel button): its finished
@@ -130,25 +128,12 @@ impl Viewer {
             return;
         };
         let (done, total) = (run.n_done, run.done.len());
-        self.cancel_run(slot);
+        self.inference.cancel(slot);
         let label = if slot == Slot::A { "SR" } else { "SR (B)" };
         self.info(format!(
             "{label} cancelled at {done}/{total} slices (finished slices stay): \
              Checkpoints > Restart inference runs it again"
         ));
-    }
-
-    /// Whether any inference is running.
-    pub fn inference_running(&self) -> bool {
-        self.inference.running()
-    }
-
-    /// The training degradation of checkpoint `slot`, when known.
-    pub fn checkpoint_degradation(&self, slot: Slot) -> Option<crate::model::Degradation> {
-        match self.inference.checkpoint(slot)? {
-            CheckpointSource::Memory { checkpoint, .. } => Some(checkpoint.config.degradation),
-            CheckpointSource::File(f) => backend::peek_meta(f).ok().and_then(|m| m.degradation),
-        }
     }
 
     /// Picks a checkpoint of the session's scale from `weights/` when slot A has none that fits.
@@ -212,7 +197,7 @@ impl Viewer {
         if on {
             self.start_run(Slot::B);
         } else {
-            self.cancel_run(Slot::B);
+            self.inference.cancel(Slot::B);
         }
     }
 
@@ -255,7 +240,7 @@ impl Viewer {
 
     /// Starts (or restarts) inference for `slot` over the prepared session.
     pub fn start_run(&mut self, slot: Slot) {
-        self.cancel_run(slot);
+        self.inference.cancel(slot);
         let Some(p) = self.doc.prepared.clone() else {
             return;
         };

@@ -239,7 +239,7 @@ impl Viewer {
 
     /// Whether any job of this viewer is under way (for tests and the status line).
     pub fn busy(&self) -> bool {
-        self.doc.busy() || self.inference_running() || self.metrics.pending_count() > 0
+        self.doc.busy() || self.inference.running() || self.metrics.pending_count() > 0
     }
 
     /// The prepare parameters the settings ask for, for the loaded volume.
@@ -259,6 +259,7 @@ impl Viewer {
         match self.settings.mode {
             Mode::Simulate => self.settings.degradation,
             Mode::Upscale => self
+                .inference
                 .checkpoint_degradation(Slot::A)
                 .unwrap_or(self.settings.degradation),
         }
@@ -425,7 +426,7 @@ impl Viewer {
         for n in p.notes.clone() {
             self.info(n);
         }
-        self.clear_runs();
+        self.inference.clear();
         self.ensure_checkpoint(Slot::A);
         self.start_run(Slot::A);
         if self.settings.compare_b {
