@@ -1,5 +1,5 @@
 //! Panels, menus, windows and keyboard shortcuts around the pane grid: the shortcuts and file
-//! drops here, the rest by panel in [`menus`], [`side_panel`], [`status`] and [`windows`].
+//! drops here, the rest by panel in `menus.rs`, `side_panel.rs`, `status.rs` and `windows.rs`.
 
 mod menus;
 mod side_panel;
@@ -27,7 +27,7 @@ pub struct FrameRequests {
     pub save_png: bool,
 }
 
-/// Handles the keyboard shortcuts of [`SHORTCUTS`].
+/// Handles the keyboard shortcuts of [`crate::app::settings::SHORTCUTS`].
 pub fn shortcuts(v: &mut Viewer, ui: &Ui, req: &mut FrameRequests) {
     let ctx = ui.ctx().clone();
     if ctx.egui_wants_keyboard_input() {

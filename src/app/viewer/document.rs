@@ -9,7 +9,7 @@ use std::time::Instant;
 use crate::app::jobs::Loaded;
 use crate::app::session::Prepared;
 
-/// The document's state; jobs report back under [`Self::ticket`] and older reports are dropped.
+/// The document's state; jobs report back under a ticket and reports of older jobs are dropped.
 pub struct Document {
     /// Number of the latest load or preparation; reports of older ones are ignored.
     pub(super) ticket: u64,

@@ -1,7 +1,7 @@
 //! Runtime state of the viewer and everything it does in response to the user and to jobs,
 //! separate from how it is drawn (ui/, panes.rs). [`Viewer`] is composed of sub-states, each in
 //! its own file with the viewer's actions on it: the opened [`Document`], [`Navigation`] and
-//! display, [`Inference`] runs, pane and metric content, [`Messages`] and [`Dialogs`].
+//! display, [`Inference`] runs, pane and metric content, messages and [`Dialogs`].
 
 mod content;
 mod dialogs;
