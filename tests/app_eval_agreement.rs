@@ -75,18 +75,18 @@ fn run(degradation: Degradation) {
     loop {
         v.poll();
         v.request_metrics();
-        let done = v.runs[0].as_ref().is_some_and(|r| r.complete());
+        let done = v.run(Slot::A).is_some_and(|r| r.complete());
         if done && !v.busy() {
             break;
         }
         assert!(
             t0.elapsed() < Duration::from_secs(240),
             "viewer did not finish: {:?}",
-            v.messages
+            v.messages()
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(v.messages.iter().all(|m| !m.error), "{:?}", v.messages);
+    assert!(v.messages().iter().all(|m| !m.error), "{:?}", v.messages());
 
     for (key, id) in [
         ("sr", ResultId::Sr(Slot::A)),
@@ -94,7 +94,7 @@ fn run(degradation: Degradation) {
         ("bicubic", ResultId::Baseline(Baseline::Bicubic)),
         ("nearest", ResultId::Baseline(Baseline::Nearest)),
     ] {
-        let shown = v.metrics.volume(id).expect("volume metrics");
+        let shown = v.metrics().volume(id).expect("volume metrics");
         assert_eq!(shown.slices, 6);
         let psnr = cli[format!("psnr_{key}")].as_f64().expect("psnr");
         let ssim = cli[format!("ssim_{key}")].as_f64().expect("ssim");

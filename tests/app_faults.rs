@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use deltawkv::app::jobs::{CheckpointSource, EngineFactory, Event, SrEvent};
 use deltawkv::app::metrics_cache::Slot;
-use deltawkv::app::session::RunState;
+use deltawkv::app::runs::RunState;
 use deltawkv::app::{AppOptions, Settings, Viewer};
 use deltawkv::engine::{DeviceChoice, EngineError, Progress, Upscaler};
 use deltawkv::model::{Checkpoint, Degradation, ModelConfig};
@@ -188,7 +188,7 @@ fn wait_for(v: &mut Viewer, what: &str, done: impl Fn(&Viewer) -> bool) {
         assert!(
             t0.elapsed() < Duration::from_secs(120),
             "timed out waiting for {what}: {:?}",
-            v.messages
+            v.messages()
         );
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -211,12 +211,12 @@ fn wait_count(counter: &AtomicUsize, want: usize, what: &str) {
     }
 }
 
-fn run_a(v: &Viewer) -> &deltawkv::app::session::SrRun {
-    v.runs[0].as_ref().expect("run A")
+fn run_a(v: &Viewer) -> &deltawkv::app::runs::SrRun {
+    v.run(Slot::A).expect("run A")
 }
 
 fn messages(v: &Viewer) -> String {
-    v.messages
+    v.messages()
         .iter()
         .map(|m| format!("[{}] {}", if m.error { "error" } else { "info" }, m.text))
         .collect::<Vec<_>>()
@@ -240,7 +240,7 @@ fn opening_a_new_file_while_inference_runs_cancels_the_old_job() {
     ]);
     let mut v = viewer(factory, DeviceChoice::Cpu);
     wait_for(&mut v, "the first slice", |v| {
-        v.runs[0].as_ref().is_some_and(|r| r.n_done >= 1)
+        v.run(Slot::A).is_some_and(|r| r.n_done >= 1)
     });
     let old_run = run_a(&v).run_id;
     assert!(!run_a(&v).complete(), "the slow run is still going");
@@ -261,7 +261,7 @@ fn opening_a_new_file_while_inference_runs_cancels_the_old_job() {
     );
     assert_eq!(counters.created.load(Ordering::SeqCst), 2);
 
-    let p = v.prepared.clone().expect("the new volume is prepared");
+    let p = v.prepared().cloned().expect("the new volume is prepared");
     assert_eq!(p.sr_stored_dims, [96, 96, 4]);
     let run = run_a(&v);
     assert_ne!(run.run_id, old_run);
@@ -270,7 +270,7 @@ fn opening_a_new_file_while_inference_runs_cancels_the_old_job() {
         run.volume.data.iter().all(|&x| x == 0.75),
         "a value of the old job reached the new volume"
     );
-    assert!(v.messages.iter().all(|m| !m.error), "{}", messages(&v));
+    assert!(v.messages().iter().all(|m| !m.error), "{}", messages(&v));
 
     // A late report of the old job (a slice finished after the cancel) is dropped.
     let before = run.volume.data.clone();
@@ -300,7 +300,7 @@ fn opening_a_new_file_while_inference_runs_cancels_the_old_job() {
         "{:?}",
         run.state
     );
-    assert!(v.messages.iter().all(|m| !m.text.contains("stale")));
+    assert!(v.messages().iter().all(|m| !m.text.contains("stale")));
 }
 
 #[test]
@@ -324,7 +324,7 @@ fn a_failed_inference_leaves_the_viewer_usable_with_a_message() {
     );
     assert_eq!(run.n_done, 2, "the slices done before the failure stay");
     assert!(
-        v.messages
+        v.messages()
             .iter()
             .any(|m| m.error && m.text.contains("SR failed") && m.text.contains("garbage")),
         "{}",
@@ -332,10 +332,10 @@ fn a_failed_inference_leaves_the_viewer_usable_with_a_message() {
     );
     wait_count(&counters.alive, 0, "engine of the failed run");
     // Still usable: navigation works, and inference runs again.
-    assert!(v.prepared.is_some());
-    let k = v.crosshair.slice();
+    assert!(v.prepared().is_some());
+    let k = v.crosshair().slice();
     v.step_slice(1);
-    assert_eq!(v.crosshair.slice(), k + 1);
+    assert_eq!(v.crosshair().slice(), k + 1);
     v.start_run(Slot::A);
     settle(&mut v);
     assert!(run_a(&v).complete(), "{:?}", run_a(&v).state);
@@ -352,7 +352,7 @@ fn a_failed_inference_leaves_the_viewer_usable_with_a_message() {
         run_a(&v).state
     );
     assert!(
-        v.messages
+        v.messages()
             .iter()
             .any(|m| m.error && m.text.contains("unsupported network shape")),
         "{}",
@@ -373,7 +373,7 @@ fn a_failed_inference_leaves_the_viewer_usable_with_a_message() {
     );
     settle(&mut v);
     assert!(
-        v.messages
+        v.messages()
             .iter()
             .any(|m| m.error && m.text.contains("x4 net upscales x4")),
         "{}",
@@ -385,7 +385,7 @@ fn a_failed_inference_leaves_the_viewer_usable_with_a_message() {
     v.set_checkpoint(Slot::A, CheckpointSource::File(junk));
     settle(&mut v);
     assert!(
-        v.messages
+        v.messages()
             .iter()
             .any(|m| m.error && m.text.contains("junk.safetensors")),
         "{}",
@@ -406,7 +406,7 @@ fn cancelling_keeps_finished_slices_and_says_how_to_go_on() {
     let (factory, counters) = fake_factory(vec![Ok(Script::constant(0.5, 300))]);
     let mut v = viewer(factory, DeviceChoice::Cpu);
     wait_for(&mut v, "the first slice", |v| {
-        v.runs[0].as_ref().is_some_and(|r| r.n_done >= 1)
+        v.run(Slot::A).is_some_and(|r| r.n_done >= 1)
     });
     v.user_cancel(Slot::A);
     settle(&mut v);
@@ -415,7 +415,7 @@ fn cancelling_keeps_finished_slices_and_says_how_to_go_on() {
     assert_eq!(run.state, RunState::Cancelled);
     assert!(run.n_done >= 1 && run.n_done < 6, "{}", run.n_done);
     assert!(
-        v.messages
+        v.messages()
             .iter()
             .any(|m| !m.error && m.text.contains("cancelled at") && m.text.contains("Restart")),
         "{}",
@@ -439,15 +439,17 @@ fn an_absent_gpu_falls_back_to_the_cpu_reference_with_a_message() {
     let engine = run.engine.clone().unwrap_or_default();
     assert!(engine.starts_with("CPU"), "engine: {engine}");
     assert!(
-        v.messages.iter().any(|m| m.text.contains("could not start")
-            && m.text.contains("no Vulkan")
-            && m.text.contains("continuing on CPU")),
+        v.messages()
+            .iter()
+            .any(|m| m.text.contains("could not start")
+                && m.text.contains("no Vulkan")
+                && m.text.contains("continuing on CPU")),
         "{}",
         messages(&v)
     );
     // The CPU reference's result, as without any GPU.
     let mut cpu = deltawkv::app::backend::cpu_engine_factory()(&tiny_checkpoint()).expect("cpu");
-    let p = v.prepared.clone().expect("prepared");
+    let p = v.prepared().cloned().expect("prepared");
     let k = 3;
     let want = cpu
         .upscale(
@@ -456,13 +458,13 @@ fn an_absent_gpu_falls_back_to_the_cpu_reference_with_a_message() {
             &AtomicBool::new(false),
         )
         .expect("cpu upscale");
-    let mut expect = deltawkv::app::session::SrRun::new(Slot::A, 0, "cpu".into(), &p);
+    let mut expect = deltawkv::app::runs::SrRun::new(Slot::A, 0, "cpu".into(), &p);
     let mut w = want[0].clone();
     w.data.iter_mut().for_each(|x| *x = x.clamp(0.0, 1.0));
     let c = expect.apply_stored_slice(&p, k, &w).expect("fits");
     let axis = p.sr_axis;
-    let got = v.runs[0]
-        .as_ref()
+    let got = v
+        .run(Slot::A)
         .and_then(|r| r.volume.slice(axis, c))
         .expect("slice");
     let exp = expect.volume.slice(axis, c).expect("slice");
@@ -494,7 +496,7 @@ fn a_gpu_lost_mid_run_continues_on_the_cpu_reference() {
     let engine = run.engine.clone().unwrap_or_default();
     assert!(engine.starts_with("CPU"), "engine now: {engine}");
     assert!(
-        v.messages
+        v.messages()
             .iter()
             .any(|m| m.text.contains("GPU failed on slice")
                 && m.text.contains("DEVICE_LOST")
@@ -505,7 +507,7 @@ fn a_gpu_lost_mid_run_continues_on_the_cpu_reference() {
     wait_count(&counters.alive, 0, "the lost GPU engine");
     // Three slices came from the GPU engine, the other three (including the one that failed)
     // from the CPU reference.
-    let p = v.prepared.clone().expect("prepared");
+    let p = v.prepared().cloned().expect("prepared");
     let axis = p.sr_axis;
     let from_gpu = (0..6)
         .filter(|&k| {
@@ -527,13 +529,13 @@ fn changing_the_device_while_inference_runs_cancels_it_and_restarts_on_the_new_o
     ]);
     let mut v = viewer(factory, DeviceChoice::Gpu);
     wait_for(&mut v, "the first slice", |v| {
-        v.runs[0].as_ref().is_some_and(|r| r.n_done >= 1)
+        v.run(Slot::A).is_some_and(|r| r.n_done >= 1)
     });
     let old_run = run_a(&v).run_id;
     assert!(!run_a(&v).complete(), "the slow run is still going");
 
     v.set_device(DeviceChoice::Cpu);
-    assert_eq!(v.settings.device, DeviceChoice::Cpu);
+    assert_eq!(v.settings().device, DeviceChoice::Cpu);
     let run = run_a(&v);
     assert_ne!(run.run_id, old_run, "a new run starts at once");
     assert_eq!(run.state, RunState::Starting);
@@ -552,9 +554,9 @@ fn changing_the_device_while_inference_runs_cancels_it_and_restarts_on_the_new_o
         run.volume.data.iter().all(|&x| x == 0.75),
         "a slice of the cancelled run reached the new volume"
     );
-    assert!(v.messages.iter().all(|m| !m.error), "{}", messages(&v));
+    assert!(v.messages().iter().all(|m| !m.error), "{}", messages(&v));
     assert!(
-        v.messages
+        v.messages()
             .iter()
             .any(|m| m.text.contains("device: CPU reference: inference restarts")),
         "{}",

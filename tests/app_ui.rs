@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deltawkv::app::jobs::{CheckpointSource, DialogPurpose, Event};
+use deltawkv::app::layout::{MapKind, PaneKind};
 use deltawkv::app::metrics_cache::{ResultId, Slot};
-use deltawkv::app::session::{MapKind, Mode, PaneKind};
+use deltawkv::app::session::Mode;
 use deltawkv::app::{AppOptions, DeltaApp, Settings};
 use deltawkv::degrade::Baseline;
 use deltawkv::model::{Checkpoint, Degradation, ModelConfig};
@@ -99,7 +100,7 @@ fn settle(h: &mut Harness<'static, DeltaApp>) {
         assert!(
             t0.elapsed() < Duration::from_secs(240),
             "the viewer did not settle: {:?}",
-            h.state().viewer.messages
+            h.state().viewer.messages()
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -111,14 +112,14 @@ fn opens_a_volume_upscales_it_and_steps_slices() {
     let mut h = open_crop(test_settings());
     {
         let v = &h.state().viewer;
-        assert!(v.messages.iter().all(|m| !m.error), "{:?}", v.messages);
-        let p = v.prepared.as_ref().expect("prepared");
+        assert!(v.messages().iter().all(|m| !m.error), "{:?}", v.messages());
+        let p = v.prepared().expect("prepared");
         assert_eq!(p.grid.dims, [96, 96, 6]);
         assert_eq!(p.lr.dims, [48, 48, 6]);
-        let run = v.runs[0].as_ref().expect("SR run");
+        let run = v.run(Slot::A).expect("SR run");
         assert!(run.complete(), "{:?}", run.state);
-        assert_eq!(v.crosshair.axis, Axis::Axial);
-        assert_eq!(v.crosshair.slice(), 3);
+        assert_eq!(v.crosshair().axis, Axis::Axial);
+        assert_eq!(v.crosshair().slice(), 3);
         assert_eq!(
             v.pane_rows(),
             vec![vec![PaneKind::Lr, PaneKind::Sr(Slot::A), PaneKind::Gt]]
@@ -128,18 +129,22 @@ fn opens_a_volume_upscales_it_and_steps_slices() {
 
     h.key_press(Key::ArrowUp);
     h.run_steps(2);
-    assert_eq!(h.state().viewer.crosshair.slice(), 4);
+    assert_eq!(h.state().viewer.crosshair().slice(), 4);
     h.key_press(Key::PageDown);
     h.run_steps(2);
     assert_eq!(
-        h.state().viewer.crosshair.slice(),
+        h.state().viewer.crosshair().slice(),
         0,
         "clamped at the first slice"
     );
     h.key_press(Key::Y);
     h.run_steps(2);
-    assert_eq!(h.state().viewer.crosshair.axis, Axis::Coronal);
-    assert_eq!(h.state().viewer.crosshair.slice(), 48, "the crosshair's j");
+    assert_eq!(h.state().viewer.crosshair().axis, Axis::Coronal);
+    assert_eq!(
+        h.state().viewer.crosshair().slice(),
+        48,
+        "the crosshair's j"
+    );
     settle(&mut h);
     h.snapshot_options("app_coronal", &snapshot_options());
 }
@@ -149,7 +154,7 @@ fn maps_flip_and_metrics() {
     let mut h = open_crop(test_settings());
     h.key_press(Key::M);
     h.run_steps(2);
-    assert_eq!(h.state().viewer.settings.map, Some(MapKind::AbsDiff));
+    assert_eq!(h.state().viewer.settings().map, Some(MapKind::AbsDiff));
     let rows = h.state().viewer.pane_rows();
     assert_eq!(
         rows[1],
@@ -163,15 +168,15 @@ fn maps_flip_and_metrics() {
     h.key_press(Key::M);
     h.key_press(Key::M);
     h.run_steps(2);
-    assert_eq!(h.state().viewer.settings.map, Some(MapKind::Ssim));
+    assert_eq!(h.state().viewer.settings().map, Some(MapKind::Ssim));
     h.key_press(Key::F);
     h.run_steps(2);
-    assert!(h.state().viewer.flip);
+    assert!(h.state().viewer.navigation().flip());
     assert_eq!(h.state().viewer.pane_rows()[0][1], PaneKind::Gt);
 
     // The volume metrics in the viewer equal a direct computation over the same volumes.
     let v = &h.state().viewer;
-    let p = v.prepared.as_ref().expect("prepared");
+    let p = v.prepared().expect("prepared");
     let gt = p.gt.as_ref().expect("gt");
     let bic = p.baseline(Baseline::Bicubic).expect("bicubic");
     let slices = |vol: &deltawkv::volume::Volume| -> Vec<deltawkv::plane::Plane> {
@@ -180,7 +185,7 @@ fn maps_flip_and_metrics() {
     let (direct, _) =
         deltawkv::metrics::volume_metrics(&slices(gt), &slices(bic), 1.0).expect("metrics");
     let shown = v
-        .metrics
+        .metrics()
         .volume(ResultId::Baseline(Baseline::Bicubic))
         .expect("shown");
     assert_eq!(shown.slices, 6);
@@ -189,7 +194,10 @@ fn maps_flip_and_metrics() {
         "{shown:?} {direct:?}"
     );
     assert!((shown.ssim - direct.ssim).abs() < 1e-12);
-    let sr = v.metrics.volume(ResultId::Sr(Slot::A)).expect("SR metrics");
+    let sr = v
+        .metrics()
+        .volume(ResultId::Sr(Slot::A))
+        .expect("SR metrics");
     assert_eq!(sr.slices, 6);
     assert!(sr.psnr.is_finite());
 }
@@ -201,11 +209,11 @@ fn upscale_mode_presentation_and_png_export() {
     settle(&mut h);
     {
         let v = &h.state().viewer;
-        let p = v.prepared.as_ref().expect("prepared");
+        let p = v.prepared().expect("prepared");
         assert_eq!(p.params.mode, Mode::Upscale);
         assert!(p.gt.is_none());
         assert_eq!(p.grid.dims, [192, 192, 6]);
-        assert!(v.runs[0].as_ref().is_some_and(|r| r.complete()));
+        assert!(v.run(Slot::A).is_some_and(|r| r.complete()));
         assert_eq!(
             v.pane_rows(),
             vec![vec![PaneKind::Lr, PaneKind::Sr(Slot::A)]]
@@ -213,7 +221,7 @@ fn upscale_mode_presentation_and_png_export() {
     }
     h.key_press(Key::P);
     h.run_steps(2);
-    assert!(h.state().viewer.presentation);
+    assert!(h.state().viewer.navigation().presentation());
     assert_eq!(
         h.state().viewer.pane_rows(),
         vec![vec![PaneKind::Sr(Slot::A)]]
@@ -224,14 +232,14 @@ fn upscale_mode_presentation_and_png_export() {
     h.snapshot_options("app_presentation_lr", &snapshot_options());
     h.key_press(Key::Escape);
     h.run_steps(2);
-    assert!(!h.state().viewer.presentation);
+    assert!(!h.state().viewer.navigation().presentation());
 
     // PNG of the panes at twice the pixel density.
     let dir = tempfile::tempdir().expect("tempdir");
     let png = dir.path().join("panes.png");
     h.run_steps(4);
-    let size = h.state().viewer.panes_size;
-    h.state_mut().viewer.pending_png = Some(png.clone());
+    let size = h.state().viewer.navigation().panes_size();
+    h.state_mut().viewer.dialogs_mut().request_png(png.clone());
     h.step();
     let img = image::open(&png).expect("png written");
     assert_eq!(img.width(), (size.x * 2.0).round() as u32);
@@ -256,13 +264,13 @@ fn bad_inputs_show_messages_not_crashes() {
     });
     settle(&mut h);
     let v = &h.state().viewer;
-    assert!(v.prepared.is_some(), "the volume still shows");
+    assert!(v.prepared().is_some(), "the volume still shows");
     assert!(
-        v.messages
+        v.messages()
             .iter()
             .any(|m| m.error && m.text.contains("broken.safetensors")),
         "{:?}",
-        v.messages
+        v.messages()
     );
     // A bad volume file.
     let bad_vol = dir.path().join("broken.nii.gz");
@@ -271,11 +279,11 @@ fn bad_inputs_show_messages_not_crashes() {
     settle(&mut h);
     let v = &h.state().viewer;
     assert!(
-        v.messages
+        v.messages()
             .iter()
             .any(|m| m.error && m.text.contains("broken.nii.gz")),
         "{:?}",
-        v.messages
+        v.messages()
     );
 }
 
@@ -297,8 +305,14 @@ fn compare_two_checkpoints_and_export_results() {
                 PaneKind::Gt
             ]
         );
-        let a = v.metrics.volume(ResultId::Sr(Slot::A)).expect("A metrics");
-        let b = v.metrics.volume(ResultId::Sr(Slot::B)).expect("B metrics");
+        let a = v
+            .metrics()
+            .volume(ResultId::Sr(Slot::A))
+            .expect("A metrics");
+        let b = v
+            .metrics()
+            .volume(ResultId::Sr(Slot::B))
+            .expect("B metrics");
         assert_eq!((a.slices, b.slices), (6, 6));
         assert_ne!(a.psnr, b.psnr, "different checkpoints, different results");
     }
@@ -326,7 +340,7 @@ fn compare_two_checkpoints_and_export_results() {
     }
     settle(&mut h);
     let v = &h.state().viewer;
-    assert!(v.messages.iter().all(|m| !m.error), "{:?}", v.messages);
+    assert!(v.messages().iter().all(|m| !m.error), "{:?}", v.messages());
     let back = deltawkv::volume::load(&nii, &Default::default()).expect("reload");
     // Simulate mode: the SR grid is the (cropped) input's own grid, in its voxel order (LPS).
     let input = deltawkv::volume::load(&data("pd_crop_96x96x6.nii.gz"), &Default::default())
@@ -364,8 +378,8 @@ fn assert_affine_close(a: &[[f64; 4]; 4], b: &[[f64; 4]; 4]) {
 /// point (the viewer's SR volume lives on the canonical display grid).
 fn assert_sr_export_matches_the_viewer(v: &deltawkv::app::Viewer, back: &deltawkv::volume::Volume) {
     use deltawkv::volume::geometry::{apply, invert};
-    let p = v.prepared.as_ref().expect("prepared");
-    let run = v.runs[0].as_ref().expect("run A");
+    let p = v.prepared().expect("prepared");
+    let run = v.run(Slot::A).expect("run A");
     assert_eq!(back.dims, p.sr_stored_dims);
     let to_display = invert(&p.grid.affine).expect("invertible");
     let mut checked = 0;
@@ -427,11 +441,7 @@ fn sr_export_overlays_the_input_like_deltawkv_upscale() {
     });
     settle(&mut h);
     assert_eq!(
-        h.state()
-            .viewer
-            .prepared
-            .as_ref()
-            .map(|p| p.params.degradation),
+        h.state().viewer.prepared().map(|p| p.params.degradation),
         Some(Degradation::Bicubic)
     );
     // A name typed without extension in the save dialog gets `.nii.gz`.
@@ -448,7 +458,7 @@ fn sr_export_overlays_the_input_like_deltawkv_upscale() {
     }
     settle(&mut h);
     let v = &h.state().viewer;
-    assert!(v.messages.iter().all(|m| !m.error), "{:?}", v.messages);
+    assert!(v.messages().iter().all(|m| !m.error), "{:?}", v.messages());
     let input = deltawkv::volume::load(&input_path, &Default::default()).expect("input");
     let back = deltawkv::volume::load(&nii, &Default::default()).expect("reload");
     // The input's own axes (LPS, not the display's RAS), in-plane x2, slices kept.
@@ -501,7 +511,7 @@ fn sr_export_overlays_the_input_like_deltawkv_upscale() {
     assert_affine_close(&cli.affine, &back.affine);
     assert_eq!(cli.spacing, back.spacing);
     // ... and the same values: the input's intensity scale, not clipped at the normalisation.
-    let p = v.prepared.as_ref().expect("prepared");
+    let p = v.prepared().expect("prepared");
     let factor = deltawkv::upscale::normalisation_factor(&input);
     assert_eq!(p.norm, factor, "the viewer normalises as the command line");
     let above = cli.data.iter().filter(|x| **x > 1.05 * factor).count();
@@ -555,9 +565,12 @@ fn series_picker_opens_the_chosen_series() {
         ..Default::default()
     });
     settle(&mut h);
-    assert!(h.state().viewer.series_choice.is_some(), "no picker");
     assert!(
-        h.state().viewer.loaded.is_none(),
+        h.state().viewer.dialogs().series_choice().is_some(),
+        "no picker"
+    );
+    assert!(
+        h.state().viewer.document().loaded().is_none(),
         "nothing opens before the choice"
     );
     assert!(h.query_by_label("Choose a DICOM series").is_some());
@@ -571,8 +584,8 @@ fn series_picker_opens_the_chosen_series() {
     buttons[1].click();
     settle(&mut h);
     let v = &h.state().viewer;
-    assert!(v.series_choice.is_none());
-    assert!(v.messages.iter().all(|m| !m.error), "{:?}", v.messages);
+    assert!(v.dialogs().series_choice().is_none());
+    assert!(v.messages().iter().all(|m| !m.error), "{:?}", v.messages());
     let want = deltawkv::volume::load(
         dir.path(),
         &deltawkv::volume::LoadOptions {
@@ -593,11 +606,11 @@ fn series_picker_opens_the_chosen_series() {
         want.dims, other.dims,
         "the two series must differ for this test"
     );
-    let loaded = v.loaded.as_ref().expect("loaded");
+    let loaded = v.document().loaded().expect("loaded");
     assert_eq!(loaded.volume.dims, want.dims);
     assert_eq!(loaded.volume.data, want.data);
     assert_eq!(loaded.volume.affine, want.affine);
-    assert!(v.prepared.is_some());
+    assert!(v.prepared().is_some());
 }
 
 #[test]
@@ -616,20 +629,20 @@ fn starts_on_the_bundled_sample() {
         "{}",
         path.display()
     );
-    let p = v.prepared.as_ref().expect("prepared");
+    let p = v.prepared().expect("prepared");
     assert_eq!(p.grid.dims, [256, 256, 20]);
     assert_eq!(p.source_orientation, "LPS");
-    assert!(v.runs[0].is_none());
+    assert!(v.run(Slot::A).is_none());
     assert!(
-        v.messages
+        v.messages()
             .iter()
             .any(|m| m.text.contains("no x2 checkpoint")),
         "{:?}",
-        v.messages
+        v.messages()
     );
     // Baseline metrics exist without a network.
     let z = v
-        .metrics
+        .metrics()
         .volume(ResultId::Baseline(Baseline::Zerofill))
         .expect("zero-filled metrics");
     assert_eq!(z.slices, 20);
@@ -640,15 +653,15 @@ fn mouse_moves_the_crosshair_steps_slices_and_sets_the_window() {
     use egui::{Event, Modifiers, MouseWheelUnit, PointerButton, Pos2, TouchPhase, vec2};
     let mut h = open_crop(test_settings());
     // The LR pane is the first pane of the central area; find a point inside its image.
-    let pane_area = h.state().viewer.panes_size;
+    let pane_area = h.state().viewer.navigation().panes_size();
     assert!(pane_area.x > 300.0, "{pane_area:?}");
-    let before = h.state().viewer.crosshair.voxel;
+    let before = h.state().viewer.crosshair().voxel;
     let p = Pos2::new(60.0, 200.0);
     h.hover_at(p);
     h.run_steps(1);
     h.run_steps(1);
     assert!(
-        h.state().viewer.hover.is_some(),
+        h.state().viewer.navigation().hover().is_some(),
         "hover readout under the mouse"
     );
     // The status line reads out voxel, position and every pane's value.
@@ -662,7 +675,7 @@ fn mouse_moves_the_crosshair_steps_slices_and_sets_the_window() {
     h.run_steps(1);
     h.drop_at(p);
     h.run_steps(2);
-    let after = h.state().viewer.crosshair.voxel;
+    let after = h.state().viewer.crosshair().voxel;
     assert_ne!(before, after, "a click moves the crosshair");
     assert_eq!(before[2], after[2], "in-plane only");
 
@@ -676,10 +689,10 @@ fn mouse_moves_the_crosshair_steps_slices_and_sets_the_window() {
         modifiers: Modifiers::NONE,
     });
     h.run_steps(2);
-    assert_eq!(h.state().viewer.crosshair.voxel[2], after[2] + 1);
+    assert_eq!(h.state().viewer.crosshair().voxel[2], after[2] + 1);
 
     // Right drag to the right widens the window.
-    let w0 = h.state().viewer.window;
+    let w0 = h.state().viewer.navigation().window();
     for (x, pressed) in [(60.0, true), (90.0, true), (120.0, false)] {
         let pos = Pos2::new(x, 200.0);
         h.event(Event::PointerMoved(pos));
@@ -693,7 +706,7 @@ fn mouse_moves_the_crosshair_steps_slices_and_sets_the_window() {
         }
         h.run_steps(1);
     }
-    let w1 = h.state().viewer.window;
+    let w1 = h.state().viewer.navigation().window();
     assert!(w1.width > w0.width, "{w0:?} -> {w1:?}");
 }
 
@@ -744,9 +757,9 @@ fn settings_persist_and_dropped_files_open() {
         .dropped_files
         .push(Arc::new(Dropped(data("pd_crop_96x96x6.nii.gz"))));
     settle(&mut first);
-    assert!(first.state().viewer.prepared.is_some());
+    assert!(first.state().viewer.prepared().is_some());
     assert_eq!(
-        first.state().viewer.settings.recent.first(),
+        first.state().viewer.settings().recent.first(),
         Some(&data("pd_crop_96x96x6.nii.gz"))
     );
     first.key_press(Key::M);
@@ -754,7 +767,7 @@ fn settings_persist_and_dropped_files_open() {
     first.run_steps(2);
     let mut storage = MemStorage::default();
     first.state_mut().save(&mut storage);
-    let saved = first.state().viewer.settings.clone();
+    let saved = first.state().viewer.settings().clone();
     assert_eq!(saved.map, Some(MapKind::AbsDiff));
 
     let restored_storage: &'static MemStorage = Box::leak(Box::new(storage));
@@ -765,7 +778,7 @@ fn settings_persist_and_dropped_files_open() {
             cc.storage = Some(restored_storage);
             DeltaApp::new(cc, quiet())
         });
-    assert_eq!(second.state().viewer.settings, saved);
+    assert_eq!(*second.state().viewer.settings(), saved);
 }
 
 #[test]
@@ -779,7 +792,7 @@ fn help_lists_every_shortcut() {
     h.run_steps(2);
     h.key_press(Key::F1);
     h.run_steps(2);
-    assert!(h.state().viewer.show_help);
+    assert!(h.state().viewer.dialogs().show_help());
     for s in deltawkv::app::settings::SHORTCUTS {
         assert!(
             h.query_by_label(s.action).is_some(),
@@ -789,7 +802,7 @@ fn help_lists_every_shortcut() {
     }
     h.key_press(Key::Escape);
     h.run_steps(2);
-    assert!(!h.state().viewer.show_help);
+    assert!(!h.state().viewer.dialogs().show_help());
 }
 
 #[test]
@@ -824,13 +837,13 @@ fn inference_on_the_viewers_own_wgpu_device_matches_the_cpu_reference() {
         });
     settle(&mut h);
     let v = &h.state().viewer;
-    assert!(v.messages.iter().all(|m| !m.error), "{:?}", v.messages);
-    let run = v.runs[0].as_ref().expect("run");
+    assert!(v.messages().iter().all(|m| !m.error), "{:?}", v.messages());
+    let run = v.run(Slot::A).expect("run");
     assert!(run.complete(), "{:?}", run.state);
     let engine = run.engine.clone().unwrap_or_default();
     assert!(!engine.starts_with("CPU"), "engine: {engine}");
     // The same slices through the CPU reference.
-    let p = v.prepared.as_ref().expect("prepared");
+    let p = v.prepared().expect("prepared");
     let CheckpointSource::Memory { checkpoint, .. } = tiny_checkpoint(2) else {
         unreachable!("memory checkpoint")
     };
@@ -841,7 +854,7 @@ fn inference_on_the_viewers_own_wgpu_device_matches_the_cpu_reference() {
         .upscale(&inputs, &|_, _| {}, &cancel)
         .expect("cpu upscale");
     // Placed through the same stored-to-canonical mapping, clamped as the viewer clamps.
-    let mut expect = deltawkv::app::session::SrRun::new(Slot::A, 0, "cpu".into(), p);
+    let mut expect = deltawkv::app::runs::SrRun::new(Slot::A, 0, "cpu".into(), p);
     for (k, w) in want.iter().enumerate() {
         let mut w = w.clone();
         w.data.iter_mut().for_each(|x| *x = x.clamp(0.0, 1.0));
@@ -893,7 +906,7 @@ fn an_absent_gpu_is_reported_in_the_message_panel_and_the_run_goes_on() {
         ..Default::default()
     });
     settle(&mut h);
-    let run = h.state().viewer.runs[0].as_ref().expect("run");
+    let run = h.state().viewer.run(Slot::A).expect("run");
     assert!(run.complete(), "{:?}", run.state);
     assert!(
         run.engine.as_deref().unwrap_or_default().starts_with("CPU"),
@@ -908,14 +921,14 @@ fn an_absent_gpu_is_reported_in_the_message_panel_and_the_run_goes_on() {
         assert!(
             h.query_by_label_contains(part).is_some(),
             "no message with {part:?} on screen: {:?}",
-            h.state().viewer.messages
+            h.state().viewer.messages()
         );
     }
 }
 
 #[test]
 fn switching_the_device_restarts_inference_on_it_and_the_status_line_says_so() {
-    use deltawkv::app::session::RunState;
+    use deltawkv::app::runs::RunState;
     use deltawkv::engine::DeviceChoice;
     // Starts on the CPU reference (test settings); switched to the GPU (lavapipe here) from the
     // Checkpoints menu while the first run may still be going, then back to the CPU.
@@ -927,30 +940,30 @@ fn switching_the_device_restarts_inference_on_it_and_the_status_line_says_so() {
         ..Default::default()
     });
     let t0 = Instant::now();
-    while h.state().viewer.runs[0].is_none() {
+    while h.state().viewer.run(Slot::A).is_none() {
         h.step();
         assert!(t0.elapsed() < Duration::from_secs(120), "no run started");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let first = h.state().viewer.runs[0].as_ref().map(|r| r.run_id);
+    let first = h.state().viewer.run(Slot::A).map(|r| r.run_id);
     for (device, label, cpu) in [
         (DeviceChoice::Gpu, "GPU", false),
         (DeviceChoice::Cpu, "CPU reference", true),
     ] {
-        let before = h.state().viewer.runs[0].as_ref().map(|r| r.run_id);
+        let before = h.state().viewer.run(Slot::A).map(|r| r.run_id);
         h.get_by_label("Checkpoints").click();
         h.run_steps(2);
         h.get_by_label(label).click();
         h.run_steps(2);
         let v = &h.state().viewer;
-        assert_eq!(v.settings.device, device);
-        let run = v.runs[0].as_ref().expect("run");
+        assert_eq!(v.settings().device, device);
+        let run = v.run(Slot::A).expect("run");
         assert_ne!(Some(run.run_id), before, "the run restarts");
         assert_ne!(Some(run.run_id), first);
         settle(&mut h);
         let v = &h.state().viewer;
-        assert!(v.messages.iter().all(|m| !m.error), "{:?}", v.messages);
-        let run = v.runs[0].as_ref().expect("run");
+        assert!(v.messages().iter().all(|m| !m.error), "{:?}", v.messages());
+        let run = v.run(Slot::A).expect("run");
         assert!(
             run.complete() && matches!(run.state, RunState::Finished(_)),
             "{:?}",
@@ -973,7 +986,7 @@ fn clicking_the_psnr_plot_jumps_to_that_slice() {
     // Start on the coronal view: a click on the plot also switches to the SR (axial) axis.
     h.key_press(Key::Y);
     h.run_steps(2);
-    assert_eq!(h.state().viewer.crosshair.axis, Axis::Coronal);
+    assert_eq!(h.state().viewer.crosshair().axis, Axis::Coronal);
     // The plot spans the bottom panel (see the app_simulate_x2 snapshot): slice 1 at x = 89,
     // slice 6 at x = 1044, so x = 280 is slice 2 (index 1) and x = 853 slice 5 (index 4).
     for (x, want) in [(280.0, 1), (853.0, 4)] {
@@ -985,8 +998,8 @@ fn clicking_the_psnr_plot_jumps_to_that_slice() {
         h.drop_at(p);
         h.run_steps(2);
         let v = &h.state().viewer;
-        assert_eq!(v.crosshair.axis, Axis::Axial, "click at x = {x}");
-        assert_eq!(v.crosshair.slice(), want, "click at x = {x}");
+        assert_eq!(v.crosshair().axis, Axis::Axial, "click at x = {x}");
+        assert_eq!(v.crosshair().slice(), want, "click at x = {x}");
     }
 }
 
@@ -1002,7 +1015,7 @@ fn file_recent_reopens_a_volume() {
         ..Default::default()
     });
     h.run_steps(2);
-    assert!(h.state().viewer.loaded.is_none());
+    assert!(h.state().viewer.document().loaded().is_none());
     h.get_by_label("File").click();
     h.run_steps(2);
     h.get_by_label("Recent").hover();
@@ -1010,7 +1023,7 @@ fn file_recent_reopens_a_volume() {
     h.get_by_label(&crop.display().to_string()).click();
     settle(&mut h);
     let v = &h.state().viewer;
-    assert!(v.messages.iter().all(|m| !m.error), "{:?}", v.messages);
+    assert!(v.messages().iter().all(|m| !m.error), "{:?}", v.messages());
     assert_eq!(v.loaded_path(), Some(crop.as_path()));
-    assert!(v.prepared.is_some());
+    assert!(v.prepared().is_some());
 }

@@ -1,6 +1,7 @@
-//! Exports: metrics as CSV/JSON, and a PNG of the panes rendered offscreen at twice the screen's
-//! pixel density (the same pane drawing code and display shader, into a texture on eframe's
-//! device). The SR NIfTI export goes through `volume::save_nifti` (atomic) on a worker thread.
+//! Exports from plain data: metrics as CSV/JSON, the SR volume in file units, and a PNG of the
+//! panes rendered offscreen at twice the screen's pixel density (the caller's pane drawing and
+//! the display shader, into a texture on eframe's device). The SR NIfTI is written by
+//! `volume::save_nifti` (atomic) on a worker thread.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -9,23 +10,83 @@ use eframe::egui_wgpu::{self, wgpu};
 use serde::Serialize;
 
 use super::geometry::axis_label;
-use super::metrics_cache::Slot;
+use super::metrics_cache::{MetricsCache, ResultId, Slot};
 use super::render::DisplayResources;
-use super::viewer::Viewer;
+use super::runs::SrRun;
+use super::session::Prepared;
+use crate::volume::Volume;
+
+/// Why an export failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// No temporary file could be made in the target folder.
+    #[error("cannot write in {}: {source}", .dir.display())]
+    TempFile {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    /// Writing or renaming into place failed.
+    #[error("cannot write {}: {source}", .path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// No prepared session to export from.
+    #[error("nothing loaded")]
+    NothingLoaded,
+    /// Upscale mode: no ground truth, so no metrics.
+    #[error("no ground truth in upscale mode: there are no metrics")]
+    NoGroundTruth,
+    /// Not one volume figure is computed yet.
+    #[error("no metrics computed yet")]
+    NoMetrics,
+    /// The report could not be serialised.
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    /// No SR run in the slot (no checkpoint chosen).
+    #[error("no SR result: choose a checkpoint first")]
+    NoRun,
+    /// The SR run has slices still pending.
+    #[error("SR is not finished ({done} of {total} slices); export when it is")]
+    Unfinished { done: usize, total: usize },
+    /// The SR volume does not fit the stored grid (a broken invariant).
+    #[error("internal error: the SR volume does not fit the stored grid")]
+    StoredGrid,
+    /// The image exceeds the device's texture size limit.
+    #[error("cannot render {width}x{height} pixels (limit {limit})")]
+    Size { width: u32, height: u32, limit: u32 },
+    /// The device failed while rendering.
+    #[error("GPU error while rendering: {0}")]
+    Gpu(String),
+    /// Reading the rendered image back failed.
+    #[error("readback failed: {0}")]
+    Readback(String),
+    /// The image read back has the wrong size.
+    #[error("readback size mismatch")]
+    ReadbackSize,
+    /// The PNG encoder failed.
+    #[error("PNG encoding failed: {0}")]
+    Png(#[from] image::ImageError),
+}
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or_else(|| Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .map_err(|e| format!("cannot write in {}: {e}", dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|source| ExportError::TempFile {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    let write = |source| ExportError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
     tmp.write_all(bytes)
         .and_then(|()| tmp.flush())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    tmp.persist(path)
-        .map_err(|e| format!("cannot write {}: {}", path.display(), e.error))?;
+        .map_err(write)?;
+    tmp.persist(path).map_err(|e| write(e.error))?;
     Ok(())
 }
 
@@ -91,16 +152,30 @@ fn finite(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)
 }
 
+/// What a metrics report is made from.
+pub struct ReportSource<'a> {
+    /// The prepared session, if any.
+    pub prepared: Option<&'a Prepared>,
+    /// The metrics computed so far.
+    pub metrics: &'a MetricsCache,
+    /// The results reported, in order.
+    pub results: &'a [ResultId],
+    /// Path of the opened volume.
+    pub source: Option<&'a Path>,
+    /// The SR runs of slots A and B.
+    pub runs: [Option<&'a SrRun>; 2],
+}
+
 /// Collects the metrics computed so far (simulate mode only).
-pub fn metrics_report(v: &Viewer) -> Result<MetricsReport, String> {
-    let p = v.prepared.as_ref().ok_or("nothing loaded")?;
+pub fn metrics_report(src: &ReportSource<'_>) -> Result<MetricsReport, ExportError> {
+    let p = src.prepared.ok_or(ExportError::NothingLoaded)?;
     if p.gt.is_none() {
-        return Err("no ground truth in upscale mode: there are no metrics".into());
+        return Err(ExportError::NoGroundTruth);
     }
     let mut volume = Vec::new();
     let mut slices = Vec::new();
-    for id in v.metric_results() {
-        if let Some(vm) = v.metrics.volume(id) {
+    for &id in src.results {
+        if let Some(vm) = src.metrics.volume(id) {
             volume.push(VolumeRow {
                 result: id.key(),
                 label: id.label(),
@@ -110,7 +185,7 @@ pub fn metrics_report(v: &Viewer) -> Result<MetricsReport, String> {
                 total: vm.total,
             });
         }
-        for (k, m) in v.metrics.sr_axis_series(id).into_iter().enumerate() {
+        for (k, m) in src.metrics.sr_axis_series(id).into_iter().enumerate() {
             if let Some(m) = m {
                 slices.push(SliceRow {
                     slice: k,
@@ -123,12 +198,12 @@ pub fn metrics_report(v: &Viewer) -> Result<MetricsReport, String> {
         }
     }
     if volume.is_empty() {
-        return Err("no metrics computed yet".into());
+        return Err(ExportError::NoMetrics);
     }
-    let run = |s: Slot| v.runs[s.index()].as_ref();
+    let run = |s: Slot| src.runs[s.index()];
     Ok(MetricsReport {
-        source: v
-            .loaded_path()
+        source: src
+            .source
             .map(|p| p.display().to_string())
             .unwrap_or_default(),
         scale: p.params.scale,
@@ -142,6 +217,51 @@ pub fn metrics_report(v: &Viewer) -> Result<MetricsReport, String> {
         volume,
         slices,
     })
+}
+
+/// The SR volume of `run` in file units, for export: on the opened file's own voxel axes
+/// (in-plane axes upscaled, slice axis kept; [`Prepared::sr_stored`]) with the affine that
+/// keeps each voxel at its world position, so it overlays the input in any viewer (the grid
+/// `deltawkv upscale` writes). In upscale mode the values are those `deltawkv upscale` writes
+/// (input's intensity scale, not clipped); in simulate mode the clamped SR the metrics
+/// measure, times the normalisation factor. `Err` while incomplete.
+pub fn sr_volume(prepared: Option<&Prepared>, run: Option<&SrRun>) -> Result<Volume, ExportError> {
+    let p = prepared.ok_or(ExportError::NothingLoaded)?;
+    let run = run.ok_or(ExportError::NoRun)?;
+    if !run.complete() {
+        return Err(ExportError::Unfinished {
+            done: run.n_done,
+            total: run.done.len(),
+        });
+    }
+    let mut v = p
+        .reorient
+        .to_stored_volume(&run.volume, &p.sr_stored)
+        .ok_or(ExportError::StoredGrid)?;
+    if p.gt.is_none() {
+        // Upscale mode: the network's output on the input's intensity scale, unclipped,
+        // exactly as `deltawkv upscale` writes it.
+        p.intensity.restore_volume(&mut v);
+    } else {
+        // Simulate mode: the SR the metrics measure (clamped to [0, 1], as `deltawkv eval`)
+        // in file units: 0 to the 99.5th percentile of the opened volume.
+        for x in &mut v.data {
+            *x *= p.norm;
+        }
+    }
+    let src = p
+        .meta
+        .source_path
+        .as_ref()
+        .and_then(|s| s.file_name())
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "volume".into());
+    v.meta.source_path = None;
+    v.meta.series_description = Some(format!(
+        "deltawkv SR x{} ({}) of {src}",
+        p.params.scale, run.checkpoint
+    ));
+    Ok(v)
 }
 
 /// CSV of a report: one row per volume figure, then one per slice.
@@ -171,21 +291,25 @@ pub fn metrics_csv(r: &MetricsReport) -> String {
     s
 }
 
-/// Renders the pane grid offscreen at `pixels_per_point` into an RGBA image of
-/// `size_points * pixels_per_point` pixels.
+/// Renders what `draw` draws into the given rectangle (the pane grid) offscreen at
+/// `pixels_per_point` into an RGBA image of `size_points * pixels_per_point` pixels.
 pub fn render_panes(
-    v: &mut Viewer,
     render_state: &egui_wgpu::RenderState,
     size_points: egui::Vec2,
     pixels_per_point: f32,
-) -> Result<image::RgbaImage, String> {
+    mut draw: impl FnMut(&mut egui::Ui, egui::Rect),
+) -> Result<image::RgbaImage, ExportError> {
     let device = &render_state.device;
     let queue = &render_state.queue;
     let w = (size_points.x * pixels_per_point).round() as u32;
     let h = (size_points.y * pixels_per_point).round() as u32;
     let max = device.limits().max_texture_dimension_2d;
     if w == 0 || h == 0 || w > max || h > max {
-        return Err(format!("cannot render {w}x{h} pixels (limit {max})"));
+        return Err(ExportError::Size {
+            width: w,
+            height: h,
+            limit: max,
+        });
     }
     let ctx = egui::Context::default();
     let mut raw = egui::RawInput {
@@ -199,7 +323,7 @@ pub fn render_panes(
     }
     let mut output = ctx.run_ui(raw, |ui| {
         let rect = ui.max_rect();
-        super::panes::pane_grid(v, ui, rect, false);
+        draw(ui, rect);
     });
     let format = wgpu::TextureFormat::Rgba8Unorm;
     let mut renderer =
@@ -299,38 +423,37 @@ pub fn render_panes(
             submission_index: Some(index),
             timeout: Some(std::time::Duration::from_secs(30)),
         })
-        .map_err(|e| format!("GPU error while rendering: {e}"))?;
+        .map_err(|e| ExportError::Gpu(e.to_string()))?;
     rx.recv()
-        .map_err(|e| format!("readback failed: {e}"))?
-        .map_err(|e| format!("readback failed: {e}"))?;
+        .map_err(|e| ExportError::Readback(e.to_string()))?
+        .map_err(|e| ExportError::Readback(e.to_string()))?;
     let mapped = buffer
         .slice(..)
         .get_mapped_range()
-        .map_err(|e| format!("readback failed: {e}"))?;
+        .map_err(|e| ExportError::Readback(e.to_string()))?;
     let mut pixels = Vec::with_capacity((w * h * 4) as usize);
     for row in mapped.chunks_exact(padded as usize).take(h as usize) {
         pixels.extend_from_slice(row.get(..(w * 4) as usize).unwrap_or(&[]));
     }
     drop(mapped);
     buffer.unmap();
-    image::RgbaImage::from_raw(w, h, pixels).ok_or_else(|| "readback size mismatch".into())
+    image::RgbaImage::from_raw(w, h, pixels).ok_or(ExportError::ReadbackSize)
 }
 
-/// Renders the panes at 2x and writes a PNG (atomically).
+/// Renders what `draw` draws (the panes) at 2x and writes a PNG (atomically).
 pub fn save_png(
-    v: &mut Viewer,
     render_state: &egui_wgpu::RenderState,
     size_points: egui::Vec2,
     screen_ppp: f32,
     path: &Path,
-) -> Result<(u32, u32), String> {
-    let img = render_panes(v, render_state, size_points, 2.0 * screen_ppp.max(0.5))?;
+    draw: impl FnMut(&mut egui::Ui, egui::Rect),
+) -> Result<(u32, u32), ExportError> {
+    let img = render_panes(render_state, size_points, 2.0 * screen_ppp.max(0.5), draw)?;
     let mut bytes = Vec::new();
     img.write_to(
         &mut std::io::Cursor::new(&mut bytes),
         image::ImageFormat::Png,
-    )
-    .map_err(|e| format!("PNG encoding failed: {e}"))?;
+    )?;
     write_atomic(path, &bytes)?;
     Ok((img.width(), img.height()))
 }

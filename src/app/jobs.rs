@@ -462,7 +462,7 @@ fn run_inference(job: &InferenceJob, send: &dyn Fn(SrEvent)) -> Result<bool, Job
     // Slices are numbered in the file's voxel order here (the network's input order).
     let axis = job.prepared.params.stored_sr_axis;
     let n = job.prepared.sr_slices();
-    let mut order = session::outward_order(job.first, n);
+    let mut order = super::runs::outward_order(job.first, n);
     order.reverse(); // popped from the back
     let mut done = vec![false; n];
     let noop = |_: usize, _: usize| {};

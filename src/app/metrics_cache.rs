@@ -95,6 +95,14 @@ pub struct VolumeMetrics {
     pub total: usize,
 }
 
+/// What the cache holds for a key: the metrics, or why they could not be computed.
+#[derive(Clone, Debug)]
+enum Outcome {
+    Computed(SliceMetrics),
+    /// The reason (e.g. a slice smaller than the SSIM window).
+    Failed(String),
+}
+
 /// The cache.
 #[derive(Clone, Debug, Default)]
 pub struct MetricsCache {
@@ -102,7 +110,7 @@ pub struct MetricsCache {
     n_sr_slices: usize,
     data_range: f64,
     versions: HashMap<ResultId, Versions>,
-    entries: HashMap<MetricKey, (u64, Result<SliceMetrics, String>)>,
+    entries: HashMap<MetricKey, (u64, Outcome)>,
     pending: HashSet<(MetricKey, u64)>,
 }
 
@@ -166,7 +174,7 @@ impl MetricsCache {
         let (axis, slice, id) = key;
         let current = self.version(axis, slice, id);
         match self.entries.get(&key) {
-            Some((v, Ok(m))) if *v == current => Some(*m),
+            Some((v, Outcome::Computed(m))) if *v == current => Some(*m),
             _ => None,
         }
     }
@@ -176,7 +184,7 @@ impl MetricsCache {
         let (axis, slice, id) = key;
         let current = self.version(axis, slice, id);
         match self.entries.get(&key) {
-            Some((v, Err(e))) if *v == current => Some(e),
+            Some((v, Outcome::Failed(e))) if *v == current => Some(e),
             _ => None,
         }
     }
@@ -207,7 +215,8 @@ impl MetricsCache {
     pub fn insert(&mut self, key: MetricKey, version: u64, metrics: SliceMetrics) {
         self.pending.remove(&(key, version));
         if version == self.version(key.0, key.1, key.2) {
-            self.entries.insert(key, (version, Ok(metrics)));
+            self.entries
+                .insert(key, (version, Outcome::Computed(metrics)));
         }
     }
 
@@ -216,7 +225,7 @@ impl MetricsCache {
     pub fn insert_failure(&mut self, key: MetricKey, version: u64, reason: String) {
         self.pending.remove(&(key, version));
         if version == self.version(key.0, key.1, key.2) {
-            self.entries.insert(key, (version, Err(reason)));
+            self.entries.insert(key, (version, Outcome::Failed(reason)));
         }
     }
 

@@ -1,12 +1,13 @@
 //! The egui viewer. The only module that knows egui.
 //!
-//! - [`session`]: the opened volume turned into LR, GT, baselines and SR runs (no window);
+//! - [`session`]: the opened volume turned into LR, GT and baselines (no window); [`runs`]: the
+//!   SR runs filled on its grid; [`layout`]: which panes show and the plane each one shows;
 //! - [`geometry`], [`windowing`], [`colormap`], [`metrics_cache`]: navigation, window/level,
 //!   colour maps and cached metrics (no window);
 //! - [`jobs`]: loading, preparation, inference and metrics off the UI thread;
 //! - [`viewer`]: the runtime state and what the user's actions do;
 //! - [`render`] + `shaders/display.wgsl`: slices drawn from GPU textures on eframe's device;
-//! - [`panes`], [`ui`]: drawing and input; [`export`]: NIfTI, PNG, CSV, JSON;
+//! - [`panes`], [`ui`]: drawing and input; [`export`]: NIfTI, PNG, CSV, JSON from plain data;
 //! - [`settings`]: what persists between runs, and the shortcut table.
 
 use std::io::Write;
@@ -20,9 +21,11 @@ pub mod colormap;
 pub mod export;
 pub mod geometry;
 pub mod jobs;
+pub mod layout;
 pub mod metrics_cache;
 pub mod panes;
 pub mod render;
+pub mod runs;
 pub mod session;
 pub mod settings;
 pub mod ui;
@@ -184,6 +187,8 @@ pub fn native_options() -> eframe::NativeOptions {
 /// The eframe application: the viewer plus what only the eframe layer has.
 pub struct DeltaApp {
     pub viewer: Viewer,
+    /// Whether settings are written on exit (false when the caller gave them, as tests do).
+    persist: bool,
     render_state: Option<egui_wgpu::RenderState>,
     /// UI zoom before presentation mode.
     normal_zoom: Option<f32>,
@@ -216,12 +221,12 @@ impl DeltaApp {
         let ctx = cc.egui_ctx.clone();
         let waker: jobs::Waker = Arc::new(move || ctx.request_repaint());
         let mut viewer = Viewer::new(opts, settings, shared, waker);
-        viewer.persist = persist;
-        if !viewer.gpu_display {
+        if !viewer.gpu_display() {
             viewer.error("no wgpu renderer: the panes cannot be drawn on this system".into());
         }
         Self {
             viewer,
+            persist,
             render_state: cc.wgpu_render_state.clone(),
             normal_zoom: None,
         }
@@ -229,28 +234,30 @@ impl DeltaApp {
 
     fn toggle_presentation(&mut self, ctx: &egui::Context) {
         let v = &mut self.viewer;
-        v.presentation = !v.presentation;
-        ctx.send_viewport_cmd(egui::ViewportCommand::Fullscreen(v.presentation));
-        if v.presentation {
+        // Presentation starts on the SR pane.
+        let on = !v.navigation().presentation();
+        v.navigation_mut().set_presentation(on);
+        ctx.send_viewport_cmd(egui::ViewportCommand::Fullscreen(on));
+        if on {
             self.normal_zoom = Some(ctx.zoom_factor());
-            ctx.set_zoom_factor(v.settings.presentation_zoom);
-            // Start on the SR pane.
-            v.presentation_index = 1;
+            ctx.set_zoom_factor(v.settings().presentation_zoom);
         } else {
             ctx.set_zoom_factor(self.normal_zoom.take().unwrap_or(1.0));
         }
     }
 
     fn save_png(&mut self, ctx: &egui::Context) {
-        let Some(path) = self.viewer.pending_png.take() else {
+        let Some(path) = self.viewer.dialogs_mut().take_png() else {
             return;
         };
         let Some(rs) = self.render_state.clone() else {
             self.viewer.error("PNG not saved: no wgpu renderer".into());
             return;
         };
-        let size = self.viewer.panes_size;
-        match export::save_png(&mut self.viewer, &rs, size, ctx.pixels_per_point(), &path) {
+        let size = self.viewer.navigation().panes_size();
+        let v = &mut self.viewer;
+        let draw = |ui: &mut egui::Ui, rect| panes::pane_grid(v, ui, rect, false);
+        match export::save_png(&rs, size, ctx.pixels_per_point(), &path, draw) {
             Ok((w, h)) => self
                 .viewer
                 .info(format!("PNG ({w}x{h}) saved to {}", path.display())),
@@ -266,30 +273,30 @@ impl eframe::App for DeltaApp {
         ui::dropped_files(&mut self.viewer, &ctx);
         let mut req = ui::FrameRequests::default();
         ui::shortcuts(&mut self.viewer, ui, &mut req);
-        self.viewer.hover_next = None;
+        self.viewer.navigation_mut().begin_frame();
 
         let v = &mut self.viewer;
-        if !v.presentation {
+        if !v.navigation().presentation() {
             egui::Panel::top("menu").show(ui, |ui| {
                 ui::menu_bar(v, ui, &mut req);
                 ui::toolbar(v, ui);
             });
-            if !v.messages.is_empty() {
+            if !v.messages().is_empty() {
                 egui::Panel::top("messages").show(ui, |ui| ui::messages(v, ui));
             }
             egui::Panel::bottom("status").show(ui, |ui| {
                 ui::progress(v, ui);
                 ui::status_line(v, ui);
             });
-            let simulate = v.prepared.as_ref().is_some_and(|p| p.gt.is_some());
-            if v.settings.show_plot && simulate {
+            let simulate = v.prepared().is_some_and(|p| p.gt.is_some());
+            if v.settings().show_plot && simulate {
                 egui::Panel::bottom("plot")
                     .resizable(true)
                     .default_size(170.0)
                     .min_size(90.0)
                     .show(ui, |ui| ui::psnr_plot(v, ui));
             }
-            if v.settings.show_side_panel {
+            if v.settings().show_side_panel {
                 egui::Panel::right("side")
                     .resizable(true)
                     .default_size(330.0)
@@ -302,9 +309,8 @@ impl eframe::App for DeltaApp {
                 .rect_filled(rect, 0.0, egui::Color32::from_gray(18));
             panes::pane_grid(v, ui, rect.shrink(2.0), true);
         });
-        if v.hover_next != v.hover {
+        if v.navigation_mut().end_frame() {
             // The readout was drawn before the panes found the voxel: show it next frame.
-            v.hover = v.hover_next;
             ctx.request_repaint();
         }
         ui::help_window(v, &ctx);
@@ -318,7 +324,7 @@ impl eframe::App for DeltaApp {
             self.toggle_presentation(&ctx);
         }
         if req.save_png {
-            let name = format!("{}.png", self.viewer.export_stem());
+            let name = format!("{}.png", self.viewer.document().export_stem());
             self.viewer.dialog(jobs::DialogPurpose::ExportPng, &name);
         }
         self.save_png(&ctx);
@@ -336,8 +342,8 @@ impl eframe::App for DeltaApp {
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
-        if self.viewer.persist {
-            eframe::set_value(storage, eframe::APP_KEY, &self.viewer.settings);
+        if self.persist {
+            eframe::set_value(storage, eframe::APP_KEY, self.viewer.settings());
         }
     }
 }

@@ -8,9 +8,10 @@ use egui::{
 
 use super::colormap::Colormap;
 use super::geometry::{SliceLayout, axis_label, plane_to_screen, screen_to_plane, to_index};
+use super::layout::{MapKind, PaneEmpty, PaneKind};
 use super::metrics_cache::Slot;
 use super::render::{DisplayParams, SliceCallback, slice_shape};
-use super::session::{MapKind, PaneEmpty, PaneKind, RunState};
+use super::runs::RunState;
 use super::viewer::Viewer;
 
 /// Gap between panes, points.
@@ -24,8 +25,8 @@ const LETTER: Color32 = Color32::from_rgb(255, 200, 60);
 
 /// Physical size (mm) of the slice plane of the current axis.
 fn plane_size_mm(v: &Viewer) -> Option<(Vec2, usize, usize)> {
-    let p = v.prepared.as_ref()?;
-    let (ca, ra) = v.crosshair.axis.in_plane();
+    let p = v.prepared()?;
+    let (ca, ra) = v.crosshair().axis.in_plane();
     let d = p.grid.dims;
     let s = p.grid.spacing;
     Some((
@@ -56,15 +57,15 @@ fn shadow_text(
 
 /// Draws the pane grid into `rect`; with `interactive` it also handles the mouse.
 pub fn pane_grid(v: &mut Viewer, ui: &mut Ui, rect: Rect, interactive: bool) {
-    v.panes_size = rect.size();
+    v.navigation_mut().set_panes_size(rect.size());
     let rows = v.pane_rows();
     let painter = ui.painter_at(rect);
     if rows.is_empty() {
-        let msg = if let Some((p, _)) = &v.loading {
+        let msg = if let Some((p, _)) = v.document().loading() {
             format!("loading {} ...", p.display())
-        } else if v.preparing.is_some() {
+        } else if v.document().preparing().is_some() {
             "preparing LR, ground truth and baselines ...".to_string()
-        } else if v.series_choice.is_some() {
+        } else if v.dialogs().series_choice().is_some() {
             "choose a series".to_string()
         } else {
             "open a volume: File > Open (Ctrl+O), or drop a file or DICOM folder here".to_string()
@@ -116,11 +117,13 @@ pub fn pane_grid(v: &mut Viewer, ui: &mut Ui, rect: Rect, interactive: bool) {
 
 /// Window and colour map a pane kind is drawn with.
 fn pane_display(v: &Viewer, kind: PaneKind) -> ((f32, f32), Colormap) {
+    let (nav, settings) = (v.navigation(), v.settings());
+    let diff = nav.diff_scale();
     match kind {
-        PaneKind::Map(MapKind::AbsDiff, _) => ((0.0, v.diff_scale), v.settings.map_colormap),
-        PaneKind::Map(MapKind::Signed, _) => ((-v.diff_scale, v.diff_scale), Colormap::CoolWarm),
-        PaneKind::Map(MapKind::Ssim, _) => ((0.0, 1.0), v.settings.map_colormap),
-        _ => (v.window.range(), v.settings.intensity_colormap),
+        PaneKind::Map(MapKind::AbsDiff, _) => ((0.0, diff), settings.map_colormap),
+        PaneKind::Map(MapKind::Signed, _) => ((-diff, diff), Colormap::CoolWarm),
+        PaneKind::Map(MapKind::Ssim, _) => ((0.0, 1.0), settings.map_colormap),
+        _ => (nav.window().range(), settings.intensity_colormap),
     }
 }
 
@@ -137,21 +140,22 @@ fn draw_pane(
     let Some((size_mm, cols, rows)) = plane_size_mm(v) else {
         return;
     };
-    let axis = v.crosshair.axis;
-    let layout = SliceLayout::new(axis, v.settings.convention);
-    let image = v.view.image_rect(rect, size_mm);
+    let axis = v.crosshair().axis;
+    let layout = SliceLayout::new(axis, v.settings().convention);
+    let image = v.navigation().view().image_rect(rect, size_mm);
     let (window, colormap) = pane_display(v, kind);
 
-    let big = if v.presentation { 22.0 } else { 13.0 };
+    let presentation = v.navigation().presentation();
+    let big = if presentation { 22.0 } else { 13.0 };
     match v.pane_image(kind) {
-        Ok(img) if v.gpu_display => {
+        Ok(img) if v.gpu_display() => {
             let params = DisplayParams {
                 image_rect: image,
                 window,
                 colormap,
                 flip_cols: layout.flip_cols,
                 flip_rows: layout.flip_rows,
-                bilinear: v.settings.smooth_display,
+                bilinear: v.settings().smooth_display,
                 nan_color: NAN_COLOR,
             };
             painter.add(slice_shape(
@@ -192,7 +196,7 @@ fn draw_pane(
     }
 
     // Crosshair through the centre of the crosshair voxel.
-    let (cc, cr) = v.crosshair.in_plane();
+    let (cc, cr) = v.crosshair().in_plane();
     let c = plane_to_screen(cc, cr, image, cols, rows, &layout);
     let stroke = Stroke::new(1.0, CROSSHAIR);
     painter.line_segment([pos2(c.x, rect.min.y), pos2(c.x, rect.max.y)], stroke);
@@ -238,9 +242,9 @@ fn draw_pane(
     // Title and slice position.
     let mut title = kind.title();
     if kind == PaneKind::Lr {
-        title = format!("LR ({})", v.settings.lr_interp.as_str());
+        title = format!("LR ({})", v.settings().lr_interp.as_str());
     }
-    if v.flip && kind == PaneKind::Gt && !v.presentation {
+    if v.navigation().flip() && kind == PaneKind::Gt && !presentation {
         title.push_str("  (flipped: F)");
     }
     shadow_text(
@@ -254,8 +258,8 @@ fn draw_pane(
     let pos = format!(
         "{} {}/{}",
         axis_label(axis),
-        v.crosshair.slice() + 1,
-        v.crosshair.slice_count()
+        v.crosshair().slice() + 1,
+        v.crosshair().slice_count()
     );
     shadow_text(
         &painter,
@@ -266,7 +270,7 @@ fn draw_pane(
         Color32::LIGHT_GRAY,
     );
     if let PaneKind::Sr(s) = kind
-        && let Some(run) = &v.runs[s.index()]
+        && let Some(run) = v.run(s)
     {
         shadow_text(
             &painter,
@@ -289,7 +293,7 @@ fn pending_text(v: &Viewer, kind: PaneKind) -> String {
         PaneKind::Map(_, super::metrics_cache::ResultId::Sr(s)) => s,
         _ => Slot::A,
     };
-    match &v.runs[slot.index()] {
+    match v.run(slot) {
         Some(run) => match &run.state {
             RunState::Starting => "starting the engine ...".to_string(),
             RunState::Running => format!("upscaling ... {}/{} slices", run.n_done, run.done.len()),
@@ -327,15 +331,16 @@ fn interact(
     // Pan: middle drag, or shift + left drag.
     if resp.dragged_by(PointerButton::Middle) || (shift && resp.dragged_by(PointerButton::Primary))
     {
-        v.view.pan_by(resp.drag_delta(), rect, size_mm);
+        v.navigation_mut()
+            .view_mut()
+            .pan_by(resp.drag_delta(), rect, size_mm);
     } else if resp.is_pointer_button_down_on()
         && primary_down
         && !shift
         && let Some(pos) = resp.interact_pointer_pos()
         && let Some((x, y)) = screen_to_plane(pos, image, cols, rows, layout)
     {
-        v.crosshair.set_in_plane(x, y);
-        v.prioritise_current();
+        v.set_in_plane(x, y);
     }
 
     // Window/level (or the map scale) by right drag.
@@ -343,26 +348,29 @@ fn interact(
         let d = resp.drag_delta();
         match kind {
             PaneKind::Map(MapKind::AbsDiff | MapKind::Signed, _) => {
-                v.diff_scale = (v.diff_scale * (0.005 * (d.x - d.y)).exp()).clamp(1e-4, 10.0);
+                v.navigation_mut().drag_diff_scale(d.x, d.y);
             }
             PaneKind::Map(MapKind::Ssim, _) => {}
-            _ => v.window.drag(d.x, d.y, 1.0),
+            _ => v.navigation_mut().drag_window(d.x, d.y),
         }
     }
 
     if let Some(pos) = resp.hover_pos() {
         // The voxel under the mouse, for the readout.
-        v.hover_next = screen_to_plane(pos, image, cols, rows, layout).map(|(x, y)| {
-            let (ca, ra) = v.crosshair.axis.in_plane();
-            let mut vox = v.crosshair.voxel;
+        let hover = screen_to_plane(pos, image, cols, rows, layout).map(|(x, y)| {
+            let (ca, ra) = v.crosshair().axis.in_plane();
+            let mut vox = v.crosshair().voxel;
             vox[ca] = to_index(x, cols);
             vox[ra] = to_index(y, rows);
             vox
         });
+        v.navigation_mut().set_hover_next(hover);
         // Ctrl+wheel (egui's zoom gesture) zooms about the mouse; the plain wheel steps slices.
         let zoom = ui.input(|i| i.zoom_delta());
         if (zoom - 1.0).abs() > 1e-4 {
-            v.view.zoom_about(zoom, pos, rect, size_mm);
+            v.navigation_mut()
+                .view_mut()
+                .zoom_about(zoom, pos, rect, size_mm);
         }
         let steps = ui.input(|i| {
             let mut lines = 0.0f32;
@@ -396,10 +404,7 @@ fn interact(
             };
         }
         if steps.1 != 0.0 {
-            v.wheel_accum += steps.1;
-            let n = (v.wheel_accum / 40.0).trunc();
-            v.wheel_accum -= n * 40.0;
-            step += n as i64;
+            step += v.navigation_mut().wheel_steps(steps.1);
         }
         if step != 0 {
             v.step_slice(step);
@@ -411,7 +416,7 @@ fn interact(
 fn colour_bar(v: &Viewer, ui: &mut Ui, rect: Rect, kind: PaneKind) {
     let painter = ui.painter_at(rect);
     let ((lo, hi), cm) = pane_display(v, kind);
-    let norm = v.prepared.as_ref().map(|p| p.norm).unwrap_or(1.0);
+    let norm = v.prepared().map(|p| p.norm).unwrap_or(1.0);
     let bar = Rect::from_min_max(
         pos2(rect.min.x + 6.0, rect.min.y + 24.0),
         pos2(rect.min.x + 24.0, rect.max.y - 24.0),

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::colormap::Colormap;
 use super::geometry::Convention;
-use super::session::{MapKind, Mode, SrAxisChoice};
+use super::layout::MapKind;
+use super::session::{Mode, SrAxisChoice};
 use super::windowing::WindowPreset;
 use crate::degrade::Baseline;
 use crate::engine::DeviceChoice;
@@ -92,6 +93,34 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// Cycles the map row: off, |error|, signed, SSIM.
+    pub fn cycle_map(&mut self) {
+        self.map = match self.map {
+            None => Some(MapKind::AbsDiff),
+            Some(MapKind::AbsDiff) => Some(MapKind::Signed),
+            Some(MapKind::Signed) => Some(MapKind::Ssim),
+            Some(MapKind::Ssim) => None,
+        };
+    }
+
+    /// Cycles the baseline of the map row.
+    pub fn cycle_map_baseline(&mut self) {
+        self.map_baseline = match self.map_baseline {
+            Baseline::Bicubic => Baseline::Zerofill,
+            Baseline::Zerofill => Baseline::Nearest,
+            Baseline::Nearest => Baseline::Bicubic,
+        };
+    }
+
+    /// Toggles the LR pane interpolation between nearest and bicubic.
+    pub fn toggle_lr_interp(&mut self) {
+        self.lr_interp = if self.lr_interp == Baseline::Nearest {
+            Baseline::Bicubic
+        } else {
+            Baseline::Nearest
+        };
+    }
+
     /// Puts `path` first in the recent list (no duplicates, at most [`MAX_RECENT`]).
     pub fn push_recent(&mut self, path: &Path) {
         self.recent.retain(|p| p != path);

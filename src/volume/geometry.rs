@@ -600,3 +600,267 @@ mod tests {
         assert!(approx(q[0], 1.0, 1e-12) && approx(q[1], 2.0, 1e-12) && approx(q[2], 3.0, 1e-12));
     }
 }
+
+// Reorientation between the file's stored voxel order and the canonical (RAS) order, voxel for
+// voxel (the viewer's pipeline runs in stored order and displays in canonical order).
+
+/// The voxel axis of index 0, 1 or 2.
+pub fn axis_of(index: usize) -> super::Axis {
+    match index {
+        0 => super::Axis::Sagittal,
+        1 => super::Axis::Coronal,
+        _ => super::Axis::Axial,
+    }
+}
+
+/// The exact permutation and flips taking the file's stored voxel order to the canonical (RAS)
+/// order, as [`Volume::to_canonical`] does: canonical axis `w` is stored axis `src[w]`, mirrored
+/// when `flip[w]`. The pipeline runs in stored order (so its numbers equal `deltawkv eval` and
+/// `deltawkv upscale`, whose k-space sampling phase depends on the voxel order), the display in
+/// canonical order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reorient {
+    pub src: [usize; 3],
+    pub flip: [bool; 3],
+}
+
+impl Reorient {
+    /// The mapping of a volume with this affine.
+    pub fn of(affine: &Affine) -> Self {
+        let mapping = axis_mapping(affine);
+        let mut src = [0, 1, 2];
+        let mut flip = [false; 3];
+        for (old, &(w, along)) in mapping.iter().enumerate() {
+            if let (Some(s), Some(f)) = (src.get_mut(w), flip.get_mut(w)) {
+                *s = old;
+                *f = !along;
+            }
+        }
+        Self { src, flip }
+    }
+
+    /// Canonical axis of stored axis `a`.
+    pub fn canonical_axis(&self, a: usize) -> usize {
+        (0..3).find(|&w| self.src[w] == a).unwrap_or(a)
+    }
+
+    /// Canonical voxel of stored voxel `ijk` in a volume of stored `dims`.
+    pub fn to_canonical(&self, dims: [usize; 3], ijk: [usize; 3]) -> [usize; 3] {
+        let mut out = [0; 3];
+        for (w, o) in out.iter_mut().enumerate() {
+            let s = self.src[w];
+            *o = if self.flip[w] {
+                dims[s].saturating_sub(1).saturating_sub(ijk[s])
+            } else {
+                ijk[s]
+            };
+        }
+        out
+    }
+
+    /// Stored voxel of canonical voxel `ijk` in a volume of stored `dims`.
+    pub fn to_stored(&self, dims: [usize; 3], ijk: [usize; 3]) -> [usize; 3] {
+        let mut out = [0; 3];
+        for (w, &v) in ijk.iter().enumerate() {
+            let s = self.src[w];
+            if let Some(o) = out.get_mut(s) {
+                *o = if self.flip[w] {
+                    dims[s].saturating_sub(1).saturating_sub(v)
+                } else {
+                    v
+                };
+            }
+        }
+        out
+    }
+
+    /// Canonical dimensions of stored `dims`.
+    pub fn canonical_dims(&self, dims: [usize; 3]) -> [usize; 3] {
+        [dims[self.src[0]], dims[self.src[1]], dims[self.src[2]]]
+    }
+
+    /// Canonical index of stored slice `k` along stored axis `a` (stored `dims`).
+    pub fn canonical_slice(&self, dims: [usize; 3], a: usize, k: usize) -> usize {
+        let w = self.canonical_axis(a);
+        if self.flip[w] {
+            dims[a].saturating_sub(1).saturating_sub(k)
+        } else {
+            k
+        }
+    }
+
+    /// Stored index of canonical slice `k` along the canonical axis of stored axis `a`.
+    pub fn stored_slice(&self, dims: [usize; 3], a: usize, k: usize) -> usize {
+        // A flip is its own inverse.
+        self.canonical_slice(dims, a, k)
+    }
+
+    /// Writes `plane`, stored slice `k` along stored axis `a` (layout of [`Volume::slice`] on a
+    /// volume of stored `dims`), into the canonical volume `canon`. `false` when sizes differ.
+    pub fn write_slice(
+        &self,
+        canon: &mut Volume,
+        dims: [usize; 3],
+        a: usize,
+        k: usize,
+        plane: &crate::plane::Plane,
+    ) -> bool {
+        let (ca, ra) = axis_of(a).in_plane();
+        if canon.dims != self.canonical_dims(dims)
+            || k >= dims[a]
+            || plane.width != dims[ca]
+            || plane.height != dims[ra]
+            || plane.data.len() != plane.width * plane.height
+        {
+            return false;
+        }
+        let mut ijk = [0usize; 3];
+        ijk[a] = k;
+        for (r, row) in plane.data.chunks_exact(plane.width).enumerate() {
+            ijk[ra] = r;
+            for (c, v) in row.iter().enumerate() {
+                ijk[ca] = c;
+                let li = canon.linear_index(self.to_canonical(dims, ijk));
+                if let Some(d) = canon.data.get_mut(li) {
+                    *d = *v;
+                }
+            }
+        }
+        true
+    }
+}
+
+impl Reorient {
+    /// The canonical volume `canon` put back in the file's voxel order on `stored` (the stored
+    /// grid `canon` was reoriented from), voxel for voxel: no resampling, every voxel keeps its
+    /// world position. `None` when the sizes do not fit.
+    pub fn to_stored_volume(&self, canon: &Volume, stored: &Grid) -> Option<Volume> {
+        let dims = stored.dims;
+        if canon.dims != self.canonical_dims(dims) || canon.data.len() != canon.voxel_count() {
+            return None;
+        }
+        let mut data = Vec::with_capacity(canon.data.len());
+        // NIfTI order: i fastest.
+        for k in 0..dims[2] {
+            for j in 0..dims[1] {
+                for i in 0..dims[0] {
+                    let c = self.to_canonical(dims, [i, j, k]);
+                    data.push(*canon.data.get(canon.linear_index(c))?);
+                }
+            }
+        }
+        Some(Volume {
+            data,
+            dims,
+            spacing: stored.spacing,
+            affine: stored.affine,
+            meta: canon.meta.clone(),
+        })
+    }
+}
+
+/// Dimensions, voxel size and voxel-to-world affine of a grid.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Grid {
+    pub dims: [usize; 3],
+    pub spacing: [f64; 3],
+    pub affine: Affine,
+}
+
+impl Grid {
+    /// The grid of volume `v`.
+    pub fn of(v: &Volume) -> Self {
+        Self {
+            dims: v.dims,
+            spacing: v.spacing,
+            affine: v.affine,
+        }
+    }
+
+    /// A volume on this grid with every voxel `fill`.
+    pub fn filled(&self, fill: f32, meta: &super::VolumeMeta) -> Volume {
+        Volume {
+            data: vec![fill; self.dims.iter().product()],
+            dims: self.dims,
+            spacing: self.spacing,
+            affine: self.affine,
+            meta: meta.clone(),
+        }
+    }
+
+    /// The grid of `dims` voxels placed by `affine` (voxel size from its columns).
+    pub fn from_affine(dims: [usize; 3], affine: Affine) -> Self {
+        let spacing = column_norms(&affine);
+        Self {
+            dims,
+            spacing,
+            affine,
+        }
+    }
+}
+
+#[cfg(test)]
+mod reorient_tests {
+    use super::*;
+    use crate::plane::Plane;
+    use crate::volume::{Axis, VolumeMeta};
+
+    /// A volume whose voxels all differ (value = linear index), placed by `affine`.
+    fn ramp(dims: [usize; 3], affine: Affine) -> Volume {
+        Volume {
+            data: (0..dims.iter().product::<usize>())
+                .map(|i| i as f32)
+                .collect(),
+            dims,
+            spacing: column_norms(&affine),
+            affine,
+            meta: VolumeMeta::default(),
+        }
+    }
+
+    #[test]
+    fn reorient_maps_stored_and_canonical_voxels_exactly() {
+        // Stored axes: i -> -x (L), j -> -y (P), k -> +z (S): LPS.
+        let lps = [
+            [-1.0, 0.0, 0.0, 30.0],
+            [0.0, -1.0, 0.0, 40.0],
+            [0.0, 0.0, 3.0, -5.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
+        let v = ramp([24, 20, 6], lps);
+        let r = Reorient::of(&v.affine);
+        assert_eq!(r.src, [0, 1, 2]);
+        assert_eq!(r.flip, [true, true, false]);
+        let c = v.to_canonical();
+        for ijk in [[0, 0, 0], [23, 19, 5], [5, 7, 2]] {
+            let w = r.to_canonical(v.dims, ijk);
+            assert_eq!(c.data[c.linear_index(w)], v.data[v.linear_index(ijk)]);
+            assert_eq!(r.to_stored(v.dims, w), ijk);
+        }
+        // A permutation: stored (k, i, j) order.
+        let swapped = [
+            [0.0, 0.0, 2.0, 0.0],
+            [0.0, -1.0, 0.0, 0.0],
+            [-4.0, 0.0, 0.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
+        let p = Reorient::of(&swapped);
+        assert_eq!(p.src, [2, 1, 0]);
+        assert_eq!(p.flip, [false, true, true]);
+        assert_eq!(p.canonical_axis(0), 2);
+        assert_eq!(p.canonical_dims([3, 4, 5]), [5, 4, 3]);
+        assert_eq!(p.canonical_slice([3, 4, 5], 0, 0), 2);
+        assert_eq!(p.stored_slice([3, 4, 5], 0, 2), 0);
+        // write_slice puts a stored slice where to_canonical puts it.
+        let vol = ramp([3, 4, 5], swapped);
+        let canon = vol.to_canonical();
+        let mut blank = canon.clone();
+        blank.data.iter_mut().for_each(|x| *x = f32::NAN);
+        for k in 0..3 {
+            let plane = vol.slice(Axis::Sagittal, k).expect("slice");
+            assert!(p.write_slice(&mut blank, vol.dims, 0, k, &plane));
+        }
+        assert_eq!(blank.data, canon.data);
+        assert!(!p.write_slice(&mut blank, vol.dims, 0, 3, &Plane::zeros(4, 5)));
+    }
+}
