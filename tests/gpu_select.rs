@@ -1,20 +1,23 @@
 //! Backend selection (`backend::create`) and the CPU fallback of a failing GPU.
 
-mod gpu_common;
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
+#[path = "common/mod.rs"]
+mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use common::*;
 use deltawkv::backend::{self, GpuWithFallback};
 use deltawkv::engine::{DeviceChoice, EngineError, Upscaler};
 use deltawkv::gpu::{GpuContext, GpuEngine, GpuOptions};
 use deltawkv::model::cpu;
 use deltawkv::model::{Checkpoint, Degradation};
 use deltawkv::plane::Plane;
-use gpu_common::*;
 
 fn tiny() -> Checkpoint {
-    Checkpoint::random(&small_config(Degradation::Kspace), 5)
+    Checkpoint::random(&small_config(2, Degradation::Kspace), 5)
 }
 
 fn quiet(_: usize, _: usize) {}

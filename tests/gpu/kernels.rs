@@ -2,8 +2,7 @@
 //! sizes that are not multiples of the workgroup tiles (7x5 images, odd channel counts).
 //! Tolerances (relative L2 error): 1e-5 for elementwise kernels, 1e-4 for the rest.
 
-mod gpu_common;
-
+use crate::common::*;
 use deltawkv::gpu::graph::BufId;
 use deltawkv::gpu::kernels::{
     Act, AttPrepArgs, CombineArgs, ConvArgs, Kind, LayerNormArgs, MatmulArgs, ScanArgs,
@@ -11,7 +10,6 @@ use deltawkv::gpu::kernels::{
 };
 use deltawkv::gpu::weights::{pack_conv, transpose};
 use deltawkv::model::cpu::ops;
-use gpu_common::*;
 
 const ELEMENTWISE: f64 = 1e-5;
 const REDUCTION: f64 = 1e-4;

@@ -7,19 +7,15 @@ use deltawkv::model::{Checkpoint, CheckpointError, Degradation, ModelConfig};
 use safetensors::Dtype;
 use safetensors::tensor::TensorView;
 
+use crate::common::small_config;
+
 fn small() -> ModelConfig {
     ModelConfig {
-        scale: 4,
-        dim: 16,
-        head_size: 8,
         groups: 2,
-        blocks_per_group: 2,
-        ffn_ratio: 2,
-        lora_rank_w: 4,
         lora_rank_a: 3,
         lora_rank_v: 2,
         lora_rank_g: 5,
-        degradation: Degradation::Bicubic,
+        ..small_config(4, Degradation::Bicubic)
     }
 }
 

@@ -1,16 +1,14 @@
 //! The measurements behind `deltawkv bench`'s floors: the compulsory-traffic count of recorded
 //! work, the copy bandwidth, and the `DELTAWKV_ADAPTER` choice of adapter.
 
-mod gpu_common;
-
 use std::sync::Arc;
 
+use crate::common::*;
 use deltawkv::engine::Upscaler;
 use deltawkv::gpu::kernels::{Act, LayerNormArgs, MatmulArgs};
 use deltawkv::gpu::{GpuEngine, GpuOptions, measure};
 use deltawkv::model::{Checkpoint, Degradation};
 use deltawkv::plane::Plane;
-use gpu_common::*;
 
 #[test]
 fn traffic_counts_inputs_weights_and_outputs_once() {
@@ -69,7 +67,7 @@ fn traffic_counts_inputs_weights_and_outputs_once() {
 #[test]
 fn engine_reports_traffic_per_slice_of_its_plans() {
     let Some(ctx) = ctx() else { return };
-    let cfg = small_config(Degradation::Kspace);
+    let cfg = small_config(2, Degradation::Kspace);
     let ck = Checkpoint::random(&cfg, 7);
     let mut eng = GpuEngine::new(Arc::clone(&ctx), &ck, GpuOptions::default()).expect("engine");
     let slice = |v: f32| Plane {
@@ -130,7 +128,7 @@ fn engine_budget_comes_from_the_adapter() {
     if std::env::var_os("DELTAWKV_GPU_BUDGET_MB").is_some() {
         return;
     }
-    let ck = Checkpoint::random(&small_config(Degradation::Kspace), 7);
+    let ck = Checkpoint::random(&small_config(2, Degradation::Kspace), 7);
     let eng = GpuEngine::new(Arc::clone(&ctx), &ck, GpuOptions::default()).expect("engine");
     assert_eq!(
         eng.memory_budget(),

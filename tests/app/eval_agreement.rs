@@ -12,7 +12,9 @@ use deltawkv::app::metrics_cache::{ResultId, Slot};
 use deltawkv::app::{AppOptions, Settings, Viewer};
 use deltawkv::degrade::Baseline;
 use deltawkv::engine::DeviceChoice;
-use deltawkv::model::{Checkpoint, Degradation, ModelConfig};
+use deltawkv::model::{Checkpoint, Degradation};
+
+use crate::common::tiny_config;
 
 fn crop() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/app/pd_crop_96x96x6.nii.gz")
@@ -21,19 +23,7 @@ fn crop() -> PathBuf {
 fn run(degradation: Degradation) {
     let dir = tempfile::tempdir().expect("tempdir");
     let weights = dir.path().join("tiny_x2.safetensors");
-    let config = ModelConfig {
-        scale: 2,
-        dim: 8,
-        head_size: 4,
-        groups: 1,
-        blocks_per_group: 1,
-        ffn_ratio: 1,
-        lora_rank_w: 2,
-        lora_rank_a: 2,
-        lora_rank_v: 2,
-        lora_rank_g: 2,
-        degradation,
-    };
+    let config = tiny_config(2, degradation);
     Checkpoint::random(&config, 3)
         .save(&weights)
         .expect("save checkpoint");

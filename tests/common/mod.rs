@@ -1,4 +1,5 @@
-//! Shared helpers of the GPU tests (tests/gpu_*.rs): the device, seeded inputs, error measures.
+//! Helpers shared by the test binaries: the network configurations of the tests' random
+//! checkpoints, the GPU device, seeded inputs, error measures. Each binary uses part of it.
 #![allow(dead_code)]
 
 use std::sync::atomic::AtomicBool;
@@ -29,21 +30,50 @@ pub fn ctx() -> Option<Arc<GpuContext>> {
     }
 }
 
-/// The smallest useful x2 configuration (C 16, head 8, one group of two blocks, LoRA ranks 4):
-/// every kernel runs, in well under a second on lavapipe.
-pub fn small_config(degradation: Degradation) -> ModelConfig {
+/// The smallest configuration the loader accepts (C 4, head 4, one block, LoRA ranks 1; about
+/// 155 K parameters, most of them in the fixed-size upsampler): any valid checkpoint, fast.
+pub fn minimal_config(scale: usize, degradation: Degradation) -> ModelConfig {
     ModelConfig {
-        scale: 2,
+        scale,
+        dim: 4,
+        head_size: 4,
+        groups: 1,
+        blocks_per_group: 1,
+        ffn_ratio: 1,
+        lora_rank_w: 1,
+        lora_rank_a: 1,
+        lora_rank_v: 1,
+        lora_rank_g: 1,
+        degradation,
+    }
+}
+
+/// C 8, head 4, one block, LoRA ranks 2: the viewer tests' checkpoint (its snapshots were made
+/// with it).
+pub fn tiny_config(scale: usize, degradation: Degradation) -> ModelConfig {
+    ModelConfig {
+        dim: 8,
+        lora_rank_w: 2,
+        lora_rank_a: 2,
+        lora_rank_v: 2,
+        lora_rank_g: 2,
+        ..minimal_config(scale, degradation)
+    }
+}
+
+/// The smallest useful configuration (C 16, head 8, one group of two blocks, LoRA ranks 4):
+/// every kernel runs, in well under a second on lavapipe.
+pub fn small_config(scale: usize, degradation: Degradation) -> ModelConfig {
+    ModelConfig {
         dim: 16,
         head_size: 8,
-        groups: 1,
         blocks_per_group: 2,
         ffn_ratio: 2,
         lora_rank_w: 4,
         lora_rank_a: 4,
         lora_rank_v: 4,
         lora_rank_g: 4,
-        degradation,
+        ..minimal_config(scale, degradation)
     }
 }
 

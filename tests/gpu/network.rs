@@ -2,18 +2,16 @@
 //! (tests/data/golden), against the CPU reference forward pass, batching, cancellation, and
 //! errors (bad checkpoint, bad input) surfacing as errors.
 
-mod gpu_common;
-
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
+use crate::common::*;
 use deltawkv::engine::{EngineError, Upscaler};
 use deltawkv::gpu::kernels::{KernelOptions, Kind, ScanArgs};
 use deltawkv::gpu::{GpuEngine, GpuOptions};
 use deltawkv::model::cpu::{self, ops};
 use deltawkv::model::{Checkpoint, Degradation, ModelConfig};
 use deltawkv::plane::Plane;
-use gpu_common::*;
 use safetensors::{Dtype, SafeTensors};
 
 const PARITY: f64 = 1e-4;
@@ -164,19 +162,16 @@ fn golden_scan_directions() {
 
 /// A small configuration that exercises every code path: 2 groups (v_first crosses groups),
 /// odd LoRA ranks, head size 16.
-fn tiny_config(scale: usize) -> ModelConfig {
+fn network_config(scale: usize) -> ModelConfig {
     ModelConfig {
-        scale,
         dim: 32,
         head_size: 16,
         groups: 2,
-        blocks_per_group: 2,
-        ffn_ratio: 2,
         lora_rank_w: 5,
         lora_rank_a: 7,
         lora_rank_v: 3,
         lora_rank_g: 9,
-        degradation: Degradation::Kspace,
+        ..small_config(scale, Degradation::Kspace)
     }
 }
 
@@ -193,7 +188,7 @@ fn test_planes(seed: u64, shapes: &[(usize, usize)]) -> Vec<Plane> {
 /// Several slices of two shapes, batched two at a time, against `cpu::forward` slice by slice.
 fn cpu_parity_case(scale: usize, kernels: KernelOptions) {
     let Some(ctx) = ctx() else { return };
-    let ck = Checkpoint::random(&tiny_config(scale), 7 + scale as u64);
+    let ck = Checkpoint::random(&network_config(scale), 7 + scale as u64);
     let inputs = test_planes(300, &[(7, 5), (7, 5), (6, 9), (7, 5)]);
     let opts = GpuOptions {
         max_batch: Some(2),
@@ -305,7 +300,7 @@ fn cpu_parity_x2_per_direction_scan() {
 #[test]
 fn out_of_memory_splits_the_batch() {
     let Some(ctx) = ctx() else { return };
-    let ck = Checkpoint::random(&tiny_config(2), 11);
+    let ck = Checkpoint::random(&network_config(2), 11);
     let inputs = test_planes(500, &[(6, 5); 7]);
     let mut plain = GpuEngine::new(
         ctx.clone(),
@@ -366,7 +361,7 @@ fn out_of_memory_splits_the_batch() {
 #[test]
 fn cancellation_returns_cancelled() {
     let Some(ctx) = ctx() else { return };
-    let ck = Checkpoint::random(&tiny_config(2), 1);
+    let ck = Checkpoint::random(&network_config(2), 1);
     let mut eng = GpuEngine::new(ctx, &ck, GpuOptions::default()).expect("engine");
     let r = eng.upscale(&test_planes(1, &[(5, 5)]), &quiet, &AtomicBool::new(true));
     assert!(matches!(r, Err(EngineError::Cancelled)), "{r:?}");
@@ -375,12 +370,12 @@ fn cancellation_returns_cancelled() {
 #[test]
 fn bad_checkpoint_is_an_error() {
     let Some(ctx) = ctx() else { return };
-    let mut ck = Checkpoint::random(&tiny_config(2), 1);
+    let mut ck = Checkpoint::random(&network_config(2), 1);
     ck.tensors.remove("groups.1.blocks.0.att.k_a");
     let e = GpuEngine::new(ctx.clone(), &ck, GpuOptions::default()).unwrap_err();
     assert!(e.to_string().contains("groups.1.blocks.0.att.k_a"), "{e}");
 
-    let mut ck = Checkpoint::random(&tiny_config(2), 1);
+    let mut ck = Checkpoint::random(&network_config(2), 1);
     if let Some(t) = ck.tensors.get_mut("conv_last.weight") {
         t.shape = vec![2, 64, 3, 3];
     }
@@ -391,7 +386,7 @@ fn bad_checkpoint_is_an_error() {
 #[test]
 fn bad_input_is_an_error() {
     let Some(ctx) = ctx() else { return };
-    let ck = Checkpoint::random(&tiny_config(2), 1);
+    let ck = Checkpoint::random(&network_config(2), 1);
     let mut eng = GpuEngine::new(ctx, &ck, GpuOptions::default()).expect("engine");
     let mut planes = test_planes(1, &[(4, 4), (4, 4)]);
     planes[1].data[3] = f32::NAN;

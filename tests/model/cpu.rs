@@ -9,19 +9,14 @@ use deltawkv::model::cpu::{self, CpuUpscaler, ForwardError, Trace, ops};
 use deltawkv::model::{Checkpoint, Degradation, ModelConfig};
 use deltawkv::plane::Plane;
 
+use crate::common::small_config;
+
 fn small(scale: usize) -> ModelConfig {
     ModelConfig {
-        scale,
-        dim: 16,
-        head_size: 8,
         groups: 2,
-        blocks_per_group: 2,
-        ffn_ratio: 2,
-        lora_rank_w: 4,
-        lora_rank_a: 4,
         lora_rank_v: 3,
         lora_rank_g: 5,
-        degradation: Degradation::Kspace,
+        ..small_config(scale, Degradation::Kspace)
     }
 }
 

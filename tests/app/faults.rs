@@ -14,27 +14,17 @@ use deltawkv::app::metrics_cache::Slot;
 use deltawkv::app::runs::RunState;
 use deltawkv::app::{AppOptions, Settings, Viewer};
 use deltawkv::engine::{DeviceChoice, EngineError, Progress, Upscaler};
-use deltawkv::model::{Checkpoint, Degradation, ModelConfig};
+use deltawkv::model::{Checkpoint, Degradation};
 use deltawkv::plane::Plane;
+
+use crate::common::tiny_config;
 
 fn crop() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/app/pd_crop_96x96x6.nii.gz")
 }
 
 fn tiny_checkpoint() -> Arc<Checkpoint> {
-    let config = ModelConfig {
-        scale: 2,
-        dim: 8,
-        head_size: 4,
-        groups: 1,
-        blocks_per_group: 1,
-        ffn_ratio: 1,
-        lora_rank_w: 2,
-        lora_rank_a: 2,
-        lora_rank_v: 2,
-        lora_rank_g: 2,
-        degradation: Degradation::Kspace,
-    };
+    let config = tiny_config(2, Degradation::Kspace);
     Arc::new(Checkpoint::random(&config, 7))
 }
 

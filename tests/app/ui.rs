@@ -13,10 +13,12 @@ use deltawkv::app::metrics_cache::{ResultId, Slot};
 use deltawkv::app::session::Mode;
 use deltawkv::app::{AppOptions, DeltaApp, Settings};
 use deltawkv::degrade::Baseline;
-use deltawkv::model::{Checkpoint, Degradation, ModelConfig};
+use deltawkv::model::{Checkpoint, Degradation};
 use deltawkv::volume::Axis;
 use egui::Key;
 use egui_kittest::{Harness, SnapshotOptions, kittest::Queryable};
+
+use crate::common::tiny_config;
 
 /// Snapshot tolerances for every snapshot of this file (one place): the per-pixel colour distance
 /// and the number of pixels allowed above it (text anti-aliasing may differ by a few pixels
@@ -38,19 +40,7 @@ fn tiny_checkpoint(scale: usize) -> CheckpointSource {
 }
 
 fn tiny_checkpoint_seeded(scale: usize, seed: u64) -> CheckpointSource {
-    let config = ModelConfig {
-        scale,
-        dim: 8,
-        head_size: 4,
-        groups: 1,
-        blocks_per_group: 1,
-        ffn_ratio: 1,
-        lora_rank_w: 2,
-        lora_rank_a: 2,
-        lora_rank_v: 2,
-        lora_rank_g: 2,
-        degradation: Degradation::Kspace,
-    };
+    let config = tiny_config(scale, Degradation::Kspace);
     CheckpointSource::Memory {
         label: format!("tiny random x{scale} ({seed})"),
         checkpoint: Arc::new(Checkpoint::random(&config, seed)),

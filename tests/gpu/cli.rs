@@ -1,13 +1,11 @@
 //! `deltawkv upscale` and `deltawkv bench` end to end (small volume, tiny network).
 
-mod gpu_common;
-
 use std::path::Path;
 use std::process::Command;
 
+use crate::common::*;
 use deltawkv::model::{Checkpoint, Degradation};
 use deltawkv::volume::{self, LoadOptions, Volume, VolumeMeta};
-use gpu_common::*;
 
 fn exe() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_deltawkv"));
@@ -19,7 +17,7 @@ fn exe() -> Command {
 }
 
 fn tiny_checkpoint(dir: &Path, degradation: Degradation) -> std::path::PathBuf {
-    let cfg = small_config(degradation);
+    let cfg = small_config(2, degradation);
     let path = dir.join("tiny_x2.safetensors");
     Checkpoint::random(&cfg, 3).save(&path).unwrap();
     path

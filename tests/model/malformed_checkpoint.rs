@@ -9,22 +9,12 @@ use deltawkv::model::{Checkpoint, CheckpointError, Degradation, ModelConfig};
 use safetensors::Dtype;
 use safetensors::tensor::TensorView;
 
+use crate::common::minimal_config;
+
 /// The smallest configuration the loader accepts (about 155 K parameters, most of them in the
 /// fixed-size upsampler).
 fn tiny() -> ModelConfig {
-    ModelConfig {
-        scale: 2,
-        dim: 4,
-        head_size: 4,
-        groups: 1,
-        blocks_per_group: 1,
-        ffn_ratio: 1,
-        lora_rank_w: 1,
-        lora_rank_a: 1,
-        lora_rank_v: 1,
-        lora_rank_g: 1,
-        degradation: Degradation::Kspace,
-    }
+    minimal_config(2, Degradation::Kspace)
 }
 
 type Raw = (Dtype, Vec<usize>, Vec<u8>);

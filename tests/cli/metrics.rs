@@ -5,9 +5,11 @@ use std::process::Command;
 
 use deltawkv::degrade::{self, Baseline};
 use deltawkv::metrics;
-use deltawkv::model::{Checkpoint, Degradation, ModelConfig};
+use deltawkv::model::{Checkpoint, Degradation};
 use deltawkv::plane::Plane;
 use deltawkv::volume::{self, Axis, Volume, VolumeMeta};
+
+use crate::common::small_config;
 
 /// The binary under test; `DELTAWKV_BIN` overrides it (useful where several checkouts share one
 /// `CARGO_TARGET_DIR` and `target/debug/deltawkv` may belong to another one).
@@ -125,19 +127,7 @@ fn compare_matches_the_library_metrics() {
 }
 
 fn tiny_checkpoint(scale: usize, degradation: Degradation) -> Checkpoint {
-    let config = ModelConfig {
-        scale,
-        dim: 16,
-        head_size: 8,
-        groups: 1,
-        blocks_per_group: 2,
-        ffn_ratio: 2,
-        lora_rank_w: 4,
-        lora_rank_a: 4,
-        lora_rank_v: 4,
-        lora_rank_g: 4,
-        degradation,
-    };
+    let config = small_config(scale, degradation);
     Checkpoint::random(&config, 7)
 }
 

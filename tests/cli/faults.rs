@@ -8,7 +8,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use deltawkv::model::{Checkpoint, Degradation, ModelConfig};
+use deltawkv::model::{Checkpoint, Degradation};
+
+use crate::common::minimal_config;
 
 const BIN: &str = env!("CARGO_BIN_EXE_deltawkv");
 
@@ -93,19 +95,7 @@ fn small_nifti(dims: [i16; 3]) -> Vec<u8> {
 
 /// The smallest valid x2 checkpoint (random weights), so that `upscale` runs in milliseconds.
 fn tiny_checkpoint(dir: &Path) -> PathBuf {
-    let config = ModelConfig {
-        scale: 2,
-        dim: 4,
-        head_size: 4,
-        groups: 1,
-        blocks_per_group: 1,
-        ffn_ratio: 1,
-        lora_rank_w: 1,
-        lora_rank_a: 1,
-        lora_rank_v: 1,
-        lora_rank_g: 1,
-        degradation: Degradation::Kspace,
-    };
+    let config = minimal_config(2, Degradation::Kspace);
     let p = dir.join("tiny_x2.safetensors");
     Checkpoint::random(&config, 5).save(&p).expect("save");
     p
