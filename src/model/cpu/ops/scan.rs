@@ -1,0 +1,248 @@
+//! The delta-rule scan: one head along one scan order, all heads, the four directions, and the
+//! bonus term.
+
+use rayon::prelude::*;
+
+use super::{axpy, check_len};
+
+// ---------------------------------------------------------------------------------------------
+// The delta-rule scan
+// ---------------------------------------------------------------------------------------------
+
+/// The four scan orders of the spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ScanDirection {
+    /// d = 0: rows forward (left to right, top to bottom), `p = t`.
+    RowsForward = 0,
+    /// d = 1: rows backward, `p = L - 1 - t`.
+    RowsBackward = 1,
+    /// d = 2: columns forward (top to bottom, left to right), `p = (t mod h) * w + floor(t / h)`.
+    ColsForward = 2,
+    /// d = 3: columns backward, `p = pi_2(L - 1 - t)`.
+    ColsBackward = 3,
+}
+
+impl ScanDirection {
+    /// All four, in the spec's order `d = 0..4` (the order their outputs are summed).
+    pub const ALL: [ScanDirection; 4] = [
+        ScanDirection::RowsForward,
+        ScanDirection::RowsBackward,
+        ScanDirection::ColsForward,
+        ScanDirection::ColsBackward,
+    ];
+
+    /// The spec's index `d`.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The direction with spec index `d`, if `d < 4`.
+    pub fn from_index(d: usize) -> Option<Self> {
+        Self::ALL.get(d).copied()
+    }
+
+    /// Canonical token position `p = pi_d(t)` visited at step `t` of an `h x w` image
+    /// (`t < h * w`).
+    #[inline]
+    pub fn position(self, t: usize, h: usize, w: usize) -> usize {
+        let l = h * w;
+        let cols = |t: usize| (t % h) * w + t / h;
+        match self {
+            ScanDirection::RowsForward => t,
+            ScanDirection::RowsBackward => l - 1 - t,
+            ScanDirection::ColsForward => cols(t),
+            ScanDirection::ColsBackward => cols(l - 1 - t),
+        }
+    }
+
+    /// The whole visiting order `[pi_d(0), ..., pi_d(L - 1)]`.
+    pub fn order(self, h: usize, w: usize) -> Vec<usize> {
+        (0..h * w).map(|t| self.position(t, h, w)).collect()
+    }
+}
+
+/// The per-token inputs of the recurrence, each `L x C` tokens (all heads).
+#[derive(Clone, Copy, Debug)]
+pub struct ScanInputs<'a> {
+    /// Receptance `r` (the read-out vector).
+    pub r: &'a [f32],
+    /// Decay `lambda`.
+    pub lambda: &'a [f32],
+    /// Removal key `kk` (L2-normalised per head).
+    pub kk: &'a [f32],
+    /// In-context learning rate `a`.
+    pub a: &'a [f32],
+    /// Replacement key `kt`.
+    pub kt: &'a [f32],
+    /// Value `v` (after the value residual).
+    pub v: &'a [f32],
+}
+
+/// The delta-rule recurrence for ONE head and ONE direction. Returns `y_d` for that head as
+/// `L x N` (`N = head_size`), written at canonical positions `p`:
+///
+/// ```text
+/// S = 0 (N x N, row i = value channel, column j = key channel)
+/// for t in 0..L, p = pi_d(t):
+///     sa_i    = sum_j S[i,j] kk_p[j]
+///     S[i,j]  = S[i,j] lambda_p[j] - sa_i (a_p[j] kk_p[j]) + v_p[i] kt_p[j]
+///     y[p, i] = sum_j S[i,j] r_p[j]
+/// ```
+/// where `x_p[j]` is channel `head * N + j` of token `p` of the `L x c` inputs.
+pub fn delta_scan_head(
+    direction: ScanDirection,
+    h: usize,
+    w: usize,
+    c: usize,
+    head_size: usize,
+    head: usize,
+    inputs: &ScanInputs<'_>,
+) -> Vec<f32> {
+    let l = h * w;
+    let n = head_size;
+    assert!(
+        n > 0 && c.is_multiple_of(n) && head < c / n,
+        "ops::delta_scan_head: head {head} out of range for {c} channels of size {n}"
+    );
+    for (name, s) in [
+        ("r", inputs.r),
+        ("lambda", inputs.lambda),
+        ("kk", inputs.kk),
+        ("a", inputs.a),
+        ("kt", inputs.kt),
+        ("v", inputs.v),
+    ] {
+        check_len(name, s, l * c);
+    }
+    // The state is kept transposed, `st[j * n + i] = S[i, j]`, so that every step is a sequence
+    // of elementwise vector operations over the value channel `i` (no horizontal sums).
+    let mut st = vec![0.0f32; n * n];
+    let mut y = vec![0.0f32; l * n];
+    let mut sa = vec![0.0f32; n];
+    let off = head * n;
+    for t in 0..l {
+        let p = direction.position(t, h, w);
+        let base = p * c + off;
+        let r = &inputs.r[base..base + n];
+        let lambda = &inputs.lambda[base..base + n];
+        let kk = &inputs.kk[base..base + n];
+        let a = &inputs.a[base..base + n];
+        let kt = &inputs.kt[base..base + n];
+        let v = &inputs.v[base..base + n];
+        // sa = S kk
+        sa.fill(0.0);
+        for (col, &kkj) in st.chunks_exact(n).zip(kk) {
+            axpy(&mut sa, kkj, col);
+        }
+        // S[:, j] = S[:, j] lambda_j - sa (a_j kk_j) + v kt_j;  y = S r (after the update)
+        let yp = &mut y[p * n..(p + 1) * n];
+        for (j, col) in st.chunks_exact_mut(n).enumerate() {
+            let (lj, akkj, ktj, rj) = (lambda[j], a[j] * kk[j], kt[j], r[j]);
+            for (((s, &sai), &vi), yi) in col.iter_mut().zip(&sa).zip(v).zip(yp.iter_mut()) {
+                *s = *s * lj - sai * akkj + vi * ktj;
+                *yi += *s * rj;
+            }
+        }
+    }
+    y
+}
+
+/// The recurrence for ONE direction and all heads (in parallel): `y_d` as `L x C`.
+pub fn delta_scan(
+    direction: ScanDirection,
+    h: usize,
+    w: usize,
+    c: usize,
+    head_size: usize,
+    inputs: &ScanInputs<'_>,
+) -> Vec<f32> {
+    assert!(
+        head_size > 0 && c.is_multiple_of(head_size),
+        "ops::delta_scan: bad head size"
+    );
+    let heads = c / head_size;
+    let per_head: Vec<Vec<f32>> = (0..heads)
+        .into_par_iter()
+        .map(|hd| delta_scan_head(direction, h, w, c, head_size, hd, inputs))
+        .collect();
+    let mut y = vec![0.0f32; h * w * c];
+    scatter_heads(&mut y, &per_head, c, head_size, false);
+    y
+}
+
+/// Steps 9-10: `y = y_0 + y_1 + y_2 + y_3` over the four directions, `L x C`. The twelve
+/// (direction, head) scans run in parallel; the sum is taken in the order `d = 0, 1, 2, 3`.
+pub fn delta_scan_all(
+    h: usize,
+    w: usize,
+    c: usize,
+    head_size: usize,
+    inputs: &ScanInputs<'_>,
+) -> Vec<f32> {
+    assert!(
+        head_size > 0 && c.is_multiple_of(head_size),
+        "ops::delta_scan_all: bad head size"
+    );
+    let heads = c / head_size;
+    let jobs: Vec<(ScanDirection, usize)> = ScanDirection::ALL
+        .iter()
+        .flat_map(|&d| (0..heads).map(move |hd| (d, hd)))
+        .collect();
+    let results: Vec<Vec<f32>> = jobs
+        .par_iter()
+        .map(|&(d, hd)| delta_scan_head(d, h, w, c, head_size, hd, inputs))
+        .collect();
+    let mut y = vec![0.0f32; h * w * c];
+    for per_dir in results.chunks(heads) {
+        scatter_heads(&mut y, per_dir, c, head_size, true);
+    }
+    y
+}
+
+/// Writes (or adds, when `accumulate`) per-head `L x N` arrays into an `L x C` array.
+fn scatter_heads(y: &mut [f32], per_head: &[Vec<f32>], c: usize, n: usize, accumulate: bool) {
+    for (hd, yh) in per_head.iter().enumerate() {
+        for (yt, src) in y.chunks_mut(c).zip(yh.chunks(n)) {
+            let dst = &mut yt[hd * n..(hd + 1) * n];
+            if accumulate {
+                dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+            } else {
+                dst.copy_from_slice(src);
+            }
+        }
+    }
+}
+
+/// Bonus term of step 12, `L x C`: for each token and head,
+/// `(sum_j r_j kt_j r_k[head, j]) * v_head` (to be added to the GroupNorm output).
+pub fn bonus(
+    r: &[f32],
+    kt: &[f32],
+    v: &[f32],
+    r_k: &[f32],
+    c: usize,
+    head_size: usize,
+) -> Vec<f32> {
+    assert!(
+        head_size > 0 && c.is_multiple_of(head_size) && r.len().is_multiple_of(c),
+        "ops::bonus: bad sizes"
+    );
+    check_len("bonus kt", kt, r.len());
+    check_len("bonus v", v, r.len());
+    check_len("bonus r_k", r_k, c);
+    let n = head_size;
+    let mut out = vec![0.0f32; r.len()];
+    for (p, ot) in out.chunks_mut(c).enumerate() {
+        for hd in 0..c / n {
+            let base = p * c + hd * n;
+            let mut s = 0.0f32;
+            for j in 0..n {
+                s += r[base + j] * kt[base + j] * r_k[hd * n + j];
+            }
+            for i in 0..n {
+                ot[hd * n + i] = s * v[base + i];
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,314 @@
+//! Unit tests of the layer functions.
+
+use super::*;
+
+fn approx(a: &[f32], b: &[f32], tol: f32) {
+    assert_eq!(a.len(), b.len());
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            (x - y).abs() <= tol * (1.0 + y.abs()),
+            "index {i}: {x} vs {y}"
+        );
+    }
+}
+
+#[test]
+fn dot_matches_naive() {
+    let a: Vec<f32> = (0..19).map(|i| i as f32 * 0.5 - 3.0).collect();
+    let b: Vec<f32> = (0..19).map(|i| (i as f32).sin()).collect();
+    let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+    assert!((dot(&a, &b) - naive).abs() < 1e-4);
+}
+
+#[test]
+fn conv_identity_kernel_copies_input_plus_bias() {
+    let (h, w) = (3, 4);
+    let input: Vec<f32> = (0..2 * h * w).map(|i| i as f32).collect();
+    // out0 = in0 (centre tap), out1 = in1 + 2
+    let mut weight = vec![0.0; 2 * 2 * 9];
+    weight[4] = 1.0; // o=0, i=0, centre
+    weight[(2 + 1) * 9 + 4] = 1.0; // o=1, i=1
+    let out = conv3x3(&input, 2, h, w, &weight, &[0.0, 2.0], 2);
+    approx(&out[..12], &input[..12], 0.0);
+    let expect: Vec<f32> = input[12..].iter().map(|v| v + 2.0).collect();
+    approx(&out[12..], &expect, 0.0);
+}
+
+#[test]
+fn conv_shift_taps_and_zero_padding() {
+    let (h, w) = (3, 3);
+    let input: Vec<f32> = (1..=9).map(|i| i as f32).collect();
+    // tap (ky=0, kx=0) reads input[y-1, x-1]
+    let mut weight = vec![0.0; 9];
+    weight[0] = 1.0;
+    let out = conv3x3(&input, 1, h, w, &weight, &[0.0], 1);
+    approx(&out, &[0., 0., 0., 0., 1., 2., 0., 4., 5.], 0.0);
+    // tap (ky=2, kx=2) reads input[y+1, x+1]
+    let mut weight = vec![0.0; 9];
+    weight[8] = 1.0;
+    let out = conv3x3(&input, 1, h, w, &weight, &[0.0], 1);
+    approx(&out, &[5., 6., 0., 8., 9., 0., 0., 0., 0.], 0.0);
+    // all ones: box sum
+    let out = conv3x3(&input, 1, h, w, &[1.0; 9], &[0.0], 1);
+    approx(&out, &[12., 21., 16., 27., 45., 33., 24., 39., 28.], 0.0);
+}
+
+#[test]
+fn conv_width_one() {
+    let input = [1.0, 2.0, 3.0];
+    let out = conv3x3(&input, 1, 3, 1, &[1.0; 9], &[0.5], 1);
+    approx(&out, &[3.5, 6.5, 5.5], 0.0);
+}
+
+#[test]
+fn pixel_shuffle_matches_pytorch_layout() {
+    // 4 channels of 1x2 -> 1 channel of 2x4.
+    let input: Vec<f32> = (0..8).map(|i| i as f32).collect();
+    // ch k holds [2k, 2k+1] at (0,0),(0,1); out[0, i, 2x + j] = in[i*2 + j, 0, x]
+    let out = pixel_shuffle(&input, 4, 1, 2, 2);
+    approx(&out, &[0., 2., 1., 3., 4., 6., 5., 7.], 0.0);
+}
+
+#[test]
+fn token_layout_round_trip() {
+    let img: Vec<f32> = (0..2 * 3 * 2).map(|i| i as f32).collect();
+    let t = image_to_tokens(&img, 2, 3, 2);
+    assert_eq!(t[1], img[6]); // token 0, channel 1
+    assert_eq!(tokens_to_image(&t, 2, 3, 2), img);
+}
+
+#[test]
+fn layer_norm_normalises() {
+    let x = [1.0, 2.0, 3.0, 4.0, -1.0, -1.0, -1.0, -1.0];
+    let y = layer_norm(&x, 4, &[1.0; 4], &[0.0; 4], 0.0);
+    let s = (1.25f32).sqrt();
+    approx(&y[..4], &[-1.5 / s, -0.5 / s, 0.5 / s, 1.5 / s], 1e-6);
+    // a constant token normalises to zero (eps keeps it finite)
+    let y = layer_norm(&x, 4, &[1.0; 4], &[0.0; 4], LN_EPS);
+    approx(&y[4..], &[0.0; 4], 0.0);
+    let y = layer_norm(&x, 4, &[2.0; 4], &[1.0; 4], LN_EPS);
+    let s = (1.25f32 + LN_EPS).sqrt();
+    approx(&y[..1], &[-3.0 / s + 1.0], 1e-6);
+}
+
+#[test]
+fn group_norm_per_head() {
+    let x = [1.0, 3.0, 10.0, 30.0];
+    let y = group_norm(&x, 4, 2, &[1.0; 4], &[0.0; 4], 0.0);
+    approx(&y, &[-1.0, 1.0, -1.0, 1.0], 1e-6);
+}
+
+#[test]
+fn token_shift_quarters() {
+    // 2x2 image, C = N = 4: channel q reads left/right/up/down.
+    let (h, w, c) = (2, 2, 4);
+    let x: Vec<f32> = (0..h * w * c)
+        .map(|i| (i / c * 10 + i % c) as f32 + 1.0)
+        .collect();
+    let xs = token_shift_2d(&x, h, w, c, 4);
+    let at = |p: usize, ch: usize| x[p * c + ch];
+    // token 0 (row 0, col 0): left none, right = token 1, above none, below = token 2
+    approx(&xs[0..4], &[0.0, at(1, 1), 0.0, at(2, 3)], 0.0);
+    // token 3 (row 1, col 1): left = token 2, right none, above = token 1, below none
+    approx(&xs[12..16], &[at(2, 0), 0.0, at(1, 2), 0.0], 0.0);
+    let d = token_shift_delta(&x, h, w, c, 4);
+    assert_eq!(d[1], at(1, 1) - at(0, 1));
+}
+
+#[test]
+fn token_shift_quarters_follow_head_size() {
+    // C = 16, N = 8: channels 0,1 left; 2,3 right; 4,5 up; 6,7 down; then again for head 1.
+    let (h, w, c) = (1, 3, 16);
+    let x: Vec<f32> = (0..h * w * c).map(|i| (i / c) as f32 + 1.0).collect();
+    let xs = token_shift_2d(&x, h, w, c, 8);
+    let mid = &xs[c..2 * c];
+    let expect = [
+        1., 1., 3., 3., 0., 0., 0., 0., 1., 1., 3., 3., 0., 0., 0., 0.,
+    ];
+    approx(mid, &expect, 0.0);
+}
+
+#[test]
+fn linear_and_matmul_conventions() {
+    // x = [1, 2], W = [[1, 0], [0, 1], [1, 1]] ([out=3, in=2]) -> [1, 2, 3]
+    let y = linear(&[1.0, 2.0], 2, &[1., 0., 0., 1., 1., 1.], 3);
+    approx(&y, &[1.0, 2.0, 3.0], 0.0);
+    // M [in=2, out=3] = [[1, 0, 1], [0, 1, 1]] -> same result
+    let y = matmul(&[1.0, 2.0], 2, &[1., 0., 1., 0., 1., 1.], 3);
+    approx(&y, &[1.0, 2.0, 3.0], 0.0);
+}
+
+#[test]
+fn decay_range_and_zero_lora() {
+    let c = 2;
+    let lam = decay(&[5.0, -5.0], c, &[-100.0, 100.0], &[0.0; 2], 1, &[0.0; 2]);
+    approx(&lam, &[1.0, (-(-0.5f32).exp()).exp()], 1e-6);
+    let a = icl_rate(&[1.0, 1.0], c, &[0.0, 0.0], &[1.0, 1.0], 1, &[1.0, -1.0]);
+    approx(&a, &[sigmoid(2.0), sigmoid(-2.0)], 1e-6);
+    let g = gate(&[0.0, 0.0], c, &[1.0, 1.0], 1, &[2.0, 4.0]);
+    approx(&g, &[1.0, 2.0], 1e-6);
+    let v = value_residual(
+        &[1.0, 1.0],
+        &[3.0, 3.0],
+        &[0.0, 0.0],
+        c,
+        &[0.0, 100.0],
+        &[0.0; 2],
+        1,
+        &[0.0; 2],
+    );
+    approx(&v, &[2.0, 3.0], 1e-6);
+}
+
+#[test]
+fn keys() {
+    let k = [3.0, 4.0, 0.0, 0.0];
+    let kk = removal_key(&k, 4, 2, &[1.0; 4]);
+    approx(&kk, &[0.6, 0.8, 0.0, 0.0], 1e-6);
+    let kt = replacement_key(&k, &[0.5; 4], 4, &[1.0, 0.0, 1.0, 1.0]);
+    approx(&kt, &[1.5, 4.0, 0.0, 0.0], 1e-6);
+}
+
+#[test]
+fn scan_orders() {
+    let (h, w) = (2, 3);
+    assert_eq!(
+        ScanDirection::RowsForward.order(h, w),
+        vec![0, 1, 2, 3, 4, 5]
+    );
+    assert_eq!(
+        ScanDirection::RowsBackward.order(h, w),
+        vec![5, 4, 3, 2, 1, 0]
+    );
+    assert_eq!(
+        ScanDirection::ColsForward.order(h, w),
+        vec![0, 3, 1, 4, 2, 5]
+    );
+    assert_eq!(
+        ScanDirection::ColsBackward.order(h, w),
+        vec![5, 2, 4, 1, 3, 0]
+    );
+}
+
+/// With lambda = 1 and a = 0 the state is the running sum of v kt^T, so
+/// y_p = sum over visited tokens q (up to and including p) of v_q (kt_q . r_p).
+#[test]
+fn scan_without_decay_is_a_cumulative_sum() {
+    let (h, w, c, n) = (2, 3, 4, 2);
+    let l = h * w;
+    let f = |s: f32| -> Vec<f32> { (0..l * c).map(|i| ((i as f32) * s).sin()).collect() };
+    let (r, kk, kt, v) = (f(0.7), f(1.3), f(2.1), f(0.37));
+    let lambda = vec![1.0; l * c];
+    let a = vec![0.0; l * c];
+    let inputs = ScanInputs {
+        r: &r,
+        lambda: &lambda,
+        kk: &kk,
+        a: &a,
+        kt: &kt,
+        v: &v,
+    };
+    for dir in ScanDirection::ALL {
+        let order = dir.order(h, w);
+        let y = delta_scan(dir, h, w, c, n, &inputs);
+        for hd in 0..c / n {
+            for (t, &p) in order.iter().enumerate() {
+                for i in 0..n {
+                    let mut expect = 0.0f32;
+                    for &q in &order[..=t] {
+                        let ktr: f32 = (0..n)
+                            .map(|j| kt[q * c + hd * n + j] * r[p * c + hd * n + j])
+                            .sum();
+                        expect += v[q * c + hd * n + i] * ktr;
+                    }
+                    let got = y[p * c + hd * n + i];
+                    assert!(
+                        (got - expect).abs() < 1e-5,
+                        "{dir:?} head {hd} t {t}: {got} vs {expect}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A naive f64 transcription of the matrix form of the recurrence.
+#[test]
+#[allow(clippy::needless_range_loop)]
+fn scan_matches_matrix_form() {
+    let (h, w, c, n) = (3, 2, 8, 4);
+    let l = h * w;
+    let f = |s: f32, lo: f32, hi: f32| -> Vec<f32> {
+        (0..l * c)
+            .map(|i| lo + (hi - lo) * (0.5 + 0.5 * ((i as f32) * s).sin()))
+            .collect()
+    };
+    let r = f(0.7, -1.0, 1.0);
+    let lambda = f(1.1, 0.55, 1.0);
+    let kk = l2_normalize_heads(&f(1.3, -1.0, 1.0), c, n, L2_EPS);
+    let a = f(0.9, 0.0, 1.0);
+    let kt = f(2.1, -1.0, 1.0);
+    let v = f(0.37, -1.0, 1.0);
+    let inputs = ScanInputs {
+        r: &r,
+        lambda: &lambda,
+        kk: &kk,
+        a: &a,
+        kt: &kt,
+        v: &v,
+    };
+    let all = delta_scan_all(h, w, c, n, &inputs);
+    let mut sum = vec![0.0f64; l * c];
+    for dir in ScanDirection::ALL {
+        for hd in 0..c / n {
+            let g = |x: &[f32], p: usize, j: usize| f64::from(x[p * c + hd * n + j]);
+            let mut s = vec![vec![0.0f64; n]; n];
+            for p in dir.order(h, w) {
+                let sk: Vec<f64> = (0..n)
+                    .map(|i| (0..n).map(|j| s[i][j] * g(&kk, p, j)).sum())
+                    .collect();
+                for i in 0..n {
+                    for j in 0..n {
+                        s[i][j] = s[i][j] * g(&lambda, p, j) - sk[i] * g(&a, p, j) * g(&kk, p, j)
+                            + g(&v, p, i) * g(&kt, p, j);
+                    }
+                }
+                for i in 0..n {
+                    sum[p * c + hd * n + i] += (0..n).map(|j| s[i][j] * g(&r, p, j)).sum::<f64>();
+                }
+            }
+        }
+    }
+    let expect: Vec<f32> = sum.iter().map(|&x| x as f32).collect();
+    approx(&all, &expect, 1e-5);
+}
+
+#[test]
+fn bonus_term() {
+    // one head of 2: s = r0 kt0 rk0 + r1 kt1 rk1 = 1*2*0.5 + 3*1*1 = 4
+    let out = bonus(&[1.0, 3.0], &[2.0, 1.0], &[1.0, -2.0], &[0.5, 1.0], 2, 2);
+    approx(&out, &[4.0, -8.0], 0.0);
+}
+
+#[test]
+fn channel_mix_small() {
+    // 1x1 image: shift reads zeros, d = -x, x_k = x (1 - mu).
+    let out = channel_mix(
+        &[2.0, -1.0],
+        1,
+        1,
+        2,
+        2,
+        &[0.5, 0.5],
+        &[1., 0., 0., 1.],
+        &[1., 1., 0., 1.],
+        2,
+    );
+    // x_k = [1, -0.5]; k = relu^2 = [1, 0]; out = [1*1 + 0*1, 0*1 + 0*1]
+    approx(&out, &[1.0, 0.0], 0.0);
+}
+
+#[test]
+fn leaky() {
+    approx(&leaky_relu(&[-2.0, 3.0], LEAKY_SLOPE), &[-0.02, 3.0], 1e-7);
+}
