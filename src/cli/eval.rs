@@ -22,7 +22,7 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 
-use super::DeviceArg;
+use super::{AxisArg, DegradationArg, DeviceArg};
 use crate::checkpoints::{self, LocateError, Reach};
 use crate::degrade::Baseline;
 use crate::engine::Upscaler;
@@ -46,13 +46,13 @@ pub struct EvalArgs {
     /// How to simulate the LR slices; default: the checkpoint's `degradation` metadata
     /// (kspace with --baselines-only).
     #[arg(long = "degrade", value_enum)]
-    pub degradation: Option<Degradation>,
+    pub degradation: Option<DegradationArg>,
     /// Slice range A:B (0-based, B exclusive; `A:`, `:B` and a single index also work).
     #[arg(long)]
     pub slices: Option<String>,
     /// Slicing axis: the in-plane axes of these slices are the ones upscaled.
     #[arg(long, value_enum, default_value = "axial")]
-    pub axis: Axis,
+    pub axis: AxisArg,
     /// Inference backend.
     #[arg(long, value_enum, default_value = "auto")]
     pub device: DeviceArg,
@@ -129,6 +129,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         bail!("--scale must be at least 2, got {s}");
     }
 
+    let axis = Axis::from(args.axis);
+    let wanted = args.degradation.map(Degradation::from);
     let budget = args.memory.bytes()?;
     // Network and degradation.
     let mut engine: Option<(Box<dyn Upscaler>, PathBuf)> = None;
@@ -144,11 +146,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             .context("cannot start the inference engine")?;
         engine = Some((up, path));
     }
-    let degradation = args
-        .degradation
-        .or(ckpt_degradation)
-        .unwrap_or(Degradation::Kspace);
-    if let (Some(c), Some(d)) = (ckpt_degradation, args.degradation)
+    let degradation = wanted.or(ckpt_degradation).unwrap_or(Degradation::Kspace);
+    if let (Some(c), Some(d)) = (ckpt_degradation, wanted)
         && c != d
     {
         eprintln!(
@@ -165,7 +164,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     };
     let mut vol = volume::load(&args.gt, &opts)
         .with_context(|| format!("cannot load {}", args.gt.display()))?;
-    let n = vol.slice_count(args.axis);
+    let n = vol.slice_count(axis);
     let (a, b) = parse_slices(args.slices.as_deref(), n)?;
     let non_finite = vol.data.iter().filter(|v| !v.is_finite()).count();
     let robust_max = evaluation::normalise(&mut vol.data)
@@ -173,7 +172,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let mut gt = Vec::with_capacity(b - a);
     for k in a..b {
         let p = vol
-            .slice(args.axis, k)
+            .slice(axis, k)
             .with_context(|| format!("slice {k} out of range"))?;
         let (w, h) = (p.width, p.height);
         let c = evaluation::crop(&p, k, s).with_context(|| format!("{}", args.gt.display()))?;
@@ -182,7 +181,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                 "{}: {:?} slices are {w}x{h} ({}x{} after cropping to a multiple of {s}); SSIM \
                  needs at least {m}x{m}",
                 args.gt.display(),
-                args.axis,
+                axis,
                 c.width,
                 c.height,
                 m = metrics::SSIM_WIN

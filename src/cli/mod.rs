@@ -78,6 +78,46 @@ impl From<DeviceArg> for crate::engine::DeviceChoice {
     }
 }
 
+/// `--axis`: the domain's [`crate::volume::Axis`] as a command-line value (domain types carry no
+/// clap derives).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AxisArg {
+    /// Fixed i (x): sagittal for a canonical (RAS) volume.
+    Sagittal,
+    /// Fixed j (y): coronal for a canonical volume.
+    Coronal,
+    /// Fixed k (z): axial for a canonical volume.
+    Axial,
+}
+
+impl From<AxisArg> for crate::volume::Axis {
+    fn from(a: AxisArg) -> Self {
+        match a {
+            AxisArg::Sagittal => Self::Sagittal,
+            AxisArg::Coronal => Self::Coronal,
+            AxisArg::Axial => Self::Axial,
+        }
+    }
+}
+
+/// `--degrade`: the domain's [`crate::model::Degradation`] as a command-line value.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DegradationArg {
+    /// k-space truncation: LR voxel `i` sits at HR voxel `s * i` (origin aligned).
+    Kspace,
+    /// Antialiased bicubic downsampling: LR voxel `i` sits at HR position `(i + 0.5) s - 0.5`.
+    Bicubic,
+}
+
+impl From<DegradationArg> for crate::model::Degradation {
+    fn from(d: DegradationArg) -> Self {
+        match d {
+            DegradationArg::Kspace => Self::Kspace,
+            DegradationArg::Bicubic => Self::Bicubic,
+        }
+    }
+}
+
 #[derive(clap::Args, Debug, Default)]
 pub struct ViewArgs {
     /// Volume to open (NIfTI file, DICOM file or folder); the bundled sample when omitted.

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
-use super::DeviceArg;
+use super::{AxisArg, DeviceArg};
 use crate::checkpoints::{self, Reach};
 use crate::upscale::{self, Intensity};
 use crate::volume::{self, Axis, LoadOptions, Volume};
@@ -29,8 +29,8 @@ pub struct UpscaleArgs {
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
     /// Slicing direction; the two in-plane axes are upscaled.
-    #[arg(long, value_enum, default_value_t = Axis::Axial)]
-    pub axis: Axis,
+    #[arg(long, value_enum, default_value_t = AxisArg::Axial)]
+    pub axis: AxisArg,
     /// 0-based volume to upscale in 4-D data.
     #[arg(long, default_value_t = 0)]
     pub volume: usize,
@@ -110,7 +110,7 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
     let intensity = Intensity::of(&vol);
     let factor = intensity.factor;
 
-    let axis = args.axis;
+    let axis = Axis::from(args.axis);
     let n = vol.slice_count(axis);
     let mut planes = Vec::with_capacity(n);
     for i in 0..n {

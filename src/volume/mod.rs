@@ -225,9 +225,7 @@ pub struct VolumeMeta {
 }
 
 /// The three anatomical slicing directions, by the voxel axis held fixed.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Axis {
     /// Fixed i (x): sagittal for a canonical (RAS) volume.
     Sagittal,
