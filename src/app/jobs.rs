@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use super::metrics_cache::{MetricKey, SliceMetrics, Slot};
-use super::session::{self, PrepareParams, Prepared};
+use super::session::{self, PrepareError, PrepareParams, Prepared};
 use crate::backend::{Fallback, FallbackError, is_device_failure};
 use crate::checkpoints::{self, LocateError};
 use crate::engine::{EngineError, Upscaler};
@@ -31,9 +31,8 @@ pub type Waker = Arc<dyn Fn() + Send + Sync>;
 pub enum JobError {
     #[error(transparent)]
     Volume(#[from] VolumeError),
-    /// Preparation failed (the message of [`session::prepare`]).
-    #[error("{0}")]
-    Prepare(String),
+    #[error(transparent)]
+    Prepare(#[from] PrepareError),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     /// The checkpoint's scale is not the session's.
@@ -135,7 +134,7 @@ pub enum SrEvent {
 pub enum Event {
     Loaded {
         ticket: u64,
-        result: Result<Loaded, String>,
+        result: Result<Loaded, JobError>,
     },
     /// A folder holds several DICOM series: the user picks one.
     ChooseSeries {
@@ -145,7 +144,7 @@ pub enum Event {
     },
     Prepared {
         ticket: u64,
-        result: Result<Arc<Prepared>, String>,
+        result: Result<Arc<Prepared>, JobError>,
     },
     Sr {
         run_id: u64,
@@ -156,7 +155,7 @@ pub enum Event {
         session: u64,
         key: MetricKey,
         version: u64,
-        result: Result<SliceMetrics, String>,
+        result: Result<SliceMetrics, JobError>,
     },
     /// A file dialog closed (`None`: cancelled).
     Dialog {
@@ -166,7 +165,7 @@ pub enum Event {
     /// A background export finished.
     Exported {
         what: String,
-        result: Result<PathBuf, String>,
+        result: Result<PathBuf, JobError>,
     },
 }
 
@@ -293,7 +292,7 @@ impl Jobs {
                 },
                 Err(e) => Event::Loaded {
                     ticket,
-                    result: Err(e.to_string()),
+                    result: Err(e),
                 },
             };
             let _ = tx.send(ev);
@@ -319,10 +318,7 @@ impl Jobs {
                 .map(Arc::new)
                 .map_err(JobError::Prepare)
             });
-            let _ = tx.send(Event::Prepared {
-                ticket,
-                result: result.map_err(|e| e.to_string()),
-            });
+            let _ = tx.send(Event::Prepared { ticket, result });
             waker();
         });
     }
@@ -375,7 +371,7 @@ impl Jobs {
             });
             let _ = tx.send(Event::Exported {
                 what: "SR volume".into(),
-                result: result.map_err(|e| e.to_string()),
+                result,
             });
             waker();
         });
@@ -562,7 +558,7 @@ fn metrics_loop(rx: Receiver<MetricRequest>, tx: Sender<Event>, waker: Waker) {
             session: req.session,
             key: req.key,
             version: req.version,
-            result: result.map_err(|e| e.to_string()),
+            result,
         };
         if tx.send(ev).is_err() {
             return;

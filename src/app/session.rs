@@ -17,6 +17,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::degrade::Baseline;
+use crate::evaluation::EvalError;
 use crate::model::Degradation;
 use crate::plane::Plane;
 use crate::upscale::Intensity;
@@ -222,6 +223,43 @@ fn empty_like(grid: &Grid, meta: &VolumeMeta, fill: f32) -> Volume {
     }
 }
 
+/// Why [`prepare`] could not build the document; the message names the slice or the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error("scale must be 2 or more, got {0}")]
+    Scale(usize),
+    #[error("cancelled")]
+    Cancelled,
+    #[error("a {}x{} {axis} slice is too small for x{scale}", .size.0, .size.1)]
+    TooSmall {
+        size: (usize, usize),
+        axis: &'static str,
+        scale: usize,
+    },
+    #[error("slice {0} out of range")]
+    SliceOutOfRange(usize),
+    #[error("LR slice {0} out of range")]
+    LrSliceOutOfRange(usize),
+    #[error(transparent)]
+    Evaluation(#[from] EvalError),
+    #[error("degraded slice {slice} is {}x{}, expected {}x{}", .got.0, .got.1, .want.0, .want.1)]
+    DegradedSize {
+        slice: usize,
+        got: (usize, usize),
+        want: (usize, usize),
+    },
+    #[error(
+        "{method} upsampling of slice {slice} gave {}x{}, expected {}x{}",
+        .got.0, .got.1, .want.0, .want.1
+    )]
+    BaselineSize {
+        method: &'static str,
+        slice: usize,
+        got: (usize, usize),
+        want: (usize, usize),
+    },
+}
+
 /// Builds LR, GT and baselines from the opened volume (in its stored voxel order, with the steps
 /// of `deltawkv eval`, [`crate::evaluation`]), then reorients them to canonical RAS for display.
 /// `cancelled` is polled between slices.
@@ -230,10 +268,10 @@ pub fn prepare(
     source_orientation: &str,
     params: PrepareParams,
     cancelled: &dyn Fn() -> bool,
-) -> Result<Prepared, String> {
+) -> Result<Prepared, PrepareError> {
     let s = params.scale;
     if s < 2 {
-        return Err(format!("scale must be 2 or more, got {s}"));
+        return Err(PrepareError::Scale(s));
     }
     let axis = params.stored_sr_axis;
     let (ca, ra) = axis.in_plane();
@@ -250,8 +288,7 @@ pub fn prepare(
     let (norm, intensity) = match params.mode {
         Mode::Simulate => {
             let non_negative = vol.data.iter().filter(|v| v.is_finite()).all(|&v| v >= 0.0);
-            let norm =
-                crate::evaluation::normalise(&mut vol.data).map_err(|e| e.to_string())? as f32;
+            let norm = crate::evaluation::normalise(&mut vol.data)? as f32;
             (
                 norm,
                 Intensity {
@@ -275,12 +312,11 @@ pub fn prepare(
         Mode::Simulate => {
             let (cw, ch) = (vol.dims[ca] / s * s, vol.dims[ra] / s * s);
             if cw == 0 || ch == 0 {
-                return Err(format!(
-                    "a {}x{} {} slice is too small for x{s}",
-                    vol.dims[ca],
-                    vol.dims[ra],
-                    super::geometry::axis_label(sr_axis)
-                ));
+                return Err(PrepareError::TooSmall {
+                    size: (vol.dims[ca], vol.dims[ra]),
+                    axis: super::geometry::axis_label(sr_axis),
+                    scale: s,
+                });
             }
             if cw != vol.dims[ca] || ch != vol.dims[ra] {
                 notes.push(format!(
@@ -303,20 +339,18 @@ pub fn prepare(
             let mut lr = empty_like(&lr_grid, &meta, 0.0);
             for k in 0..n_slices {
                 if cancelled() {
-                    return Err("cancelled".into());
+                    return Err(PrepareError::Cancelled);
                 }
-                let hr = vol
-                    .slice(axis, k)
-                    .ok_or_else(|| format!("slice {k} out of range"))?;
-                let hr = crate::evaluation::crop(&hr, k, s).map_err(|e| e.to_string())?;
-                let low = crate::evaluation::degrade(&hr, k, s, params.degradation)
-                    .map_err(|e| e.to_string())?;
+                let hr = vol.slice(axis, k).ok_or(PrepareError::SliceOutOfRange(k))?;
+                let hr = crate::evaluation::crop(&hr, k, s)?;
+                let low = crate::evaluation::degrade(&hr, k, s, params.degradation)?;
                 gt.set_slice(axis, k, &hr);
                 if !lr.set_slice(axis, k, &low) {
-                    return Err(format!(
-                        "degraded slice {k} is {}x{}, expected {}x{}",
-                        low.width, low.height, ldims[ca], ldims[ra]
-                    ));
+                    return Err(PrepareError::DegradedSize {
+                        slice: k,
+                        got: (low.width, low.height),
+                        want: (ldims[ca], ldims[ra]),
+                    });
                 }
             }
             (Some(gt), lr, grid)
@@ -338,23 +372,20 @@ pub fn prepare(
         let mut out = empty_like(&grid, &meta, 0.0);
         for k in 0..n_slices {
             if cancelled() {
-                return Err("cancelled".into());
+                return Err(PrepareError::Cancelled);
             }
             let low = lr
                 .slice(axis, k)
-                .ok_or_else(|| format!("LR slice {k} out of range"))?;
+                .ok_or(PrepareError::LrSliceOutOfRange(k))?;
             // Clamped to [0, 1] like every output (as `deltawkv eval`).
-            let up = crate::evaluation::baseline(&low, k, s, b, params.degradation)
-                .map_err(|e| e.to_string())?;
+            let up = crate::evaluation::baseline(&low, k, s, b, params.degradation)?;
             if !out.set_slice(axis, k, &up) {
-                return Err(format!(
-                    "{} upsampling of slice {k} gave {}x{}, expected {}x{}",
-                    b.as_str(),
-                    up.width,
-                    up.height,
-                    grid.dims[ca],
-                    grid.dims[ra]
-                ));
+                return Err(PrepareError::BaselineSize {
+                    method: b.as_str(),
+                    slice: k,
+                    got: (up.width, up.height),
+                    want: (grid.dims[ca], grid.dims[ra]),
+                });
             }
         }
         baselines.push((b, out.to_canonical()));
@@ -507,14 +538,15 @@ pub(crate) mod tests {
     fn prepare_reports_bad_inputs() {
         let v = phantom([3, 30, 2], [1.0, 1.0, 1.0]);
         let e = prepare(&v, "RAS", params(Mode::Simulate, 4), &|| false).unwrap_err();
-        assert!(e.contains("too small"), "{e}");
+        assert!(e.to_string().contains("too small"), "{e}");
         let mut z = phantom([8, 8, 2], [1.0, 1.0, 1.0]);
         z.data.iter_mut().for_each(|x| *x = 0.0);
         let e = prepare(&z, "RAS", params(Mode::Simulate, 2), &|| false).unwrap_err();
-        assert!(e.contains("not positive"), "{e}");
+        assert!(e.to_string().contains("not positive"), "{e}");
         let v = phantom([16, 16, 2], [1.0, 1.0, 1.0]);
         let e = prepare(&v, "RAS", params(Mode::Simulate, 2), &|| true).unwrap_err();
-        assert_eq!(e, "cancelled");
+        assert!(matches!(e, PrepareError::Cancelled), "{e}");
+        assert_eq!(e.to_string(), "cancelled");
     }
 
     /// The phantom stored in LPS order (i to the left, j to posterior).

@@ -19,10 +19,10 @@ use std::time::Instant;
 use super::backend::{self, SharedGpu};
 use super::export;
 use super::geometry::Crosshair;
-use super::jobs::{CheckpointSource, DialogPurpose, EngineFactory, Event, Jobs, Waker};
+use super::jobs::{CheckpointSource, DialogPurpose, EngineFactory, Event, JobError, Jobs, Waker};
 use super::metrics_cache::{MetricsCache, Slot};
 use super::runs::SrRun;
-use super::session::{Mode, PrepareParams, Prepared};
+use super::session::{Mode, PrepareError, PrepareParams, Prepared};
 use super::settings::Settings;
 use crate::volume::Axis;
 use crate::volume::geometry::{Reorient, axis_of};
@@ -350,7 +350,7 @@ impl Viewer {
                 self.doc.preparing = None;
                 match result {
                     Ok(p) => self.on_prepared(p),
-                    Err(e) if e == "cancelled" => {}
+                    Err(JobError::Prepare(PrepareError::Cancelled)) => {}
                     Err(e) => self.error(format!("cannot prepare the volume: {e}")),
                 }
             }
@@ -368,7 +368,7 @@ impl Viewer {
                 Ok(m) => self.metrics.insert(key, version, m),
                 Err(e) => {
                     tracing::debug!("metric {key:?} not computed: {e}");
-                    self.metrics.insert_failure(key, version, e);
+                    self.metrics.insert_failure(key, version, e.to_string());
                 }
             },
             Event::Dialog { purpose, path } => {
