@@ -48,8 +48,6 @@ pub enum EngineError {
     /// A broken internal invariant (a bug, not a user error); names the invariant.
     #[error("internal error: {0}")]
     Internal(String),
-    #[error("{0}")]
-    Other(String),
 }
 
 /// Progress callback: `(slices done, slices total)`.

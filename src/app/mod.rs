@@ -6,7 +6,7 @@
 //!   colour maps and cached metrics (no window);
 //! - [`jobs`]: loading, preparation, inference and metrics off the UI thread;
 //! - [`viewer`]: the runtime state and what the user's actions do;
-//! - [`render`] + `shaders/display.wgsl`: slices drawn from GPU textures on eframe's device;
+//! - [`render`] + `shaders/viewer/display.wgsl`: slices drawn from GPU textures on eframe's device;
 //! - [`panes`], [`ui`]: drawing and input; [`export`]: NIfTI, PNG, CSV, JSON from plain data;
 //! - [`settings`]: what persists between runs, and the shortcut table.
 

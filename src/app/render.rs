@@ -1,6 +1,7 @@
 //! GPU slice display: slices live in float textures on eframe's own wgpu device and are drawn
-//! with window/level and a colour lookup table by `shaders/display.wgsl`, through egui_wgpu paint
-//! callbacks. One texture per pane slot, re-uploaded only when the slice content changes.
+//! with window/level and a colour lookup table by `shaders/viewer/display.wgsl`, through
+//! egui_wgpu paint callbacks. One texture per pane slot, re-uploaded only when the slice content
+//! changes.
 
 use std::collections::HashMap;
 use std::num::NonZeroU64;
@@ -13,7 +14,7 @@ use super::colormap::{Colormap, LUT_SIZE};
 use crate::plane::Plane;
 
 /// WGSL source of the display shader.
-pub const DISPLAY_WGSL: &str = include_str!("../../shaders/display.wgsl");
+pub const DISPLAY_WGSL: &str = include_str!("../../shaders/viewer/display.wgsl");
 
 /// Uniforms of the display shader (layout matches `Params` in display.wgsl).
 #[repr(C)]

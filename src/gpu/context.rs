@@ -1,13 +1,13 @@
 //! The wgpu device the engine runs on: owned (created here from the best adapter) or borrowed
 //! (eframe's device, shared with the viewer), with error capture that never panics.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::engine::EngineError;
 
-use super::kernels::{KernelKey, PipelineEntry};
+use super::kernels::key::KernelKey;
+use super::pipelines::{self, PipelineCache, PipelineEntry};
 
 /// Errors reported by wgpu outside an error scope, and device loss, recorded for the engine to
 /// turn into an [`EngineError`] at its next synchronisation point.
@@ -31,7 +31,7 @@ pub struct GpuContext {
     /// (Vulkan adapters opened by [`GpuContext::new`]); sizes the engine's default memory budget.
     pub device_memory: Option<u64>,
     sink: Arc<ErrorSink>,
-    pub(crate) pipelines: Mutex<HashMap<KernelKey, Arc<PipelineEntry>>>,
+    pipelines: PipelineCache,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -251,8 +251,16 @@ impl GpuContext {
             limits,
             device_memory,
             sink,
-            pipelines: Mutex::new(HashMap::new()),
+            pipelines: PipelineCache::default(),
         }
+    }
+
+    /// The pipeline of a kernel variant, compiled on first use (inside [`GpuContext::scoped`])
+    /// and cached.
+    pub fn pipeline(&self, key: &KernelKey) -> Result<Arc<PipelineEntry>, EngineError> {
+        self.pipelines.get_or_compile(key, || {
+            self.scoped(|| pipelines::compile(&self.device, key))?
+        })
     }
 
     /// Whether kernels may use subgroup operations on groups of 4 consecutive invocations: the

@@ -36,9 +36,9 @@ pub struct GpuOptions {
 }
 
 /// Largest batch on a hardware adapter unless [`GpuOptions::max_batch`] says otherwise: more
-/// slices per batch run more recurrences side by side (on an H100 a 128x128 x2 volume went from
-/// 15.07 ms/slice at batch 32 to 13.89 at batch 56, BENCHMARKS.md); the memory budget and the
-/// storage-binding limit usually stop it first.
+/// slices per batch run more recurrences side by side (faster per slice on an H100 up to the
+/// largest batch that fitted: BENCHMARKS.md, optimisation log entry 15); the memory budget and
+/// the storage-binding limit usually stop it first.
 pub const DEFAULT_MAX_BATCH: usize = 64;
 
 /// The default memory budget of the engine's activation buffers on an adapter of type `t` with
@@ -226,7 +226,7 @@ impl GpuEngine {
         let arena = self
             .arena
             .as_ref()
-            .ok_or_else(|| EngineError::Other("no activation buffers allocated".into()))?;
+            .ok_or_else(|| EngineError::Internal("no activation buffers allocated".into()))?;
         let graph = build_forward(
             &self.ctx,
             &self.pw,
@@ -265,7 +265,7 @@ impl GpuEngine {
         let arena = self
             .arena
             .as_ref()
-            .ok_or_else(|| EngineError::Other("no activation buffers allocated".into()))?;
+            .ok_or_else(|| EngineError::Internal("no activation buffers allocated".into()))?;
         let plan = &self.plans[pi].1;
         plan.execute(&self.ctx, cancel, |_| {})?;
         let s = self.pw.config.scale;
@@ -300,7 +300,7 @@ impl GpuEngine {
     /// `planes` (non-empty, one shape) into the input buffer. Returns the plan's index.
     fn prepare(&mut self, planes: &[&Plane], capacity: usize) -> Result<usize, EngineError> {
         let Some(first) = planes.first() else {
-            return Err(EngineError::Other("empty batch".into()));
+            return Err(EngineError::Internal("empty batch".into()));
         };
         let (h, w, batch) = (first.height, first.width, planes.len());
         self.ensure_arena(h, w, batch, capacity)?;
@@ -312,7 +312,7 @@ impl GpuEngine {
         let arena = self
             .arena
             .as_ref()
-            .ok_or_else(|| EngineError::Other("no activation buffers allocated".into()))?;
+            .ok_or_else(|| EngineError::Internal("no activation buffers allocated".into()))?;
         self.ctx.scoped(|| {
             self.ctx
                 .queue
@@ -410,7 +410,7 @@ impl Upscaler for GpuEngine {
         out.into_iter()
             .enumerate()
             .map(|(i, p)| {
-                p.ok_or_else(|| EngineError::Other(format!("slice {i} was not computed")))
+                p.ok_or_else(|| EngineError::Internal(format!("slice {i} was not computed")))
             })
             .collect()
     }

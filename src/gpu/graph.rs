@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::engine::EngineError;
 
 use super::context::GpuContext;
-use super::kernels::{KernelKey, KernelOptions, Kind, PARAM_BYTES, PipelineEntry};
+use super::kernels::key::{KernelKey, Kind, PARAM_BYTES};
+use super::kernels::options::KernelOptions;
+use super::pipelines::PipelineEntry;
 
 /// A buffer registered in a [`Graph`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -35,7 +37,8 @@ enum Op {
     Dispatch {
         key: KernelKey,
         bufs: Vec<BufId>,
-        params: Vec<u32>,
+        /// The parameter block's bytes.
+        params: Vec<u8>,
         groups: [u32; 3],
     },
     Copy {
@@ -50,7 +53,7 @@ enum Op {
     Mark,
 }
 
-/// Records dispatches; see the kernel functions in [`super::kernels`].
+/// Records dispatches; see the launch functions of each kernel family in [`super::kernels`].
 pub struct Graph {
     buffers: Vec<wgpu::Buffer>,
     ops: Vec<Op>,
@@ -105,7 +108,6 @@ impl Graph {
         self.buffers.get(id.0)
     }
 
-    /// Number of dispatches recorded.
     /// Compulsory traffic in bytes of the work recorded so far (see the field).
     pub fn traffic_bytes(&self) -> u64 {
         self.traffic
@@ -116,6 +118,7 @@ impl Graph {
         self.traffic += elems * 4;
     }
 
+    /// Number of dispatches recorded.
     pub fn dispatch_count(&self) -> usize {
         self.ops
             .iter()
@@ -134,27 +137,30 @@ impl Graph {
             .collect()
     }
 
-    pub(crate) fn dispatch(
+    /// Appends a dispatch of kernel variant `key` on a `groups` grid with the parameter block
+    /// `params` (the kernel's `struct Params`) and storage buffers `bufs` (bindings 1, 2, ...).
+    pub(crate) fn dispatch<P: bytemuck::Pod>(
         &mut self,
         key: KernelKey,
         bufs: Vec<BufId>,
-        params: Vec<u32>,
+        params: &P,
         groups: [u32; 3],
     ) -> Result<(), EngineError> {
         if groups.iter().any(|&g| g > self.max_groups) {
-            return Err(EngineError::Other(format!(
+            return Err(EngineError::Limit(format!(
                 "{:?} needs a {}x{}x{} grid, over the adapter's limit of {} per dimension",
                 key.kind, groups[0], groups[1], groups[2], self.max_groups
             )));
         }
-        if params.len() * 4 > PARAM_BYTES as usize {
-            return Err(EngineError::Other(format!(
+        let params = bytemuck::bytes_of(params).to_vec();
+        if params.len() > PARAM_BYTES as usize {
+            return Err(EngineError::Internal(format!(
                 "{:?}: parameter block too large",
                 key.kind
             )));
         }
         if bufs.iter().any(|b| b.0 >= self.buffers.len()) {
-            return Err(EngineError::Other(format!(
+            return Err(EngineError::Internal(format!(
                 "{:?}: unknown buffer",
                 key.kind
             )));
@@ -242,9 +248,7 @@ impl Graph {
                         }
                     };
                     let start = (slot * align) as usize;
-                    for (i, w) in params.iter().enumerate() {
-                        bytes[start + 4 * i..start + 4 * i + 4].copy_from_slice(&w.to_le_bytes());
-                    }
+                    bytes[start..start + params.len()].copy_from_slice(params);
                     pre.push(Pre::D(Pending {
                         label: key.short_label(),
                         entry,

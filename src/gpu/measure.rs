@@ -58,9 +58,9 @@ pub fn matmul_flops(ctx: &GpuContext) -> Result<f64, EngineError> {
 }
 
 /// Device-memory bandwidth (bytes/s, read plus written) of a coalesced vec4 copy in a compute
-/// shader (`shaders/bandwidth.wgsl`; a buffer-to-buffer copy command may run on a DMA engine far
-/// below the memory's bandwidth), grown until one run takes at least 50 ms (or reaches 1 GiB, or
-/// the adapter's buffer limit), best of three.
+/// shader (`shaders/bench/bandwidth.wgsl`; a buffer-to-buffer copy command may run on a DMA
+/// engine far below the memory's bandwidth), grown until one run takes at least 50 ms (or
+/// reaches 1 GiB, or the adapter's buffer limit), best of three.
 pub fn copy_bandwidth(ctx: &GpuContext) -> Result<f64, EngineError> {
     let limit = ctx
         .limits
@@ -85,7 +85,7 @@ fn bandwidth_pipeline(ctx: &GpuContext) -> Result<wgpu::ComputePipeline, EngineE
             .create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some("bandwidth"),
                 source: wgpu::ShaderSource::Wgsl(
-                    include_str!("../../shaders/bandwidth.wgsl").into(),
+                    include_str!("../../shaders/bench/bandwidth.wgsl").into(),
                 ),
             });
         ctx.device
@@ -133,7 +133,7 @@ fn timed_copy(
         (src, dst, bind)
     })?;
     let groups = u32::try_from((elems / 4).div_ceil(256))
-        .map_err(|_| EngineError::Other("bandwidth probe too large".into()))?;
+        .map_err(|_| EngineError::Limit("bandwidth probe too large".into()))?;
     let [gx, gy] = grid_1d(groups, ctx.limits.max_compute_workgroups_per_dimension);
     let run = || -> Result<(), EngineError> {
         let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
@@ -165,7 +165,7 @@ fn timed_copy(
 /// The bandwidth kernel's copy of `data` (length a multiple of 4), for its test.
 pub fn bandwidth_kernel_copy(ctx: &GpuContext, data: &[f32]) -> Result<Vec<f32>, EngineError> {
     if !data.len().is_multiple_of(4) || data.is_empty() {
-        return Err(EngineError::Other(
+        return Err(EngineError::Internal(
             "bandwidth probe: length must be a multiple of 4".into(),
         ));
     }

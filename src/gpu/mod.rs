@@ -1,7 +1,9 @@
 //! The WGSL inference engine on wgpu. Knows nothing of the viewer.
 //!
 //! - [`context`]: the device (owned, or borrowed from eframe), error capture.
-//! - [`kernels`]: shader variants, the pipeline cache, one launch function per kernel.
+//! - [`kernels`]: the kernel table, shader variants and WGSL includes, and per kernel family its
+//!   parameter block and launch functions.
+//! - [`pipelines`]: the compiled pipelines, cached per kernel variant beside the context.
 //! - [`graph`]: recorded dispatch sequences and their replayable, finalised plans.
 //! - [`weights`]: the checkpoint packed into one storage buffer.
 //! - [`measure`]: measured f32 rate of the adapter (for the floor of `deltawkv bench`).
@@ -14,6 +16,7 @@ pub mod graph;
 pub mod kernels;
 pub mod measure;
 pub mod network;
+pub mod pipelines;
 pub mod weights;
 
 pub use context::GpuContext;

@@ -218,7 +218,7 @@ pub fn build_forward(
     kernels: KernelOptions,
 ) -> Result<Graph, EngineError> {
     if batch == 0 || batch > arena.capacity {
-        return Err(EngineError::Other(format!(
+        return Err(EngineError::Limit(format!(
             "batch {batch} does not fit an arena of {} slices",
             arena.capacity
         )));
@@ -256,7 +256,7 @@ pub fn build_forward(
     let n = u32_of(cfg.head_size, "head size")?;
     let mc = m
         .checked_mul(c)
-        .ok_or_else(|| EngineError::Other("batch too large for 32-bit indices".into()))?;
+        .ok_or_else(|| EngineError::Limit("batch too large for 32-bit indices".into()))?;
     let hid = u32_of(cfg.ffn_ratio * cfg.dim, "hidden size")?;
     let rmax = u32_of(
         cfg.lora_rank_w
@@ -357,7 +357,7 @@ pub fn build_forward(
         g.copy(cur.at(0), other.at(0), mc as u64);
         for _ in 0..cfg.blocks_per_group {
             let bw = pw.blocks.get(l).ok_or_else(|| {
-                EngineError::Other(format!("checkpoint has no block {l} in group {gi}"))
+                EngineError::Checkpoint(format!("checkpoint has no block {l} in group {gi}"))
             })?;
             // Spatial mix.
             ln(&mut g, cur, xln, (bw.ln1_w, bw.ln1_b))?;

@@ -109,13 +109,12 @@ struct Packer<'a> {
 
 impl Packer<'_> {
     fn tensor(&self, name: &str, shape: &[usize]) -> Result<&[f32], EngineError> {
-        let t = self
-            .ck
-            .tensors
-            .get(name)
-            .ok_or_else(|| EngineError::Other(format!("checkpoint has no tensor `{name}`")))?;
+        let t =
+            self.ck.tensors.get(name).ok_or_else(|| {
+                EngineError::Checkpoint(format!("checkpoint has no tensor `{name}`"))
+            })?;
         if t.shape != shape || t.data.len() != shape.iter().product::<usize>() {
-            return Err(EngineError::Other(format!(
+            return Err(EngineError::Checkpoint(format!(
                 "checkpoint tensor `{name}` has shape {:?}, expected {shape:?}",
                 t.shape
             )));
@@ -125,7 +124,7 @@ impl Packer<'_> {
 
     fn offset(&self) -> Result<u32, EngineError> {
         u32::try_from(self.data.len())
-            .map_err(|_| EngineError::Other("checkpoint too large for 32-bit offsets".into()))
+            .map_err(|_| EngineError::Limit("checkpoint too large for 32-bit offsets".into()))
     }
 
     /// Appends a tensor as stored.
@@ -153,11 +152,13 @@ impl Packer<'_> {
             .tensors
             .get(&wname)
             .map(|t| t.shape.clone())
-            .ok_or_else(|| EngineError::Other(format!("checkpoint has no tensor `{wname}`")))?;
+            .ok_or_else(|| {
+                EngineError::Checkpoint(format!("checkpoint has no tensor `{wname}`"))
+            })?;
         let cout = match shape.as_slice() {
             [co, ci, 3, 3] if *ci == cin => *co,
             _ => {
-                return Err(EngineError::Other(format!(
+                return Err(EngineError::Checkpoint(format!(
                     "checkpoint tensor `{wname}` has shape {shape:?}, expected [*, {cin}, 3, 3]"
                 )));
             }
@@ -182,12 +183,12 @@ impl PackedWeights {
         let c = cfg.dim;
         let n = cfg.head_size;
         if c == 0 || n == 0 || !c.is_multiple_of(n) {
-            return Err(EngineError::Other(format!(
+            return Err(EngineError::Checkpoint(format!(
                 "checkpoint dim {c} is not a multiple of head size {n}"
             )));
         }
         if !cfg.scale.is_power_of_two() || cfg.scale < 2 {
-            return Err(EngineError::Other(format!(
+            return Err(EngineError::Checkpoint(format!(
                 "scale {} is not supported (powers of two from 2)",
                 cfg.scale
             )));
@@ -200,7 +201,7 @@ impl PackedWeights {
         };
         let conv_first = p.conv("conv_first", 1)?;
         if conv_first.cout as usize != c {
-            return Err(EngineError::Other(format!(
+            return Err(EngineError::Checkpoint(format!(
                 "conv_first has {} outputs, the configuration says dim {c}",
                 conv_first.cout
             )));
@@ -282,7 +283,7 @@ impl PackedWeights {
             }
             let gc = p.conv(&format!("groups.{g}.conv"), c)?;
             if gc.cout as usize != c {
-                return Err(EngineError::Other(format!(
+                return Err(EngineError::Checkpoint(format!(
                     "groups.{g}.conv must map {c} to {c} channels"
                 )));
             }
@@ -291,7 +292,7 @@ impl PackedWeights {
         let norm = (p.plain("norm.weight", &[c])?, p.plain("norm.bias", &[c])?);
         let conv_after_body = p.conv("conv_after_body", c)?;
         if conv_after_body.cout as usize != c {
-            return Err(EngineError::Other(format!(
+            return Err(EngineError::Checkpoint(format!(
                 "conv_after_body must map {c} to {c} channels"
             )));
         }
@@ -302,7 +303,7 @@ impl PackedWeights {
         for i in 0..stages {
             let u = p.conv(&format!("upsample.{i}"), cup)?;
             if u.cout as usize != 4 * cup {
-                return Err(EngineError::Other(format!(
+                return Err(EngineError::Checkpoint(format!(
                     "upsample.{i} has {} outputs, expected {}",
                     u.cout,
                     4 * cup
@@ -312,7 +313,7 @@ impl PackedWeights {
         }
         let conv_last = p.conv("conv_last", cup)?;
         if conv_last.cout != 1 {
-            return Err(EngineError::Other(format!(
+            return Err(EngineError::Checkpoint(format!(
                 "conv_last has {} outputs, expected 1",
                 conv_last.cout
             )));

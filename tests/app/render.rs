@@ -1,6 +1,6 @@
-//! The display shader (shaders/display.wgsl) on a real wgpu device (lavapipe in CI): a slice drawn
-//! through the egui_wgpu paint callback must give, pixel for pixel, the colour the CPU computes
-//! from the same window/level, colour map, mirroring and sampling rules.
+//! The display shader (shaders/viewer/display.wgsl) on a real wgpu device (lavapipe in CI): a
+//! slice drawn through the egui_wgpu paint callback must give, pixel for pixel, the colour the CPU
+//! computes from the same window/level, colour map, mirroring and sampling rules.
 
 use std::sync::Arc;
 

@@ -5,6 +5,9 @@
 // vectors are NMIX consecutive C-vectors at mu_off.
 // Template constants: WG, NMIX.
 
+//!include common/helpers.wgsl
+//!include common/io_xwy.wgsl
+
 struct Params {
     total: u32,
     height: u32,
@@ -17,18 +20,9 @@ struct Params {
     mu_off: u32,
 }
 
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> xs: array<f32>;
-@group(0) @binding(2) var<storage, read> ws: array<f32>;
-@group(0) @binding(3) var<storage, read_write> ys: array<f32>;
-
 @compute @workgroup_size(WG)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let e = linear_group(wg, nwg) * WG + li;
+fn main(id: Launch) {
+    let e = linear_group(id.wg, id.nwg) * WG + id.li;
     if (e >= P.total) {
         return;
     }

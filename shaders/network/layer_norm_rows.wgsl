@@ -8,20 +8,8 @@
 // for values within a factor of 2 of it), so a large common offset costs no precision in f32.
 // Template constants: R (a power of 2), ROWS, WG = R * ROWS, K.
 
-struct Params {
-    m: u32,
-    c: u32,
-    in_off: u32,
-    out_off: u32,
-    w_off: u32,
-    b_off: u32,
-    eps: f32,
-}
-
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> xs: array<f32>;
-@group(0) @binding(2) var<storage, read> ws: array<f32>;
-@group(0) @binding(3) var<storage, read_write> ys: array<f32>;
+//!include common/helpers.wgsl
+//!include common/layer_norm.wgsl
 
 var<workgroup> red: array<f32, WG>;
 
@@ -42,14 +30,11 @@ fn row_sum(li: u32, lane: u32, row: u32, v: f32) -> f32 {
 }
 
 @compute @workgroup_size(WG)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
+fn main(id: Launch) {
+    let li = id.li;
     let lane = li % R;
     let row = li / R;
-    let t = linear_group(wg, nwg) * ROWS + row;
+    let t = linear_group(id.wg, id.nwg) * ROWS + row;
     let valid = t < P.m;
     let xb = P.in_off + t * P.c;
     let yb = P.out_off + t * P.c;

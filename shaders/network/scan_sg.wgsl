@@ -20,25 +20,16 @@
 // state_off + d * s_ds). Template constants: N (= 32), NV = N / 4, CHUNK (a multiple of 4), DIRS,
 // PIPE.
 
-// Params, bindings and position(): scan_common.wgsl.
+//!include common/helpers.wgsl
+//!include common/scan.wgsl
+//!include common/scan_stage.wgsl
 
 const PER: u32 = CHUNK / 4u;
 const NONE: u32 = 0xffffffffu;
 
-// [buffer][token in chunk][array: r, lambda, -kk, kk*a, kt, v][NV]
-var<workgroup> sh: array<vec4<f32>, 2u * CHUNK * 6u * NV>;
-
 @compute @workgroup_size(4u * N)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-    let head = wg.x;
-    let image = wg.y;
-    var dir = P.dir;
-    if (DIRS == 4u) {
-        dir = wg.z;
-    }
-    let y_off = P.y_off + dir * P.y_ds;
-    let l = P.height * P.width;
-    let base = image * l;
+    let job = task(wg);
     // compute role: row i, lane part p (columns 8p .. 8p + 8 = vec4s 2p, 2p + 1)
     let i = t / 4u;
     let p = t % 4u;
@@ -46,7 +37,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
     // staging role: channel lc of tokens lt, lt + 4, ...
     let lc = t % N;
     let lt = t / N;
-    let lch = head * N + lc;
+    let lch = job.head * N + lc;
     let lq = lc / 4u;
     let lcomp = lc % 4u;
 
@@ -56,43 +47,25 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
     var y_pend = 0.0;
     var y_at = NONE;
 
-    var pre: array<f32, PER * 6u>;
+    var pre: array<array<f32, 6>, PER>;
     for (var u = 0u; u < PER; u++) {
-        let e = (base + position(dir, min(lt + 4u * u, l - 1u))) * P.c + lch;
-        pre[6u * u] = rbuf[P.r_off + e];
-        pre[6u * u + 1u] = ins[P.lam_off + e];
-        pre[6u * u + 2u] = ins[P.kneg_off + e];
-        pre[6u * u + 3u] = ins[P.kb_off + e];
-        pre[6u * u + 4u] = ins[P.kt_off + e];
-        pre[6u * u + 5u] = ins[P.v_off + e];
+        pre[u] = token_values(elem(job, min(lt + 4u * u, job.l - 1u), lch));
     }
 
     var buf = 0u;
-    for (var t0 = 0u; t0 < l; t0 += CHUNK) {
+    for (var t0 = 0u; t0 < job.l; t0 += CHUNK) {
         let sb = buf * CHUNK * 6u * NV;
         for (var u = 0u; u < PER; u++) {
-            let o = sb + (lt + 4u * u) * 6u * NV + lq;
-            sh[o][lcomp] = pre[6u * u];
-            sh[o + NV][lcomp] = pre[6u * u + 1u];
-            sh[o + 2u * NV][lcomp] = pre[6u * u + 2u];
-            sh[o + 3u * NV][lcomp] = pre[6u * u + 3u];
-            sh[o + 4u * NV][lcomp] = pre[6u * u + 4u];
-            sh[o + 5u * NV][lcomp] = pre[6u * u + 5u];
+            stage(sb + (lt + 4u * u) * 6u * NV + lq, lcomp, pre[u]);
         }
         workgroupBarrier();
         let t1 = t0 + CHUNK;
-        if (t1 < l) {
+        if (t1 < job.l) {
             for (var u = 0u; u < PER; u++) {
-                let e = (base + position(dir, min(t1 + lt + 4u * u, l - 1u))) * P.c + lch;
-                pre[6u * u] = rbuf[P.r_off + e];
-                pre[6u * u + 1u] = ins[P.lam_off + e];
-                pre[6u * u + 2u] = ins[P.kneg_off + e];
-                pre[6u * u + 3u] = ins[P.kb_off + e];
-                pre[6u * u + 4u] = ins[P.kt_off + e];
-                pre[6u * u + 5u] = ins[P.v_off + e];
+                pre[u] = token_values(elem(job, min(t1 + lt + 4u * u, job.l - 1u), lch));
             }
         }
-        let cnt = min(CHUNK, l - t0);
+        let cnt = min(CHUNK, job.l - t0);
         for (var tt = 0u; tt < cnt; tt++) {
             let o = sb + tt * 6u * NV;
             let vi = sh[o + 5u * NV + i / 4u][i % 4u];
@@ -113,7 +86,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
             s0 = s0 * sh[o + NV + pb] + sa * sh[o + 3u * NV + pb] + vi * sh[o + 4u * NV + pb];
             s1 = s1 * sh[o + NV + pb + 1u] + sa * sh[o + 3u * NV + pb + 1u]
                 + vi * sh[o + 4u * NV + pb + 1u];
-            let y_here = y_off + (base + position(dir, t0 + tt)) * P.c + head * N + i;
+            let y_here = job.y_off + elem(job, t0 + tt, job.head * N + i);
             if (PIPE == 1u) {
                 y_pend = dot(s0, sh[o + pb]) + dot(s1, sh[o + pb + 1u]);
                 y_at = y_here;
@@ -138,7 +111,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
         }
     }
 
-    let so = P.state_off + dir * P.s_ds + ((image * P.heads + head) * N + i) * N + 8u * p;
+    let so = state_row(job, i) + 8u * p;
     state[so] = s0.x;
     state[so + 1u] = s0.y;
     state[so + 2u] = s0.z;

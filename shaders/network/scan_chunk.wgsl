@@ -31,7 +31,8 @@
 // DIRS = 1: direction P.dir; DIRS = 4: grid z = direction (y at y_off + d * y_ds, state at
 // state_off + d * s_ds). Template constants: N (<= 32), CHUNK (= 16), DIRS.
 
-// Params, bindings and position(): scan_common.wgsl.
+//!include common/helpers.wgsl
+//!include common/scan.wgsl
 
 const WG: u32 = 256u;
 const NP: u32 = 32u;
@@ -71,13 +72,13 @@ struct Pre {
     own: array<f32, 10>,
 }
 
-fn load_chunk(dir: u32, base: u32, ch: u32, real: bool, t0: u32, tp: u32) -> Pre {
+fn load_chunk(job: Task, ch: u32, real: bool, t0: u32, tp: u32) -> Pre {
     var p: Pre;
-    let cnt = select(0u, min(CHUNK, P.height * P.width - t0), real);
+    let cnt = select(0u, min(CHUNK, job.l - t0), real);
     for (var tt = 0u; tt < CHUNK; tt++) {
         var lam = 1.0;
         if (tt < cnt) {
-            lam = ins[P.lam_off + (base + position(dir, t0 + tt)) * P.c + ch];
+            lam = ins[P.lam_off + elem(job, t0 + tt, ch)];
         }
         p.lam[tt] = lam;
     }
@@ -85,7 +86,7 @@ fn load_chunk(dir: u32, base: u32, ch: u32, real: bool, t0: u32, tp: u32) -> Pre
         let u = tp + TPR * k;
         var vals = array<f32, 5>(0.0, 0.0, 0.0, 0.0, 0.0);
         if (u < cnt) {
-            let e = (base + position(dir, t0 + u)) * P.c + ch;
+            let e = elem(job, t0 + u, ch);
             vals = array<f32, 5>(
                 rbuf[P.r_off + e],
                 ins[P.kneg_off + e],
@@ -103,22 +104,14 @@ fn load_chunk(dir: u32, base: u32, ch: u32, real: bool, t0: u32, tp: u32) -> Pre
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
-    let head = wg.x;
-    let image = wg.y;
-    var dir = P.dir;
-    if (DIRS == 4u) {
-        dir = wg.z;
-    }
-    let y_off = P.y_off + dir * P.y_ds;
-    let l = P.height * P.width;
-    let base = image * l;
+    let job = task(wg);
     // staging role: column j, tokens tp, tp + TPR; row roles: row i = j, tokens tq, tq + TPR
     let j = tid % NP;
     let tp = tid / NP;
     let i = j;
     let tq = tp;
     let real = j < N;
-    let ch = head * N + j;
+    let ch = job.head * N + j;
     // matrix role: entry (ms, mt)
     let ms = tid / CHUNK;
     let mt = tid % CHUNK;
@@ -127,9 +120,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
         sm[O_S + i * SA + tq + TPR * q] = 0.0;
     }
 
-    var pre = load_chunk(dir, base, ch, real, 0u, tp);
-    for (var t0 = 0u; t0 < l; t0 += CHUNK) {
-        let cnt = min(CHUNK, l - t0);
+    var pre = load_chunk(job, ch, real, 0u, tp);
+    for (var t0 = 0u; t0 < job.l; t0 += CHUNK) {
+        let cnt = min(CHUNK, job.l - t0);
 
         // P0: staging
         for (var k = 0u; k < 2u; k++) {
@@ -168,8 +161,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
             }
             sm[O_DC + j] = dc;
         }
-        if (t0 + CHUNK < l) {
-            pre = load_chunk(dir, base, ch, real, t0 + CHUNK, tp);
+        if (t0 + CHUNK < job.l) {
+            pre = load_chunk(job, ch, real, t0 + CHUNK, tp);
         }
         workgroupBarrier();
 
@@ -265,15 +258,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
             sm[O_S + i * SA + tq + TPR * q] = sn[q];
         }
         if (real && t_a < cnt) {
-            ys[y_off + (base + position(dir, t0 + t_a)) * P.c + head * N + i] = xr0;
+            ys[job.y_off + elem(job, t0 + t_a, ch)] = xr0;
         }
         if (real && t_b < cnt) {
-            ys[y_off + (base + position(dir, t0 + t_b)) * P.c + head * N + i] = xr1;
+            ys[job.y_off + elem(job, t0 + t_b, ch)] = xr1;
         }
         workgroupBarrier();
     }
 
-    let so = P.state_off + dir * P.s_ds + ((image * P.heads + head) * N + i) * N;
+    let so = state_row(job, i);
     for (var q = 0u; q < 4u; q++) {
         let c = tq + TPR * q;
         if (real && c < N) {

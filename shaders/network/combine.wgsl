@@ -6,6 +6,9 @@
 // wts: r_k [H, N], ln_x weight and bias. Output: (GroupNorm(y) + bonus) * gate, M x C.
 // Template constants: N, ROWS, WG = N * ROWS.
 
+//!include common/helpers.wgsl
+//!include common/head_rows.wgsl
+
 struct Params {
     pairs: u32,
     c: u32,
@@ -37,52 +40,41 @@ var<workgroup> sb: array<f32, WG>;
 var<workgroup> stats: array<f32, ROWS * 3u>;
 
 @compute @workgroup_size(WG)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let lane = li % N;
-    let row = li / N;
-    let pair = linear_group(wg, nwg) * ROWS + row;
-    let valid = pair < P.pairs;
-    let tok = pair / P.heads;
-    let head = pair % P.heads;
-    let c = head * N + lane;
-    let e = tok * P.c + c;
+fn main(id: Launch) {
+    let h = head_row(id);
 
     var y = 0.0;
     var bonus = 0.0;
-    if (valid) {
-        y = ydir[P.y_off + e] + ydir[P.y_off + P.y_zs + e];
-        y = y + ydir[P.y_off + 2u * P.y_zs + e];
-        y = y + ydir[P.y_off + 3u * P.y_zs + e];
-        bonus = rbuf[P.r_off + e] * ins[P.kt_off + e] * wts[P.rk_off + c];
+    if (h.valid) {
+        y = ydir[P.y_off + h.e] + ydir[P.y_off + P.y_zs + h.e];
+        y = y + ydir[P.y_off + 2u * P.y_zs + h.e];
+        y = y + ydir[P.y_off + 3u * P.y_zs + h.e];
+        bonus = rbuf[P.r_off + h.e] * ins[P.kt_off + h.e] * wts[P.rk_off + h.c];
     }
-    sy[li] = y;
-    sb[li] = bonus;
+    sy[id.li] = y;
+    sb[id.li] = bonus;
     workgroupBarrier();
-    if (lane == 0u) {
+    if (h.lane == 0u) {
         var s = 0.0;
         var b = 0.0;
         for (var j = 0u; j < N; j++) {
-            s += sy[row * N + j];
-            b += sb[row * N + j];
+            s += sy[h.row * N + j];
+            b += sb[h.row * N + j];
         }
         let mean = s / f32(N);
         var q = 0.0;
         for (var j = 0u; j < N; j++) {
-            let d = sy[row * N + j] - mean;
+            let d = sy[h.row * N + j] - mean;
             q = fma(d, d, q);
         }
-        stats[row * 3u] = mean;
-        stats[row * 3u + 1u] = 1.0 / sqrt(q / f32(N) + P.eps);
-        stats[row * 3u + 2u] = b;
+        stats[h.row * 3u] = mean;
+        stats[h.row * 3u + 1u] = 1.0 / sqrt(q / f32(N) + P.eps);
+        stats[h.row * 3u + 2u] = b;
     }
     workgroupBarrier();
-    if (!valid) {
+    if (!h.valid) {
         return;
     }
-    let yn = (y - stats[row * 3u]) * stats[row * 3u + 1u] * wts[P.gw_off + c] + wts[P.gb_off + c];
-    outs[P.out_off + e] = (yn + stats[row * 3u + 2u] * ins[P.v_off + e]) * gate[P.g_off + e];
+    let yn = (y - stats[h.row * 3u]) * stats[h.row * 3u + 1u] * wts[P.gw_off + h.c] + wts[P.gb_off + h.c];
+    outs[P.out_off + h.e] = (yn + stats[h.row * 3u + 2u] * ins[P.v_off + h.e]) * gate[P.g_off + h.e];
 }

@@ -1,5 +1,6 @@
-// Shared by the scan kernels (scan.wgsl, scan_vec4.wgsl, scan_sg.wgsl), prepended after the
-// template constants and common.wgsl: the parameter block, the bindings and the scan orders.
+// Shared by the scan kernels (scan.wgsl, scan_vec4.wgsl, scan_sg.wgsl, scan_chunk.wgsl): the
+// parameter block, the bindings, the scan orders and a workgroup's task (grid: heads, images,
+// DIRS).
 //
 // Inputs (M x C each, offsets in elements): in `ins` lambda, -kk, kk * a, kt, v; in `rbuf` r.
 // Outputs: y of direction d at y_off + d * y_ds (d = P.dir, or the grid's z when DIRS = 4), the
@@ -48,4 +49,37 @@ fn position(dir: u32, t: u32) -> u32 {
             return (u % P.height) * P.width + u / P.height;
         }
     }
+}
+
+// The (image, head, direction) a scan workgroup computes.
+struct Task {
+    head: u32,
+    image: u32,
+    // P.dir, or the grid's z when DIRS = 4
+    dir: u32,
+    // tokens per image
+    l: u32,
+    // the image's first token
+    base: u32,
+    // where this direction's output starts
+    y_off: u32,
+}
+
+fn task(wg: vec3<u32>) -> Task {
+    var dir = P.dir;
+    if (DIRS == 4u) {
+        dir = wg.z;
+    }
+    let l = P.height * P.width;
+    return Task(wg.x, wg.y, dir, l, wg.y * l, P.y_off + dir * P.y_ds);
+}
+
+// Element (token, channel ch) of an M x C tensor for the t-th token of the task's scan order.
+fn elem(k: Task, t: u32, ch: u32) -> u32 {
+    return (k.base + position(k.dir, t)) * P.c + ch;
+}
+
+// Where row i of the task's final N x N state starts.
+fn state_row(k: Task, i: u32) -> u32 {
+    return P.state_off + k.dir * P.s_ds + ((k.image * P.heads + k.head) * N + i) * N;
 }

@@ -1,8 +1,7 @@
 // Tiled matrix product over vec4 storage, batched over z:
 //   Y[z] (+)= act(X[z] W[z]),  X: M x K row-major, W: K x N row-major, Y: M x N row-major,
 // for K and N multiples of 4 and every offset and z-stride a multiple of 4 (the host checks and
-// falls back to matmul.wgsl otherwise). Same parameter block as matmul.wgsl (offsets in f32
-// elements).
+// falls back to matmul.wgsl otherwise). Parameter block: common/matmul.wgsl.
 //
 // A workgroup computes a BM x BN tile with (BM / 8) x (BN / 4) threads; each thread owns 8
 // consecutive rows by 4 consecutive columns (eight vec4 accumulators). Each K step stages a
@@ -15,19 +14,8 @@
 // WG = (BM / 8) * (BN / 4), ACT (0 none, 1 tanh, 2 sigmoid, 3 relu^2), ACCUM (1: add the
 // previous Y, for residuals).
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    x_off: u32,
-    x_zs: u32,
-    w_off: u32,
-    w_zs: u32,
-    y_off: u32,
-    y_zs: u32,
-    tiles_n: u32,
-    tiles: u32,
-}
+//!include common/helpers.wgsl
+//!include common/matmul.wgsl
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> xs: array<vec4<f32>>;
@@ -67,18 +55,15 @@ fn store(row: u32, yb: u32, nq: u32, c: u32, v: vec4<f32>) {
 }
 
 @compute @workgroup_size(WG)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let tile = linear_group(wg, nwg);
+fn main(id: Launch) {
+    let tile = linear_group(id.wg, id.nwg);
     if (tile >= P.tiles) {
         return;
     }
-    let z = wg.z;
+    let z = id.wg.z;
     let m0 = (tile / P.tiles_n) * BM;
     let n0q = (tile % P.tiles_n) * CV;
+    let li = id.li;
     let tx = li % CV;
     let ty = li / CV;
     let kq = P.k / 4u;

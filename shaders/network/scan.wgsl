@@ -14,33 +14,26 @@
 // y_off + d * y_ds and its state at state_off + d * s_ds); DIRS = 1: direction P.dir.
 // Template constants: N, CHUNK, DIRS.
 
-// Params, bindings and position(): scan_common.wgsl.
+//!include common/helpers.wgsl
+//!include common/scan.wgsl
 
 // [token in chunk][array: r, lambda, -kk, kk*a, kt, v][channel]
 var<workgroup> sh: array<f32, CHUNK * 6u * N>;
 
 @compute @workgroup_size(N)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) i: u32) {
-    let head = wg.x;
-    let image = wg.y;
-    var dir = P.dir;
-    if (DIRS == 4u) {
-        dir = wg.z;
-    }
-    let y_off = P.y_off + dir * P.y_ds;
-    let l = P.height * P.width;
-    let base = image * l;
-    let ch = head * N + i;
+    let job = task(wg);
+    let ch = job.head * N + i;
 
     var s: array<f32, N>;
     for (var j = 0u; j < N; j++) {
         s[j] = 0.0;
     }
 
-    for (var t0 = 0u; t0 < l; t0 += CHUNK) {
-        let cnt = min(CHUNK, l - t0);
+    for (var t0 = 0u; t0 < job.l; t0 += CHUNK) {
+        let cnt = min(CHUNK, job.l - t0);
         for (var tt = 0u; tt < cnt; tt++) {
-            let e = (base + position(dir, t0 + tt)) * P.c + ch;
+            let e = elem(job, t0 + tt, ch);
             let o = tt * 6u * N + i;
             sh[o] = rbuf[P.r_off + e];
             sh[o + N] = ins[P.lam_off + e];
@@ -63,12 +56,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) i
                 s[j] = sj;
                 y = fma(sj, sh[o + j], y);
             }
-            ys[y_off + (base + position(dir, t0 + tt)) * P.c + ch] = y;
+            ys[job.y_off + elem(job, t0 + tt, ch)] = y;
         }
         workgroupBarrier();
     }
 
-    let so = P.state_off + dir * P.s_ds + ((image * P.heads + head) * N + i) * N;
+    let so = state_row(job, i);
     for (var j = 0u; j < N; j++) {
         state[so + j] = s[j];
     }

@@ -11,6 +11,9 @@
 //
 // Template constants: N (head size), ROWS, WG = N * ROWS, FIRST.
 
+//!include common/helpers.wgsl
+//!include common/head_rows.wgsl
+
 struct Params {
     pairs: u32,
     c: u32,
@@ -47,53 +50,42 @@ var<workgroup> tot: array<f32, ROWS>;
 const DECAY_SCALE: f32 = 0.6065306597126334;
 
 @compute @workgroup_size(WG)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let lane = li % N;
-    let row = li / N;
-    let pair = linear_group(wg, nwg) * ROWS + row;
-    let valid = pair < P.pairs;
-    let tok = pair / P.heads;
-    let head = pair % P.heads;
-    let c = head * N + lane;
-    let e = tok * P.c + c;
+fn main(id: Launch) {
+    let h = head_row(id);
 
     var k = 0.0;
     var kr = 0.0;
-    if (valid) {
-        k = proj[P.k_off + e];
-        kr = k * wts[P.kk_off + c];
+    if (h.valid) {
+        k = proj[P.k_off + h.e];
+        kr = k * wts[P.kk_off + h.c];
     }
-    sq[li] = kr * kr;
+    sq[id.li] = kr * kr;
     workgroupBarrier();
-    if (lane == 0u) {
+    if (h.lane == 0u) {
         var s = 0.0;
         for (var j = 0u; j < N; j++) {
-            s += sq[row * N + j];
+            s += sq[h.row * N + j];
         }
-        tot[row] = s;
+        tot[h.row] = s;
     }
     workgroupBarrier();
-    if (!valid) {
+    if (!h.valid) {
         return;
     }
-    let kk = kr / max(sqrt(tot[row]), 1e-12);
-    let lam = exp(-DECAY_SCALE * sigmoid(wts[P.w0_off + c] + lora[P.wu_off + e]));
-    let a = sigmoid(wts[P.a0_off + c] + lora[P.au_off + e]);
-    let kt = k * (1.0 + (a - 1.0) * wts[P.ka_off + c]);
-    var v = proj[P.v_off + e];
+    let kk = kr / max(sqrt(tot[h.row]), 1e-12);
+    let lam = exp(-DECAY_SCALE * sigmoid(wts[P.w0_off + h.c] + lora[P.wu_off + h.e]));
+    let a = sigmoid(wts[P.a0_off + h.c] + lora[P.au_off + h.e]);
+    let kt = k * (1.0 + (a - 1.0) * wts[P.ka_off + h.c]);
+    var v = proj[P.v_off + h.e];
     if (FIRST == 1u) {
-        vfirst[P.vf_off + e] = v;
+        vfirst[P.vf_off + h.e] = v;
     } else {
-        let g = sigmoid(wts[P.v0_off + c] + lora[P.vu_off + e]);
-        v = v + (vfirst[P.vf_off + e] - v) * g;
+        let g = sigmoid(wts[P.v0_off + h.c] + lora[P.vu_off + h.e]);
+        v = v + (vfirst[P.vf_off + h.e] - v) * g;
     }
-    outs[P.lam_off + e] = lam;
-    outs[P.kneg_off + e] = -kk;
-    outs[P.kb_off + e] = kk * a;
-    outs[P.kt_off + e] = kt;
-    outs[P.vo_off + e] = v;
+    outs[P.lam_off + h.e] = lam;
+    outs[P.kneg_off + h.e] = -kk;
+    outs[P.kb_off + h.e] = kk * a;
+    outs[P.kt_off + h.e] = kt;
+    outs[P.vo_off + h.e] = v;
 }

@@ -11,24 +11,9 @@
 // Template constants: BM, BN, BK (BN a multiple of 4), WG = (BM / 4) * (BN / 4),
 // ACT (0 none, 1 tanh, 2 sigmoid, 3 relu^2), ACCUM (1: add the previous Y, for residuals).
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    x_off: u32,
-    x_zs: u32,
-    w_off: u32,
-    w_zs: u32,
-    y_off: u32,
-    y_zs: u32,
-    tiles_n: u32,
-    tiles: u32,
-}
-
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> xs: array<f32>;
-@group(0) @binding(2) var<storage, read> ws: array<f32>;
-@group(0) @binding(3) var<storage, read_write> ys: array<f32>;
+//!include common/helpers.wgsl
+//!include common/matmul.wgsl
+//!include common/io_xwy.wgsl
 
 const RS: u32 = BM / 4u;
 const CV: u32 = BN / 4u;
@@ -66,18 +51,15 @@ fn store_row(row: u32, col0: u32, yb: u32, v: vec4<f32>) {
 }
 
 @compute @workgroup_size(WG)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let tile = linear_group(wg, nwg);
+fn main(id: Launch) {
+    let tile = linear_group(id.wg, id.nwg);
     if (tile >= P.tiles) {
         return;
     }
-    let z = wg.z;
+    let z = id.wg.z;
     let m0 = (tile / P.tiles_n) * BM;
     let n0 = (tile % P.tiles_n) * BN;
+    let li = id.li;
     let tx = li % CV;
     let ty = li / CV;
     let xb = P.x_off + z * P.x_zs;

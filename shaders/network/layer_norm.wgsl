@@ -3,28 +3,12 @@
 // One thread per token, two passes (mean, then centred variance) in f32.
 // Template constants: WG.
 
-struct Params {
-    m: u32,
-    c: u32,
-    in_off: u32,
-    out_off: u32,
-    w_off: u32,
-    b_off: u32,
-    eps: f32,
-}
-
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read> xs: array<f32>;
-@group(0) @binding(2) var<storage, read> ws: array<f32>;
-@group(0) @binding(3) var<storage, read_write> ys: array<f32>;
+//!include common/helpers.wgsl
+//!include common/layer_norm.wgsl
 
 @compute @workgroup_size(WG)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let t = linear_group(wg, nwg) * WG + li;
+fn main(id: Launch) {
+    let t = linear_group(id.wg, id.nwg) * WG + id.li;
     if (t >= P.m) {
         return;
     }

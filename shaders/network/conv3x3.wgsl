@@ -13,6 +13,8 @@
 // WG = NPG*NCG, IN_TILE = (TH+2)*(TW+2)*CI_T, W_TILE = 9*CI_T*CO_T, ACC = PX_PT*CO_PT,
 // ACCUM, LEAKY, SHUFFLE (0 or 1).
 
+//!include common/helpers.wgsl
+
 struct Params {
     batch: u32,
     height: u32,
@@ -38,17 +40,14 @@ var<workgroup> xin: array<f32, IN_TILE>;
 var<workgroup> win: array<f32, W_TILE>;
 
 @compute @workgroup_size(WG)
-fn main(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) li: u32,
-) {
-    let tile = linear_group(wg, nwg);
+fn main(id: Launch) {
+    let tile = linear_group(id.wg, id.nwg);
     if (tile >= P.tiles_x * P.tiles_y) {
         return;
     }
-    let b = wg.z / P.co_tiles;
-    let cot = wg.z % P.co_tiles;
+    let li = id.li;
+    let b = id.wg.z / P.co_tiles;
+    let cot = id.wg.z % P.co_tiles;
     let ty0 = (tile / P.tiles_x) * TH;
     let tx0 = (tile % P.tiles_x) * TW;
     let co0 = cot * CO_T;
