@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::engine::EngineError;
 
-use super::kernels::key::KernelKey;
 use super::pipelines::{self, PipelineCache, PipelineEntry};
+use super::shader::KernelKey;
 
 /// Errors reported by wgpu outside an error scope, and device loss, recorded for the engine to
 /// turn into an [`EngineError`] at its next synchronisation point.

@@ -10,8 +10,8 @@ use crate::plane::Plane;
 
 use super::context::GpuContext;
 use super::graph::{Plan, read_staging, storage_buffer_init};
-use super::kernels::KernelOptions;
 use super::network::{Arena, ArenaSizes, build_forward, check_fits};
+use super::shader::KernelOptions;
 use super::weights::PackedWeights;
 
 /// Tuning of the GPU engine; `None` picks a default for the adapter.

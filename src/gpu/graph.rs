@@ -10,9 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::engine::EngineError;
 
 use super::context::GpuContext;
-use super::kernels::key::{KernelKey, Kind, PARAM_BYTES};
-use super::kernels::options::KernelOptions;
 use super::pipelines::PipelineEntry;
+use super::shader::{KernelKey, KernelOptions, Kind, PARAM_BYTES};
 
 /// A buffer registered in a [`Graph`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,8 +1,9 @@
 //! The WGSL inference engine on wgpu. Knows nothing of the viewer.
 //!
 //! - [`context`]: the device (owned, or borrowed from eframe), error capture.
-//! - [`kernels`]: the kernel table, shader variants and WGSL includes, and per kernel family its
-//!   parameter block and launch functions.
+//! - [`shader`]: the kernel table, variant keys, kernel options and the WGSL source of each
+//!   variant (includes resolved); nothing of graphs or devices.
+//! - [`kernels`]: per kernel family its typed parameter block and launch functions.
 //! - [`pipelines`]: the compiled pipelines, cached per kernel variant beside the context.
 //! - [`graph`]: recorded dispatch sequences and their replayable, finalised plans.
 //! - [`weights`]: the checkpoint packed into one storage buffer.
@@ -17,6 +18,7 @@ pub mod kernels;
 pub mod measure;
 pub mod network;
 pub mod pipelines;
+pub mod shader;
 pub mod weights;
 
 pub use context::GpuContext;

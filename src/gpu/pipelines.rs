@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::engine::EngineError;
 
-use super::kernels::key::KernelKey;
+use super::shader::KernelKey;
 
 /// A compiled pipeline and its bind group layout.
 pub struct PipelineEntry {

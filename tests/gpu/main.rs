@@ -10,3 +10,4 @@ mod cli;
 mod kernels;
 mod measure;
 mod network;
+mod scan;

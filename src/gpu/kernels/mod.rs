@@ -6,12 +6,12 @@
 //! Variants: each shader reads its tile sizes and switches (activation, residual accumulation,
 //! pixel shuffle...) from `const` declarations that are prepended to the source
 //! ([`KernelKey::source`]), so one WGSL file gives every variant; the shared pieces under
-//! `shaders/common/` are spliced in where a kernel includes them ([`wgsl`]). Pipelines are
+//! `shaders/common/` are spliced in where a kernel includes them ([`crate::gpu::shader::wgsl`]). Pipelines are
 //! compiled once per key and cached beside the context ([`crate::gpu::pipelines`]).
 //!
-//! - [`key`]: the kernel table and the variant key (what the graph records and the pipeline
-//!   cache is keyed by); [`options`]: which variant of the kernels that have several a graph
-//!   records; [`wgsl`]: includes and generated lines. These know nothing of graphs or devices.
+//! The kernel table, the variant keys, the options and the WGSL sources live in
+//! [`crate::gpu::shader`], below the pipeline cache and the context; this module is above them.
+//!
 //! - [`conv`], [`matmul`], [`norm`], [`mix`] (the spatial mix's elementwise kernels), [`scan`]:
 //!   the families, each with its launch functions on [`Graph`](crate::gpu::graph::Graph).
 
@@ -41,20 +41,17 @@ macro_rules! wgsl_params {
 }
 
 pub mod conv;
-pub mod key;
 pub mod matmul;
 pub mod mix;
 pub mod norm;
-pub mod options;
 pub mod scan;
-pub mod wgsl;
 
+pub use super::shader::{KernelKey, Kind, PARAM_BYTES};
+pub use super::shader::{KernelOptions, LAYER_NORM_ROWS_MAX_C, SCAN_CHUNK_BYTES};
 pub use conv::ConvArgs;
-pub use key::{KernelKey, Kind, PARAM_BYTES};
 pub use matmul::{Act, MatmulArgs};
 pub use mix::{AttPrepArgs, CombineArgs, ShiftMixArgs};
 pub use norm::LayerNormArgs;
-pub use options::{KernelOptions, LAYER_NORM_ROWS_MAX_C, SCAN_CHUNK_BYTES};
 pub use scan::ScanArgs;
 
 /// Workgroup grid for `n` workgroups of a 1-D launch, spread over x and y.

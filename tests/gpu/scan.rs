@@ -1,0 +1,419 @@
+//! The delta-rule scan kernels against the CPU reference: every direction, the fused four-way
+//! dispatch, and each variant (vec4, scalar, subgroup serial and pipelined, chunked), with sizes
+//! that are not multiples of the tiles. Tolerances as in `kernels.rs`.
+
+use crate::common::*;
+use crate::kernels::REDUCTION;
+use deltawkv::gpu::graph::BufId;
+use deltawkv::gpu::kernels::{Kind, ScanArgs};
+use deltawkv::model::cpu::ops;
+
+fn scan_case(dir: ops::ScanDirection) {
+    scan_case_with(dir, ScanKernel::Vec4);
+}
+
+/// Which scan kernel a test pins.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum ScanKernel {
+    Scalar,
+    Vec4,
+    /// `scan_sg.wgsl`; the test is skipped (with a note) on devices without subgroups.
+    Subgroup,
+    /// `scan_chunk.wgsl`; skipped (with a note) where the adapter's limits do not allow it.
+    Chunked,
+    /// `scan_sg.wgsl` with `PIPE = 1` (`KernelOptions::scan_pipelined`); skipped as `Subgroup`.
+    SubgroupPipelined,
+}
+
+fn pin_scan(hs: &mut Harness, kind: ScanKernel) -> bool {
+    hs.graph.kernels.scan_vec4 = kind != ScanKernel::Scalar;
+    let subgroup = matches!(kind, ScanKernel::Subgroup | ScanKernel::SubgroupPipelined);
+    hs.graph.kernels.scan_subgroup = subgroup;
+    hs.graph.kernels.scan_pipelined = kind == ScanKernel::SubgroupPipelined;
+    hs.graph.kernels.scan_chunked = kind == ScanKernel::Chunked;
+    if subgroup && !hs.graph.subgroups {
+        eprintln!("SKIPPED: this adapter has no usable subgroups; scan_sg.wgsl not tested");
+        return false;
+    }
+    if kind == ScanKernel::Chunked && !hs.graph.can_scan_chunked() {
+        eprintln!("SKIPPED: this adapter's limits do not allow scan_chunk.wgsl");
+        return false;
+    }
+    true
+}
+
+/// The kernel `pin_scan(kind)` must have recorded.
+fn scan_kind(kind: ScanKernel) -> Kind {
+    match kind {
+        ScanKernel::Scalar => Kind::Scan,
+        ScanKernel::Vec4 => Kind::ScanVec4,
+        ScanKernel::Subgroup | ScanKernel::SubgroupPipelined => Kind::ScanSg,
+        ScanKernel::Chunked => Kind::ScanChunk,
+    }
+}
+
+/// Seeded scan inputs for `b` images of `h x w` tokens, `c` channels, head size `n`, with the
+/// CPU reference per direction and the final-state check (y at the last visited token equals
+/// `S_final r` there) that every scan test uses.
+struct ScanData {
+    b: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+    n: usize,
+    r: Vec<f32>,
+    lambda: Vec<f32>,
+    kk: Vec<f32>,
+    a: Vec<f32>,
+    kt: Vec<f32>,
+    v: Vec<f32>,
+}
+
+impl ScanData {
+    fn new(seed: u64, dims: (usize, usize, usize, usize, usize)) -> Self {
+        Self::with_decay(seed, dims, 0.55)
+    }
+
+    /// Decays lambda uniform in `[lam_lo, 1)` (the model's lie in (0.545, 1)).
+    fn with_decay(
+        seed: u64,
+        (b, h, w, c, n): (usize, usize, usize, usize, usize),
+        lam_lo: f32,
+    ) -> Self {
+        let len = b * h * w * c;
+        Self {
+            b,
+            h,
+            w,
+            c,
+            n,
+            r: rand_vec(seed, len, -1.0, 1.0),
+            lambda: rand_vec(seed + 1, len, lam_lo, 1.0),
+            kk: ops::removal_key(&rand_vec(seed + 2, len, -1.0, 1.0), c, n, &vec![1.0; c]),
+            a: rand_vec(seed + 3, len, 0.0, 1.0),
+            kt: rand_vec(seed + 4, len, -1.0, 1.0),
+            v: rand_vec(seed + 5, len, -1.0, 1.0),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.b * self.h * self.w * self.c
+    }
+
+    fn state_len(&self) -> usize {
+        self.b * (self.c / self.n) * self.n * self.n
+    }
+
+    /// Uploads the kernel's inputs: (`ins` = lambda, -kk, kk*a, kt, v; `r`), and the `ScanArgs`
+    /// for direction `dir` writing into `y` and `state`.
+    fn args(&self, hs: &mut Harness, y: BufId, state: BufId, dir: u32) -> ScanArgs {
+        let kneg: Vec<f32> = self.kk.iter().map(|x| -x).collect();
+        let kb = ops::mul(&self.kk, &self.a);
+        let ins = hs.input(
+            &[
+                self.lambda.clone(),
+                kneg,
+                kb,
+                self.kt.clone(),
+                self.v.clone(),
+            ]
+            .concat(),
+        );
+        let rb = hs.input(&self.r);
+        let lu = self.len() as u32;
+        ScanArgs {
+            ins,
+            lam_off: 0,
+            kneg_off: lu,
+            kb_off: 2 * lu,
+            kt_off: 3 * lu,
+            v_off: 4 * lu,
+            r: rb.at(0),
+            y: y.at(0),
+            state: state.at(0),
+            batch: self.b as u32,
+            height: self.h as u32,
+            width: self.w as u32,
+            c: self.c as u32,
+            head_size: self.n as u32,
+            dir,
+        }
+    }
+
+    /// The CPU reference output of direction `dir`, image by image.
+    fn cpu(&self, dir: ops::ScanDirection) -> Vec<f32> {
+        let il = self.h * self.w * self.c;
+        let mut out = Vec::new();
+        for i in 0..self.b {
+            let s = |x: &[f32]| x[i * il..(i + 1) * il].to_vec();
+            let (ri, li, ki, ai, ti, vi) = (
+                s(&self.r),
+                s(&self.lambda),
+                s(&self.kk),
+                s(&self.a),
+                s(&self.kt),
+                s(&self.v),
+            );
+            let inputs = ops::ScanInputs {
+                r: &ri,
+                lambda: &li,
+                kk: &ki,
+                a: &ai,
+                kt: &ti,
+                v: &vi,
+            };
+            out.extend(ops::delta_scan(
+                dir, self.h, self.w, self.c, self.n, &inputs,
+            ));
+        }
+        out
+    }
+
+    /// Checks the final states `st` of direction `dir` against its CPU output `cpu`.
+    fn check_final_state(&self, name: &str, dir: ops::ScanDirection, st: &[f32], cpu: &[f32]) {
+        let (l, c, n, heads) = (self.h * self.w, self.c, self.n, self.c / self.n);
+        let p_last = dir.position(l - 1, self.h, self.w);
+        let (mut from_state, mut expected) = (Vec::new(), Vec::new());
+        for i in 0..self.b {
+            for hd in 0..heads {
+                for row in 0..n {
+                    let base = (i * l + p_last) * c + hd * n;
+                    let srow = &st[((i * heads + hd) * n + row) * n..][..n];
+                    from_state.push(ops::dot(srow, &self.r[base..base + n]));
+                    expected.push(cpu[base + row]);
+                }
+            }
+        }
+        check(name, &from_state, &expected, REDUCTION);
+    }
+}
+
+fn scan_case_with(dir: ops::ScanDirection, kind_: ScanKernel) {
+    let data = ScanData::new(100 + 10 * dir.index() as u64, (2, 7, 5, 64, 32));
+    scan_case_on(&data, dir, kind_);
+}
+
+/// One direction of `data` with the kernel `kind_`: output and final states against the CPU.
+fn scan_case_on(data: &ScanData, dir: ops::ScanDirection, kind_: ScanKernel) {
+    let Some(ctx) = ctx() else { return };
+    let mut hs = Harness::new(ctx);
+    if !pin_scan(&mut hs, kind_) {
+        return;
+    }
+    hs.graph.kernels.fused_scan = false;
+    let y = hs.zeros(data.len());
+    let state = hs.zeros(data.state_len());
+    let args = data.args(&mut hs, y, state, dir.index() as u32);
+    hs.graph.scan(&args).unwrap();
+    assert_eq!(hs.graph.dispatch_kinds(), [scan_kind(kind_)]);
+    hs.run();
+    let gpu = hs.read(y, 0, data.len());
+    let st = hs.read(state, 0, data.state_len());
+    let cpu = data.cpu(dir);
+    let kind = format!(" ({kind_:?} kernel, {}x{})", data.h, data.w);
+    check(
+        &format!("scan direction {}{kind}", dir.index()),
+        &gpu,
+        &cpu,
+        REDUCTION,
+    );
+    data.check_final_state(
+        &format!("scan direction {} final state{kind}", dir.index()),
+        dir,
+        &st,
+        &cpu,
+    );
+}
+
+/// All four directions in one dispatch (`KernelOptions::fused_scan`), against the CPU reference
+/// per direction: outputs at `y + d * y_ds`, states at `state + d * s_ds`. 13 x 11 tokens cross
+/// several staging chunks.
+fn scan_fused_case(kind_: ScanKernel) {
+    scan_fused_on(
+        &ScanData::new(700 + kind_ as u64, (2, 13, 11, 64, 32)),
+        kind_,
+    );
+}
+
+/// The four directions of `data` in one dispatch of the kernel `kind_`.
+fn scan_fused_on(data: &ScanData, kind_: ScanKernel) {
+    let Some(ctx) = ctx() else { return };
+    let (len, s_len) = (data.len(), data.state_len());
+    let mut hs = Harness::new(ctx);
+    if !pin_scan(&mut hs, kind_) {
+        return;
+    }
+    hs.graph.kernels.fused_scan = true;
+    let y = hs.zeros(4 * len);
+    let state = hs.zeros(4 * s_len);
+    let args = data.args(&mut hs, y, state, 0);
+    hs.graph
+        .scan_fused(&args, len as u32, s_len as u32)
+        .unwrap();
+    assert_eq!(hs.graph.dispatch_kinds(), [scan_kind(kind_)]);
+    hs.run();
+    let kind = format!("{kind_:?} {}x{}", data.h, data.w);
+    for d in 0..4 {
+        let dir = [
+            ops::ScanDirection::RowsForward,
+            ops::ScanDirection::RowsBackward,
+            ops::ScanDirection::ColsForward,
+            ops::ScanDirection::ColsBackward,
+        ][d];
+        assert_eq!(dir.index(), d);
+        let gpu = hs.read(y, d * len, len);
+        let cpu = data.cpu(dir);
+        check(
+            &format!("fused {kind} scan, direction {d}"),
+            &gpu,
+            &cpu,
+            REDUCTION,
+        );
+        let st = hs.read(state, d * s_len, s_len);
+        data.check_final_state(
+            &format!("fused {kind} scan, direction {d}, final state"),
+            dir,
+            &st,
+            &cpu,
+        );
+    }
+}
+
+#[test]
+fn scan_fused_vec4() {
+    scan_fused_case(ScanKernel::Vec4);
+}
+
+#[test]
+fn scan_fused_scalar() {
+    scan_fused_case(ScanKernel::Scalar);
+}
+
+#[test]
+fn scan_fused_subgroup() {
+    scan_fused_case(ScanKernel::Subgroup);
+}
+
+/// The pipelined subgroup scan holds each token's y back until the next token (or the end of
+/// the scan) reduces it: besides 13 x 11, sizes whose last token ends a partial staging chunk,
+/// a single token (only the final flush writes y) and decays near the lower bound.
+#[test]
+fn scan_fused_subgroup_pipelined() {
+    scan_fused_case(ScanKernel::SubgroupPipelined);
+    for (k, &(b, h, w)) in CHUNK_SIZES.iter().chain(&[(1, 1, 1)]).enumerate() {
+        let data = ScanData::with_decay(1500 + k as u64, (b, h, w, 64, 32), 0.545);
+        scan_fused_on(&data, ScanKernel::SubgroupPipelined);
+    }
+}
+
+/// The chunked kernel (16-token chunks): sizes that are not multiples of 16 (partial last
+/// chunks, a single partial chunk), decays near the model's lower bound (0.545), each direction.
+const CHUNK_SIZES: [(usize, usize, usize); 3] = [(2, 7, 9), (1, 13, 5), (2, 1, 37)];
+
+fn scan_chunked_case(dir: ops::ScanDirection) {
+    for (k, &(b, h, w)) in CHUNK_SIZES.iter().enumerate() {
+        let seed = 900 + 10 * dir.index() as u64 + 100 * k as u64;
+        scan_case_on(
+            &ScanData::new(seed, (b, h, w, 64, 32)),
+            dir,
+            ScanKernel::Chunked,
+        );
+        scan_case_on(
+            &ScanData::with_decay(seed + 7, (b, h, w, 64, 32), 0.545),
+            dir,
+            ScanKernel::Chunked,
+        );
+    }
+}
+
+#[test]
+fn scan_chunked_rows_forward() {
+    scan_chunked_case(ops::ScanDirection::RowsForward);
+}
+
+#[test]
+fn scan_chunked_rows_backward() {
+    scan_chunked_case(ops::ScanDirection::RowsBackward);
+}
+
+#[test]
+fn scan_chunked_cols_forward() {
+    scan_chunked_case(ops::ScanDirection::ColsForward);
+}
+
+#[test]
+fn scan_chunked_cols_backward() {
+    scan_chunked_case(ops::ScanDirection::ColsBackward);
+}
+
+/// Fused directions with the chunked kernel: 13 x 11 (several chunks, partial last), then the
+/// sizes above and 3 x 1 (a single chunk of 3 tokens) with decays near the lower bound; head
+/// sizes 16 and 8 (the kernel pads the state to 32 x 32).
+#[test]
+fn scan_fused_chunked() {
+    scan_fused_case(ScanKernel::Chunked);
+    for (k, &(b, h, w)) in CHUNK_SIZES.iter().chain(&[(1, 3, 1)]).enumerate() {
+        let data = ScanData::with_decay(1300 + k as u64, (b, h, w, 64, 32), 0.545);
+        scan_fused_on(&data, ScanKernel::Chunked);
+    }
+    for (k, &(c, n)) in [(48, 16), (24, 8)].iter().enumerate() {
+        let data = ScanData::with_decay(1400 + k as u64, (2, 7, 9, c, n), 0.545);
+        scan_fused_on(&data, ScanKernel::Chunked);
+    }
+}
+
+#[test]
+fn scan_subgroup_rows_backward() {
+    scan_case_with(ops::ScanDirection::RowsBackward, ScanKernel::Subgroup);
+}
+
+#[test]
+fn scan_subgroup_cols_forward() {
+    scan_case_with(ops::ScanDirection::ColsForward, ScanKernel::Subgroup);
+}
+
+#[test]
+fn scan_subgroup_pipelined_rows_forward() {
+    scan_case_with(
+        ops::ScanDirection::RowsForward,
+        ScanKernel::SubgroupPipelined,
+    );
+}
+
+#[test]
+fn scan_subgroup_pipelined_cols_backward() {
+    scan_case_with(
+        ops::ScanDirection::ColsBackward,
+        ScanKernel::SubgroupPipelined,
+    );
+}
+
+#[test]
+fn scan_rows_forward() {
+    scan_case(ops::ScanDirection::RowsForward);
+}
+
+#[test]
+fn scan_rows_backward() {
+    scan_case(ops::ScanDirection::RowsBackward);
+}
+
+#[test]
+fn scan_cols_forward() {
+    scan_case(ops::ScanDirection::ColsForward);
+}
+
+#[test]
+fn scan_cols_backward() {
+    scan_case(ops::ScanDirection::ColsBackward);
+}
+
+#[test]
+fn scan_scalar_kernel_rows_backward() {
+    scan_case_with(ops::ScanDirection::RowsBackward, ScanKernel::Scalar);
+}
+
+#[test]
+fn scan_scalar_kernel_cols_forward() {
+    scan_case_with(ops::ScanDirection::ColsForward, ScanKernel::Scalar);
+}
