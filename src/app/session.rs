@@ -213,16 +213,6 @@ fn rescaled_axes(axis: Axis) -> [bool; 3] {
     axes
 }
 
-fn empty_like(grid: &Grid, meta: &VolumeMeta, fill: f32) -> Volume {
-    Volume {
-        data: vec![fill; grid.dims.iter().product()],
-        dims: grid.dims,
-        spacing: grid.spacing,
-        affine: grid.affine,
-        meta: meta.clone(),
-    }
-}
-
 /// Why [`prepare`] could not build the document; the message names the slice or the setting.
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
@@ -333,10 +323,10 @@ pub fn prepare(
                 spacing: vol.spacing,
                 affine: vol.affine,
             };
-            let mut gt = empty_like(&grid, &meta, 0.0);
+            let mut gt = grid.filled(0.0, &meta);
             let (ldims, laff) = gt.downsampled_geometry(s, rescaled_axes(axis), params.degradation);
             let lr_grid = Grid::from_affine(ldims, laff);
-            let mut lr = empty_like(&lr_grid, &meta, 0.0);
+            let mut lr = lr_grid.filled(0.0, &meta);
             for k in 0..n_slices {
                 if cancelled() {
                     return Err(PrepareError::Cancelled);
@@ -369,7 +359,7 @@ pub fn prepare(
 
     let mut baselines = Vec::new();
     for b in Baseline::ALL {
-        let mut out = empty_like(&grid, &meta, 0.0);
+        let mut out = grid.filled(0.0, &meta);
         for k in 0..n_slices {
             if cancelled() {
                 return Err(PrepareError::Cancelled);
@@ -396,7 +386,7 @@ pub fn prepare(
     let sr_stored = grid;
     let gt = gt.map(|g| g.to_canonical());
     let lr_canonical = lr.to_canonical();
-    let display = empty_like(&grid, &meta, 0.0).to_canonical();
+    let display = grid.filled(0.0, &meta).to_canonical();
     let grid = Grid::of(&display);
     let lr_grid = Grid::of(&lr_canonical);
 
