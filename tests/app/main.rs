@@ -9,5 +9,6 @@ mod common;
 mod display;
 mod eval_agreement;
 mod faults;
+mod gpu_timing;
 mod render;
 mod ui;
