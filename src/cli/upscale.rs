@@ -1,7 +1,7 @@
 //! `deltawkv upscale IN OUT.nii.gz --scale S`: upscales every slice of a volume in-plane with the
 //! network and writes NIfTI whose affine keeps the anatomy in place.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
@@ -9,8 +9,8 @@ use anyhow::{Context, bail};
 
 use super::{AxisArg, DeviceArg};
 use crate::checkpoints::{self, Reach};
-use crate::upscale::{self, Intensity};
-use crate::volume::{self, Axis, LoadOptions, Volume};
+use crate::upscale;
+use crate::volume::{self, Axis, LoadOptions};
 
 /// Arguments of `deltawkv upscale`.
 #[derive(clap::Args, Debug)]
@@ -56,38 +56,6 @@ pub(crate) fn progress_bar(total: usize, what: &str) -> indicatif::ProgressBar {
     bar
 }
 
-/// Refuses, before any inference, an upscale whose output volume (scale^2 times the input's
-/// voxels, as float32) would be over the memory budget.
-fn check_output_budget(
-    vol: &Volume,
-    scale: usize,
-    budget: u64,
-    input: &Path,
-) -> anyhow::Result<()> {
-    let needed = vol
-        .data
-        .len()
-        .checked_mul(scale * scale)
-        .and_then(|n| (n as u64).checked_mul(4));
-    match needed {
-        Some(b) if b <= budget => Ok(()),
-        _ => bail!(
-            "{}: the x{scale} output of a {}x{}x{} volume needs {} as float32, over the memory \
-             budget of {} (raise it with --memory-budget or {})",
-            input.display(),
-            vol.dims[0],
-            vol.dims[1],
-            vol.dims[2],
-            needed.map_or_else(
-                || "more than 16 EiB".to_string(),
-                crate::budget::human_bytes
-            ),
-            crate::budget::human_bytes(budget),
-            crate::budget::ENV_VAR
-        ),
-    }
-}
-
 /// Runs `deltawkv upscale`.
 pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
     if !(args.scale == 2 || args.scale == 4) {
@@ -105,20 +73,15 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
     };
     let vol = volume::load(&args.input, &opts)
         .with_context(|| format!("cannot load {}", args.input.display()))?;
-    check_output_budget(&vol, args.scale, budget, &args.input)?;
-    // The intensity mapping and output grid the viewer's upscale mode shares (crate::upscale).
-    let intensity = Intensity::of(&vol);
-    let factor = intensity.factor;
-
+    upscale::check_output_budget(&vol, args.scale, budget)
+        .with_context(|| args.input.display().to_string())?;
+    // The intensity mapping and output grid the viewer's upscale mode and `batch` share
+    // (crate::upscale).
     let axis = Axis::from(args.axis);
-    let n = vol.slice_count(axis);
-    let mut planes = Vec::with_capacity(n);
-    for i in 0..n {
-        let p = intensity
-            .network_input(&vol, axis, i)
-            .with_context(|| format!("slice {i} of {} along {axis:?}", args.input.display()))?;
-        planes.push(p);
-    }
+    let prepared = upscale::prepare(&vol, axis)
+        .with_context(|| format!("slicing {} along {axis:?}", args.input.display()))?;
+    let factor = prepared.intensity.factor;
+    let n = prepared.planes.len();
 
     let mut upscaler =
         crate::backend::create(ck, args.device.into()).context("cannot start the network")?;
@@ -130,7 +93,7 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
     let report = |done: usize, _total: usize| bar.set_position(done as u64);
     let t = Instant::now();
     let outputs = upscaler
-        .upscale(&planes, &report, &AtomicBool::new(false))
+        .upscale(&prepared.planes, &report, &AtomicBool::new(false))
         .context("upscaling failed")?;
     let net_seconds = t.elapsed().as_secs_f64();
     bar.finish_and_clear();
@@ -142,16 +105,14 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
     }
 
     // The input's own voxel order, in-plane axes upscaled; the viewer's export uses the same grid.
-    let mut out = upscale::output_grid(&vol, args.scale, axis, degradation);
-    let dims = out.dims;
-    let spacing = out.spacing;
-    out.meta.notes.push(format!(
+    let note = format!(
         "upscaled x{} in-plane ({axis:?}) by Delta-WKV ({}) on {backend}",
         args.scale,
         weights_path.display()
-    ));
-    upscale::write_outputs(&mut out, axis, &intensity, outputs.iter().map(Some))
+    );
+    let out = upscale::assemble(&vol, args.scale, degradation, &prepared, &outputs, note)
         .context("internal error")?;
+    let (dims, spacing) = (out.dims, out.spacing);
     volume::save_nifti(&out, &args.output)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
 
