@@ -44,12 +44,12 @@ pub struct UpscaleArgs {
     pub memory: super::MemoryArgs,
 }
 
-/// A progress bar on stderr (hidden when stderr is not a terminal).
-pub(crate) fn progress_bar(total: usize, what: &str) -> indicatif::ProgressBar {
+/// A progress bar on stderr counting `unit`s (hidden when stderr is not a terminal).
+pub(crate) fn progress_bar(total: usize, what: &str, unit: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(total as u64);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{msg} [{elapsed_precise}] {wide_bar} {pos}/{len} slices (eta {eta})",
-    ) {
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&format!(
+        "{{msg}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {unit} (eta {{eta}})"
+    )) {
         bar.set_style(style);
     }
     bar.set_message(what.to_string());
@@ -89,7 +89,7 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
     if !args.json {
         eprintln!("backend: {backend}");
     }
-    let bar = progress_bar(n, "upscaling");
+    let bar = progress_bar(n, "upscaling", "slices");
     let report = |done: usize, _total: usize| bar.set_position(done as u64);
     let t = Instant::now();
     let outputs = upscaler
