@@ -73,7 +73,8 @@ dd if=/dev/urandom of="$tmp/munge/munge.key" bs=1024 count=1 status=none
 chmod 400 "$tmp/munge/munge.key"
 socket="$tmp/munge/munge.socket"
 munged --key-file="$tmp/munge/munge.key" --socket="$socket" --pid-file="$tmp/munge/munged.pid" \
-  --log-file="$tmp/munge/munged.log" --seed-file="$tmp/munge/munge.seed" --foreground --force &
+  --log-file="$tmp/munge/munged.log" --seed-file="$tmp/munge/munge.seed" --foreground --force \
+  > "$tmp/munge/munged.out" 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do [ -S "$socket" ] && break; sleep 0.1; done
 [ -S "$socket" ] || fail "munged did not start"
@@ -109,7 +110,7 @@ MinJobAge=300
 NodeName=localhost NodeAddr=127.0.0.1 CPUs=2 RealMemory=2000 State=UNKNOWN
 PartitionName=test Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 EOF
-printf 'CgroupPlugin=disabled\n' > "$tmp/cgroup.conf"
+printf 'CgroupPlugin=autodetect\nIgnoreSystemd=yes\n' > "$tmp/cgroup.conf"
 export SLURM_CONF="$tmp/slurm.conf"
 
 slurmctld -D -f "$SLURM_CONF" > "$tmp/slurmctld.out" 2>&1 &
