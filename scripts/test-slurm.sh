@@ -10,7 +10,7 @@
 #     (same inode and mtime, logged `skipped`), that no partial file is left and that every
 #     output is complete and equal to the single-process run.
 # The daemons are stopped by a trap, also on failure. Runs as root (CI) or as a user who can
-# start the daemons. Takes about a minute on 2 cores once deltawkv is built.
+# start the daemons. Takes about 40 s on 2 cores once deltawkv is built.
 #
 # usage: scripts/test-slurm.sh [path/to/deltawkv]   (default: cargo build, then target/debug)
 # Without slurm-wlm/munge: fails when DELTAWKV_CI is set, otherwise skips saying why.
@@ -125,11 +125,12 @@ done
 [[ "${state:-}" == idle* ]] || fail "the node did not come up (state '${state:-none}')"
 echo "slurm up on ports $ctld_port/$d_port"
 
-# 12 small volumes (3 slices of 40x40 from the fixtures) and a small real checkpoint run.
-/usr/bin/python3 scripts/make_archive.py "$tmp/in" --copies 6 --size 40x40 --slices 3 \
+# 12 small volumes (2 slices of 32x32 from the fixtures), upscaled on the CPU with the small
+# checkpoint of the golden tests (tests/data/golden) so that a volume takes about a second.
+/usr/bin/python3 scripts/make_archive.py "$tmp/in" --copies 6 --size 32x32 --slices 2 \
   tests/data/fixtures/nifti/anatomical.nii tests/data/fixtures/nifti/example4d.nii.gz >/dev/null
 [ "$(find "$tmp/in" -name '*.nii.gz' | wc -l)" -eq 12 ] || fail "archive not made"
-weights="$root/weights/dwkv3m_x2.safetensors"
+weights="$root/tests/data/golden/model_x2.safetensors"
 common=(--scale 2 --device cpu --weights "$weights")
 export DELTAWKV_CACHE_DIR="$tmp/cache"
 
