@@ -41,12 +41,24 @@ bin=$(readlink -f "$bin")
 tmp=$(mktemp -d /tmp/deltawkv-slurm.XXXXXX)
 chmod 755 "$tmp"
 pids=()
+user=$(id -un)
 cleanup() {
   local rc=$?
+  if [ "${#pids[@]}" -gt 2 ]; then
+    # Jobs first (their slurmstepd would outlive slurmd), then the daemons.
+    scancel --quiet --user="$user" 2>/dev/null || true
+    for _ in $(seq 100); do [ -z "$(squeue -h 2>/dev/null)" ] && break; sleep 0.1; done
+  fi
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do
     for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$p" 2>/dev/null || true
+  done
+  # A step daemon our slurmd started (it inherited SLURM_CONF) and that is still there.
+  for p in $(pgrep -x slurmstepd || true); do
+    if tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx "SLURM_CONF=$tmp/slurm.conf"; then
+      kill -9 "$p" 2>/dev/null || true
+    fi
   done
   if [ "$rc" -ne 0 ]; then
     echo "--- slurmctld log"; tail -20 "$tmp/slurmctld.log" 2>/dev/null || true
@@ -64,7 +76,6 @@ free_port() {
 }
 ctld_port=$(free_port)
 d_port=$(free_port)
-user=$(id -un)
 
 # munge with its own key, socket and pid file.
 mkdir -p "$tmp/munge" "$tmp/spool" "$tmp/state"

@@ -327,7 +327,8 @@ fn user_errors_exit_1_with_a_message() {
     std::fs::create_dir_all(&input).unwrap();
     std::fs::write(input.join("v.nii"), small_nifti([6, 6, 2])).unwrap();
     let out = dir.path().join("out");
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (vec!["--format", "dicom"], vec![], "not available"),
         (vec!["--shard", "2/2"], vec![], "shard"),
         (
