@@ -8,7 +8,6 @@ use std::sync::Mutex;
 
 use anyhow::{Context, bail};
 
-use super::{AxisArg, DeviceArg};
 use crate::batch::{self, Discovery, Job, NiftiWriter, OutputWriter, Shard, Status};
 use crate::checkpoints::{self, Reach};
 use crate::volume::Axis;
@@ -30,21 +29,11 @@ pub struct BatchArgs {
     pub input: PathBuf,
     /// Output folder; names follow the inputs' paths relative to INPUT.
     pub out_dir: PathBuf,
-    /// Upscaling factor (the checkpoint must be trained for it).
-    #[arg(long)]
-    pub scale: usize,
+    #[command(flatten)]
+    pub network: super::upscale::NetworkArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = FormatArg::Nifti)]
     pub format: FormatArg,
-    /// Checkpoint (safetensors); default `weights/dwkv3m_x{S}.safetensors`.
-    #[arg(long)]
-    pub weights: Option<PathBuf>,
-    /// Backend: a GPU, the CPU reference, or the faster available (auto).
-    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-    pub device: DeviceArg,
-    /// Slicing direction; the two in-plane axes are upscaled.
-    #[arg(long, value_enum, default_value_t = AxisArg::Axial)]
-    pub axis: AxisArg,
     /// This task's part of the sorted job list, I/N (0-based) [default: from
     /// SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX/DELTAWKV_SHARD_COUNT,
     /// else the whole list]
@@ -114,14 +103,18 @@ fn shard_of(flag: Option<&str>) -> anyhow::Result<(Shard, String)> {
 
 /// Runs `deltawkv batch`.
 pub fn run(args: BatchArgs) -> anyhow::Result<()> {
-    if !(args.scale == 2 || args.scale == 4) {
-        bail!("--scale must be 2 or 4, got {}", args.scale);
+    if !(args.network.scale == 2 || args.network.scale == 4) {
+        bail!("--scale must be 2 or 4, got {}", args.network.scale);
     }
     let writer = writer_for(args.format)?;
     let budget = args.memory.bytes()?;
     let (shard, shard_from) = shard_of(args.shard.as_deref())?;
-    let (ck, weights_path) =
-        checkpoints::load(args.weights.as_deref(), args.scale, budget, Reach::Install)?;
+    let (ck, weights_path) = checkpoints::load(
+        args.network.weights.as_deref(),
+        args.network.scale,
+        budget,
+        Reach::Install,
+    )?;
     std::fs::create_dir_all(&args.out_dir)
         .with_context(|| format!("cannot create {}", args.out_dir.display()))?;
     let (all, discovery) = job_list(&args.input, &args.out_dir, budget)?;
@@ -150,7 +143,7 @@ pub fn run(args: BatchArgs) -> anyhow::Result<()> {
         );
     }
 
-    let axis = Axis::from(args.axis);
+    let axis = Axis::from(args.network.axis);
     let workers = args.workers.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| (n.get() / 2).clamp(1, 8))
@@ -158,19 +151,19 @@ pub fn run(args: BatchArgs) -> anyhow::Result<()> {
     });
     let config = batch::Config {
         out_dir: args.out_dir.clone(),
-        scale: args.scale,
+        scale: args.network.scale,
         axis,
         degradation: ck.config.degradation,
         memory_budget: budget,
         workers,
         note: format!(
             "upscaled x{} in-plane ({axis:?}) by Delta-WKV ({})",
-            args.scale,
+            args.network.scale,
             weights_path.display()
         ),
     };
     let pin = Mutex::new(None);
-    let device = args.device;
+    let device = args.network.device;
     let quiet = args.json;
     let make_engine = || {
         let (engine, p) = crate::backend::create_pinned(ck, device.into())?;
@@ -218,7 +211,7 @@ pub fn run(args: BatchArgs) -> anyhow::Result<()> {
             map.insert("out_dir".into(), args.out_dir.display().to_string().into());
             map.insert("format".into(), writer.format().into());
             map.insert("weights".into(), weights_path.display().to_string().into());
-            map.insert("scale".into(), args.scale.into());
+            map.insert("scale".into(), args.network.scale.into());
             map.insert("total_jobs".into(), total.into());
             map.insert("shard".into(), serde_json::to_value(shard)?);
             map.insert("shard_source".into(), shard_from.into());

@@ -19,6 +19,24 @@ pub struct UpscaleArgs {
     pub input: PathBuf,
     /// Output NIfTI file (`.nii` or `.nii.gz`).
     pub output: PathBuf,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+    /// 0-based volume to upscale in 4-D data.
+    #[arg(long, default_value_t = 0)]
+    pub volume: usize,
+    /// SeriesInstanceUID to upscale when a DICOM folder holds several series.
+    #[arg(long)]
+    pub series: Option<String>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub memory: super::MemoryArgs,
+}
+
+/// The network options `upscale` and `batch` share.
+#[derive(clap::Args, Debug)]
+pub struct NetworkArgs {
     /// Upscaling factor (the checkpoint must be trained for it).
     #[arg(long)]
     pub scale: usize,
@@ -31,17 +49,6 @@ pub struct UpscaleArgs {
     /// Slicing direction; the two in-plane axes are upscaled.
     #[arg(long, value_enum, default_value_t = AxisArg::Axial)]
     pub axis: AxisArg,
-    /// 0-based volume to upscale in 4-D data.
-    #[arg(long, default_value_t = 0)]
-    pub volume: usize,
-    /// SeriesInstanceUID to upscale when a DICOM folder holds several series.
-    #[arg(long)]
-    pub series: Option<String>,
-    /// Print one JSON object instead of text.
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
-    pub memory: super::MemoryArgs,
 }
 
 /// A progress bar on stderr counting `unit`s (hidden when stderr is not a terminal).
@@ -58,13 +65,17 @@ pub(crate) fn progress_bar(total: usize, what: &str, unit: &str) -> indicatif::P
 
 /// Runs `deltawkv upscale`.
 pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
-    if !(args.scale == 2 || args.scale == 4) {
-        bail!("--scale must be 2 or 4, got {}", args.scale);
+    if !(args.network.scale == 2 || args.network.scale == 4) {
+        bail!("--scale must be 2 or 4, got {}", args.network.scale);
     }
     let started = Instant::now();
     let budget = args.memory.bytes()?;
-    let (ck, weights_path) =
-        checkpoints::load(args.weights.as_deref(), args.scale, budget, Reach::Install)?;
+    let (ck, weights_path) = checkpoints::load(
+        args.network.weights.as_deref(),
+        args.network.scale,
+        budget,
+        Reach::Install,
+    )?;
     let degradation = ck.config.degradation;
     let opts = LoadOptions {
         volume: args.volume,
@@ -73,18 +84,18 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
     };
     let vol = volume::load(&args.input, &opts)
         .with_context(|| format!("cannot load {}", args.input.display()))?;
-    upscale::check_output_budget(&vol, args.scale, budget)
+    upscale::check_output_budget(&vol, args.network.scale, budget)
         .with_context(|| args.input.display().to_string())?;
     // The intensity mapping and output grid the viewer's upscale mode and `batch` share
     // (crate::upscale).
-    let axis = Axis::from(args.axis);
+    let axis = Axis::from(args.network.axis);
     let prepared = upscale::prepare(&vol, axis)
         .with_context(|| format!("slicing {} along {axis:?}", args.input.display()))?;
     let factor = prepared.intensity.factor;
     let n = prepared.planes.len();
 
-    let mut upscaler =
-        crate::backend::create(ck, args.device.into()).context("cannot start the network")?;
+    let mut upscaler = crate::backend::create(ck, args.network.device.into())
+        .context("cannot start the network")?;
     let backend = upscaler.describe();
     if !args.json {
         eprintln!("backend: {backend}");
@@ -107,11 +118,18 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
     // The input's own voxel order, in-plane axes upscaled; the viewer's export uses the same grid.
     let note = format!(
         "upscaled x{} in-plane ({axis:?}) by Delta-WKV ({}) on {backend}",
-        args.scale,
+        args.network.scale,
         weights_path.display()
     );
-    let out = upscale::assemble(&vol, args.scale, degradation, &prepared, &outputs, note)
-        .context("internal error")?;
+    let out = upscale::assemble(
+        &vol,
+        args.network.scale,
+        degradation,
+        &prepared,
+        &outputs,
+        note,
+    )
+    .context("internal error")?;
     let (dims, spacing) = (out.dims, out.spacing);
     volume::save_nifti(&out, &args.output)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
@@ -122,7 +140,7 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
             "input": args.input.display().to_string(),
             "output": args.output.display().to_string(),
             "weights": weights_path.display().to_string(),
-            "scale": args.scale,
+            "scale": args.network.scale,
             "axis": format!("{axis:?}").to_lowercase(),
             "slices": n,
             "input_dims": vol.dims,
@@ -144,7 +162,7 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
             args.output.display(),
             n,
             axis,
-            args.scale,
+            args.network.scale,
             vol.dims,
             dims,
             net_seconds,
