@@ -10,6 +10,9 @@ echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --locked --no-fail-fast 2>&1 | tee /tmp/deltawkv-test.log
+# `deltawkv batch` as a Slurm job array on a one-node cluster started here (about a minute).
+echo "== scripts/test-slurm.sh"
+./scripts/test-slurm.sh
 # Python twins of the metrics and degradations (numpy only; torch tests skip without torch).
 # Debian's interpreter, which has the packages scripts/install-deps.sh installs.
 PY=/usr/bin/python3

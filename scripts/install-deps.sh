@@ -8,6 +8,7 @@
 #  - libxkbcommon-x11-0, libwayland-client0: window system libraries loaded by winit at run time
 #  - xvfb: a virtual X server; tests/app_display.rs opens the real viewer window on it and kills
 #    it, checking that a lost display ends with a message and exit code 1 rather than a panic
+#  - slurm-wlm + munge: scripts/test-slurm.sh starts a one-node Slurm cluster for `deltawkv batch`
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
@@ -15,6 +16,7 @@ apt-get install -y -qq --no-install-recommends \
   build-essential pkg-config cmake libgtk-3-dev \
   mesa-vulkan-drivers libvulkan1 libxkbcommon-x11-0 libwayland-client0 libegl1 xvfb \
   python3-numpy python3-scipy python3-pytest >/dev/null
+apt-get install -y -qq --no-install-recommends slurm-wlm munge >/dev/null
 
 # The Rust toolchain is not a Debian 12 package of the right version: check for it and say how to
 # get it (rust-version in Cargo.toml is the oldest that builds the project).

@@ -15,12 +15,14 @@
 //! - [`gpu`]: the WGSL inference engine on wgpu.
 //! - [`backend`]: backend choice above both engines (CPU reference, GPU, by measurement) and the
 //!   CPU fallback of a failing GPU.
+//! - [`batch`]: batch mode over an archive (job lists, shards, the read/upscale/write pipeline).
 //! - [`app`]: the egui viewer, the only module that knows egui (cargo feature `viewer`, default).
 //! - [`cli`]: the `deltawkv` command line.
 
 #[cfg(feature = "viewer")]
 pub mod app;
 pub mod backend;
+pub mod batch;
 pub mod budget;
 pub mod checkpoints;
 pub mod cli;

@@ -24,6 +24,21 @@ pub enum UpscaleError {
     },
     #[error("upscaled slice {index} is missing")]
     MissingSlice { index: usize },
+    /// The output volume (scale^2 times the input's voxels, as float32) would be over the memory
+    /// budget.
+    #[error(
+        "the x{scale} output of a {}x{}x{} volume needs {needed}, over the memory budget of \
+         {budget} (raise it with --memory-budget or {})",
+        dims[0], dims[1], dims[2], crate::budget::ENV_VAR
+    )]
+    OutputTooLarge {
+        scale: usize,
+        dims: [usize; 3],
+        /// The bytes needed, in words (`2.0 MiB`, or `more than 16 EiB`).
+        needed: String,
+        /// The budget, in words.
+        budget: String,
+    },
 }
 
 /// The intensity the volume is divided by before the network: its robust maximum, the 99.5th
@@ -98,6 +113,79 @@ impl Intensity {
         }
         Some(p)
     }
+}
+
+/// Refuses, before any inference, an upscale whose output volume (`scale`^2 times the input's
+/// voxels, as float32) would need more than `budget` bytes.
+pub fn check_output_budget(vol: &Volume, scale: usize, budget: u64) -> Result<(), UpscaleError> {
+    let needed = vol
+        .data
+        .len()
+        .checked_mul(scale * scale)
+        .and_then(|n| (n as u64).checked_mul(4));
+    match needed {
+        Some(b) if b <= budget => Ok(()),
+        _ => Err(UpscaleError::OutputTooLarge {
+            scale,
+            dims: vol.dims,
+            needed: needed.map_or_else(
+                || "more than 16 EiB as float32".to_string(),
+                |b| format!("{} as float32", crate::budget::human_bytes(b)),
+            ),
+            budget: crate::budget::human_bytes(budget),
+        }),
+    }
+}
+
+/// A volume made ready for the network: its intensity mapping and every slice along `axis` on
+/// the network's scale.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// The mapping between the volume's intensities and the network's.
+    pub intensity: Intensity,
+    /// The slicing direction.
+    pub axis: Axis,
+    /// Slice `k` along `axis`, normalised ([`Intensity::network_input`]).
+    pub planes: Vec<Plane>,
+}
+
+/// The network's inputs of `vol` along `axis` ([`Intensity::of`], then every slice).
+pub fn prepare(vol: &Volume, axis: Axis) -> Result<Prepared, UpscaleError> {
+    let intensity = Intensity::of(vol);
+    let planes = (0..vol.slice_count(axis))
+        .map(|k| {
+            intensity
+                .network_input(vol, axis, k)
+                .ok_or(UpscaleError::MissingSlice { index: k })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Prepared {
+        intensity,
+        axis,
+        planes,
+    })
+}
+
+/// The upscaled volume of `vol`: [`output_grid`] filled with the network's `outputs` (slice `k`
+/// along `axis`, on the network's scale) brought back to the input's intensities, with `note`
+/// (what made it) added to its notes.
+pub fn assemble(
+    vol: &Volume,
+    scale: usize,
+    degradation: Degradation,
+    prepared: &Prepared,
+    outputs: &[Plane],
+    note: String,
+) -> Result<Volume, UpscaleError> {
+    let mut out = output_grid(vol, scale, prepared.axis, degradation);
+    out.meta.notes.push(note);
+    write_outputs(
+        &mut out,
+        prepared.axis,
+        &prepared.intensity,
+        outputs.iter().map(Some),
+    )?;
+    Ok(out)
 }
 
 /// The empty output volume of a x`scale` upscale of `vol` along `axis`: the input's own voxel

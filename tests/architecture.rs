@@ -42,6 +42,9 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
     app.extend(["gpu", "backend"]);
     m.insert("app", app.clone());
     app.push("app");
+    // Batch mode: job lists, shards and the read/upscale/write pipeline over upscale's pieces.
+    m.insert("batch", with(&["engine", "model", "volume", "upscale"]));
+    app.push("batch");
     m.insert("cli", app);
     m
 }

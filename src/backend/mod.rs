@@ -4,6 +4,7 @@
 //! ([`fallback`], the one fallback the command line and the viewer share).
 
 pub mod fallback;
+pub mod pin;
 pub mod select;
 
 use std::sync::Arc;
@@ -37,6 +38,33 @@ pub fn create(
         _ => GpuContext::new().map(Arc::new),
     };
     select::select(checkpoint, choice, ctx)
+}
+
+/// [`create`] on the GPU a scheduler allotted to this process ([`pin::from_system`]: Vulkan
+/// ignores `CUDA_VISIBLE_DEVICES`, so the allotted GPU's PCI bus id picks the adapter). When no
+/// adapter sits on that bus, any adapter is used and the returned [`pin::Pin`] says so.
+pub fn create_pinned(
+    checkpoint: Checkpoint,
+    choice: DeviceChoice,
+) -> Result<(Box<dyn Upscaler>, pin::Pin), EngineError> {
+    if choice == DeviceChoice::Cpu {
+        let pin = pin::Pin {
+            pci_bus_id: None,
+            reason: "the CPU was requested: no GPU pinned".into(),
+        };
+        return create(checkpoint, choice).map(|u| (u, pin));
+    }
+    let mut pin = pin::from_system();
+    let ctx = match pin.pci_bus_id.clone() {
+        Some(bus) => GpuContext::with_adapter(Some(&bus)).or_else(|e| {
+            pin.reason = format!("{}; but no adapter there ({e}): any adapter", pin.reason);
+            pin.pci_bus_id = None;
+            GpuContext::new()
+        }),
+        None => GpuContext::new(),
+    };
+    tracing::info!("GPU pin: {}", pin.reason);
+    select::select(checkpoint, choice, ctx.map(Arc::new)).map(|u| (u, pin))
 }
 
 /// [`create`] on an existing device, e.g. eframe's, so the viewer and the engine share it. The

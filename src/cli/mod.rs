@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod batch;
 mod bench;
 mod compare;
 mod convert;
@@ -32,6 +33,8 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// PSNR and SSIM of one volume against another on the same grid.
     Compare(compare::CompareArgs),
+    /// Upscale every volume of a folder or manifest with one engine (resumable, shardable).
+    Batch(batch::BatchArgs),
     /// Measure inference speed of the GPU engine against the CPU reference.
     Bench(bench::BenchArgs),
     /// Open the viewer (the default with no arguments).
@@ -144,6 +147,7 @@ pub fn main() -> ExitCode {
         Some(Command::Eval(a)) => eval::run(a),
         Some(Command::Compare(a)) => compare::run(a),
         Some(Command::Bench(a)) => bench::run(a),
+        Some(Command::Batch(a)) => batch::run(a),
         Some(Command::View(a)) => view(a.path),
         None => view(None),
     };

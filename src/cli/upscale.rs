@@ -1,7 +1,7 @@
 //! `deltawkv upscale IN OUT.nii.gz --scale S`: upscales every slice of a volume in-plane with the
 //! network and writes NIfTI whose affine keeps the anatomy in place.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
@@ -9,8 +9,8 @@ use anyhow::{Context, bail};
 
 use super::{AxisArg, DeviceArg};
 use crate::checkpoints::{self, Reach};
-use crate::upscale::{self, Intensity};
-use crate::volume::{self, Axis, LoadOptions, Volume};
+use crate::upscale;
+use crate::volume::{self, Axis, LoadOptions};
 
 /// Arguments of `deltawkv upscale`.
 #[derive(clap::Args, Debug)]
@@ -19,18 +19,8 @@ pub struct UpscaleArgs {
     pub input: PathBuf,
     /// Output NIfTI file (`.nii` or `.nii.gz`).
     pub output: PathBuf,
-    /// Upscaling factor (the checkpoint must be trained for it).
-    #[arg(long)]
-    pub scale: usize,
-    /// Checkpoint (safetensors); default `weights/dwkv3m_x{S}.safetensors`.
-    #[arg(long)]
-    pub weights: Option<PathBuf>,
-    /// Backend: a GPU, the CPU reference, or the faster available (auto).
-    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
-    pub device: DeviceArg,
-    /// Slicing direction; the two in-plane axes are upscaled.
-    #[arg(long, value_enum, default_value_t = AxisArg::Axial)]
-    pub axis: AxisArg,
+    #[command(flatten)]
+    pub network: NetworkArgs,
     /// 0-based volume to upscale in 4-D data.
     #[arg(long, default_value_t = 0)]
     pub volume: usize,
@@ -44,59 +34,48 @@ pub struct UpscaleArgs {
     pub memory: super::MemoryArgs,
 }
 
-/// A progress bar on stderr (hidden when stderr is not a terminal).
-pub(crate) fn progress_bar(total: usize, what: &str) -> indicatif::ProgressBar {
+/// The network options `upscale` and `batch` share.
+#[derive(clap::Args, Debug)]
+pub struct NetworkArgs {
+    /// Upscaling factor (the checkpoint must be trained for it).
+    #[arg(long)]
+    pub scale: usize,
+    /// Checkpoint (safetensors); default `weights/dwkv3m_x{S}.safetensors`.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Backend: a GPU, the CPU reference, or the faster available (auto).
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
+    /// Slicing direction; the two in-plane axes are upscaled.
+    #[arg(long, value_enum, default_value_t = AxisArg::Axial)]
+    pub axis: AxisArg,
+}
+
+/// A progress bar on stderr counting `unit`s (hidden when stderr is not a terminal).
+pub(crate) fn progress_bar(total: usize, what: &str, unit: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(total as u64);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{msg} [{elapsed_precise}] {wide_bar} {pos}/{len} slices (eta {eta})",
-    ) {
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&format!(
+        "{{msg}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {unit} (eta {{eta}})"
+    )) {
         bar.set_style(style);
     }
     bar.set_message(what.to_string());
     bar
 }
 
-/// Refuses, before any inference, an upscale whose output volume (scale^2 times the input's
-/// voxels, as float32) would be over the memory budget.
-fn check_output_budget(
-    vol: &Volume,
-    scale: usize,
-    budget: u64,
-    input: &Path,
-) -> anyhow::Result<()> {
-    let needed = vol
-        .data
-        .len()
-        .checked_mul(scale * scale)
-        .and_then(|n| (n as u64).checked_mul(4));
-    match needed {
-        Some(b) if b <= budget => Ok(()),
-        _ => bail!(
-            "{}: the x{scale} output of a {}x{}x{} volume needs {} as float32, over the memory \
-             budget of {} (raise it with --memory-budget or {})",
-            input.display(),
-            vol.dims[0],
-            vol.dims[1],
-            vol.dims[2],
-            needed.map_or_else(
-                || "more than 16 EiB".to_string(),
-                crate::budget::human_bytes
-            ),
-            crate::budget::human_bytes(budget),
-            crate::budget::ENV_VAR
-        ),
-    }
-}
-
 /// Runs `deltawkv upscale`.
 pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
-    if !(args.scale == 2 || args.scale == 4) {
-        bail!("--scale must be 2 or 4, got {}", args.scale);
+    if !(args.network.scale == 2 || args.network.scale == 4) {
+        bail!("--scale must be 2 or 4, got {}", args.network.scale);
     }
     let started = Instant::now();
     let budget = args.memory.bytes()?;
-    let (ck, weights_path) =
-        checkpoints::load(args.weights.as_deref(), args.scale, budget, Reach::Install)?;
+    let (ck, weights_path) = checkpoints::load(
+        args.network.weights.as_deref(),
+        args.network.scale,
+        budget,
+        Reach::Install,
+    )?;
     let degradation = ck.config.degradation;
     let opts = LoadOptions {
         volume: args.volume,
@@ -105,32 +84,27 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
     };
     let vol = volume::load(&args.input, &opts)
         .with_context(|| format!("cannot load {}", args.input.display()))?;
-    check_output_budget(&vol, args.scale, budget, &args.input)?;
-    // The intensity mapping and output grid the viewer's upscale mode shares (crate::upscale).
-    let intensity = Intensity::of(&vol);
-    let factor = intensity.factor;
+    upscale::check_output_budget(&vol, args.network.scale, budget)
+        .with_context(|| args.input.display().to_string())?;
+    // The intensity mapping and output grid the viewer's upscale mode and `batch` share
+    // (crate::upscale).
+    let axis = Axis::from(args.network.axis);
+    let prepared = upscale::prepare(&vol, axis)
+        .with_context(|| format!("slicing {} along {axis:?}", args.input.display()))?;
+    let factor = prepared.intensity.factor;
+    let n = prepared.planes.len();
 
-    let axis = Axis::from(args.axis);
-    let n = vol.slice_count(axis);
-    let mut planes = Vec::with_capacity(n);
-    for i in 0..n {
-        let p = intensity
-            .network_input(&vol, axis, i)
-            .with_context(|| format!("slice {i} of {} along {axis:?}", args.input.display()))?;
-        planes.push(p);
-    }
-
-    let mut upscaler =
-        crate::backend::create(ck, args.device.into()).context("cannot start the network")?;
+    let mut upscaler = crate::backend::create(ck, args.network.device.into())
+        .context("cannot start the network")?;
     let backend = upscaler.describe();
     if !args.json {
         eprintln!("backend: {backend}");
     }
-    let bar = progress_bar(n, "upscaling");
+    let bar = progress_bar(n, "upscaling", "slices");
     let report = |done: usize, _total: usize| bar.set_position(done as u64);
     let t = Instant::now();
     let outputs = upscaler
-        .upscale(&planes, &report, &AtomicBool::new(false))
+        .upscale(&prepared.planes, &report, &AtomicBool::new(false))
         .context("upscaling failed")?;
     let net_seconds = t.elapsed().as_secs_f64();
     bar.finish_and_clear();
@@ -142,16 +116,21 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
     }
 
     // The input's own voxel order, in-plane axes upscaled; the viewer's export uses the same grid.
-    let mut out = upscale::output_grid(&vol, args.scale, axis, degradation);
-    let dims = out.dims;
-    let spacing = out.spacing;
-    out.meta.notes.push(format!(
+    let note = format!(
         "upscaled x{} in-plane ({axis:?}) by Delta-WKV ({}) on {backend}",
-        args.scale,
+        args.network.scale,
         weights_path.display()
-    ));
-    upscale::write_outputs(&mut out, axis, &intensity, outputs.iter().map(Some))
-        .context("internal error")?;
+    );
+    let out = upscale::assemble(
+        &vol,
+        args.network.scale,
+        degradation,
+        &prepared,
+        &outputs,
+        note,
+    )
+    .context("internal error")?;
+    let (dims, spacing) = (out.dims, out.spacing);
     volume::save_nifti(&out, &args.output)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
 
@@ -161,7 +140,7 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
             "input": args.input.display().to_string(),
             "output": args.output.display().to_string(),
             "weights": weights_path.display().to_string(),
-            "scale": args.scale,
+            "scale": args.network.scale,
             "axis": format!("{axis:?}").to_lowercase(),
             "slices": n,
             "input_dims": vol.dims,
@@ -183,7 +162,7 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
             args.output.display(),
             n,
             axis,
-            args.scale,
+            args.network.scale,
             vol.dims,
             dims,
             net_seconds,

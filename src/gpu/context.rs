@@ -150,6 +150,13 @@ impl GpuContext {
     /// restricts the backends as wgpu documents; `DELTAWKV_ADAPTER` picks one adapter by index or
     /// by a part of its name or PCI bus id (machines with several GPUs).
     pub fn new() -> Result<Self, EngineError> {
+        Self::with_adapter(std::env::var("DELTAWKV_ADAPTER").ok().as_deref())
+    }
+
+    /// [`GpuContext::new`] with the adapter named by `choice` (as `DELTAWKV_ADAPTER` names one:
+    /// an index, a part of the name or of the PCI bus id) instead of the variable's; `None`: the
+    /// best adapter.
+    pub fn with_adapter(choice: Option<&str>) -> Result<Self, EngineError> {
         let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
         // `WGPU_BACKEND` narrows the choice; otherwise the native APIs first, GL (whose probing
         // logs errors on machines without EGL drivers) only when they offer nothing.
@@ -175,8 +182,8 @@ impl GpuContext {
             let i = a.get_info();
             (type_rank(i.device_type), backend_rank(i.backend))
         });
-        if let Ok(choice) = std::env::var("DELTAWKV_ADAPTER") {
-            adapters = select_adapter(adapters, &choice)?;
+        if let Some(choice) = choice {
+            adapters = select_adapter(adapters, choice)?;
         }
         let mut last_err = String::new();
         for adapter in adapters {

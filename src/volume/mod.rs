@@ -142,6 +142,28 @@ pub fn save_nifti(vol: &Volume, path: &Path) -> Result<(), VolumeError> {
     nifti::save(vol, path)
 }
 
+/// The NIfTI-1 float32 bytes of `vol` (gzipped when `gz`), as [`save_nifti`] writes them, for a
+/// writer that times encoding apart from writing or writes to a path of its own.
+pub fn encode_nifti(vol: &Volume, gz: bool) -> Result<Vec<u8>, VolumeError> {
+    nifti::encode(vol, gz)
+}
+
+/// The SeriesInstanceUID of each readable DICOM image among `files`, read in parallel; files
+/// that are not DICOM images or cannot be read are left out.
+pub fn dicom_series_of_files(files: &[PathBuf], memory_budget: u64) -> Vec<(PathBuf, String)> {
+    dicom::series_of_files(files, memory_budget)
+}
+
+/// Loads the DICOM series made of exactly `files` (the series `opts.series` names when they hold
+/// several); `label` (e.g. their folder) names the volume in errors.
+pub fn load_dicom_files(
+    label: &Path,
+    files: &[PathBuf],
+    opts: &LoadOptions,
+) -> Result<Volume, VolumeError> {
+    dicom::load_files(label, files, opts)
+}
+
 fn is_gzip(path: &Path) -> Result<bool, VolumeError> {
     let mut f = std::fs::File::open(path).map_err(|e| VolumeError::Io {
         path: path.to_path_buf(),

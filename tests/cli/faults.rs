@@ -14,7 +14,7 @@ use crate::common::minimal_config;
 
 const BIN: &str = env!("CARGO_BIN_EXE_deltawkv");
 
-fn fixture(rel: &str) -> PathBuf {
+pub(crate) fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data/fixtures")
         .join(rel)
@@ -61,7 +61,7 @@ fn listing(dir: &Path) -> Vec<String> {
 }
 
 /// A small little-endian int16 NIfTI-1 volume (`dims`), with an sform.
-fn small_nifti(dims: [i16; 3]) -> Vec<u8> {
+pub(crate) fn small_nifti(dims: [i16; 3]) -> Vec<u8> {
     let mut h = vec![0u8; 352];
     h[0..4].copy_from_slice(&348i32.to_le_bytes());
     let dim = [3i16, dims[0], dims[1], dims[2], 1, 1, 1, 1];
@@ -94,7 +94,7 @@ fn small_nifti(dims: [i16; 3]) -> Vec<u8> {
 }
 
 /// The smallest valid x2 checkpoint (random weights), so that `upscale` runs in milliseconds.
-fn tiny_checkpoint(dir: &Path) -> PathBuf {
+pub(crate) fn tiny_checkpoint(dir: &Path) -> PathBuf {
     let config = minimal_config(2, Degradation::Kspace);
     let p = dir.join("tiny_x2.safetensors");
     Checkpoint::random(&config, 5).save(&p).expect("save");

@@ -1,10 +1,11 @@
-//! The command line through the real binary: `info`, `convert`, `compare`, `eval`, and its
+//! The command line through the real binary: `info`, `convert`, `compare`, `eval`, `batch`, and its
 //! faults (unwritable outputs, bad inputs, exit codes).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod batch;
 mod faults;
 mod info;
 mod metrics;

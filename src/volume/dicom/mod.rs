@@ -168,6 +168,43 @@ pub(crate) fn list_series(folder: &Path) -> Result<Vec<SeriesInfo>, VolumeError>
 /// Loads one series from a folder of DICOM files.
 pub(crate) fn load_folder(folder: &Path, opts: &LoadOptions) -> Result<Volume, VolumeError> {
     let groups = scan_folder(folder, opts.memory_budget)?;
+    load_groups(folder, &groups, opts)
+}
+
+/// Loads one series from exactly `files` (a series gathered elsewhere, e.g. by a batch walk);
+/// `label` names the volume in errors and in its metadata.
+pub(crate) fn load_files(
+    label: &Path,
+    files: &[std::path::PathBuf],
+    opts: &LoadOptions,
+) -> Result<Volume, VolumeError> {
+    if files.is_empty() {
+        return Err(VolumeError::EmptyFolder {
+            path: label.to_path_buf(),
+        });
+    }
+    let groups = series::scan_files(label, files, opts.memory_budget)?;
+    load_groups(label, &groups, opts)
+}
+
+/// The SeriesInstanceUID of each readable DICOM image among `files` (others are left out).
+pub(crate) fn series_of_files(
+    files: &[std::path::PathBuf],
+    budget: u64,
+) -> Vec<(std::path::PathBuf, String)> {
+    use rayon::prelude::*;
+    files
+        .par_iter()
+        .filter_map(|p| series::series_uid_of(p, budget).map(|uid| (p.clone(), uid)))
+        .collect()
+}
+
+/// Picks the series `opts` names (or the only one) among `groups` and builds its volume.
+fn load_groups(
+    folder: &Path,
+    groups: &[series::SeriesFiles],
+    opts: &LoadOptions,
+) -> Result<Volume, VolumeError> {
     let chosen =
         match opts.series.as_deref() {
             Some(uid) => groups.iter().find(|(u, _)| u == uid).ok_or_else(|| {

@@ -64,9 +64,20 @@ pub(super) fn scan_folder(folder: &Path, budget: u64) -> Result<Vec<SeriesFiles>
             path: folder.to_path_buf(),
         });
     }
+    scan_files(folder, &files, budget)
+}
+
+/// Headers of every DICOM image among `files` (non-DICOM and unreadable files skipped), grouped
+/// by SeriesInstanceUID (in order of first appearance); `label` names them in errors.
+pub(super) fn scan_files(
+    label: &Path,
+    files: &[PathBuf],
+    budget: u64,
+) -> Result<Vec<SeriesFiles>, VolumeError> {
+    let folder = label;
     let mut groups: Vec<SeriesFiles> = Vec::new();
     let mut first_error: Option<VolumeError> = None;
-    for p in &files {
+    for p in files {
         let Some(gz) = sniff(p) else { continue };
         let described =
             open_object(p, gz, false, budget).and_then(|obj| describe(p, gz, &obj, budget));
@@ -98,6 +109,13 @@ pub(super) fn scan_folder(folder: &Path, budget: u64) -> Result<Vec<SeriesFiles>
         });
     }
     Ok(groups)
+}
+
+/// The SeriesInstanceUID of `path` when it is a readable DICOM image; `None` otherwise.
+pub(super) fn series_uid_of(path: &Path, budget: u64) -> Option<String> {
+    let gz = sniff(path)?;
+    let obj = open_object(path, gz, false, budget).ok()?;
+    describe(path, gz, &obj, budget).ok().map(|i| i.series_uid)
 }
 
 /// The picker's description of series `uid` made of `files`.

@@ -16,7 +16,7 @@ mod header;
 mod write;
 
 pub(crate) use header::*;
-pub(crate) use write::save;
+pub(crate) use write::{encode, save};
 
 fn map_read_error(path: &Path, gz: bool, e: std::io::Error, what: &str) -> VolumeError {
     if gz {

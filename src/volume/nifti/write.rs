@@ -25,6 +25,42 @@ pub(crate) fn save(vol: &Volume, path: &Path) -> Result<(), VolumeError> {
             detail: "the output name must end in .nii.gz or .nii".into(),
         });
     };
+    validate(vol, path)?;
+    check_not_input(vol, path)?;
+    let header = header_bytes(vol);
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let write_err = |context: &str, e: std::io::Error| VolumeError::Io {
+        path: path.to_path_buf(),
+        context: context.into(),
+        source: e,
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".deltawkv-")
+        .suffix(".part")
+        .tempfile_in(&dir)
+        .map_err(|e| write_err("cannot create a temporary file in the output folder", e))?;
+    {
+        let file = tmp
+            .as_file()
+            .try_clone()
+            .map_err(|e| write_err("cannot write", e))?;
+        let buffered = std::io::BufWriter::with_capacity(1 << 16, file);
+        encode_to(vol, &header, gz, buffered).map_err(|e| write_err("cannot write", e))?;
+    }
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| write_err("cannot flush to disk", e))?;
+    tmp.persist(path)
+        .map_err(|e| write_err("cannot move the finished file into place", e.error))?;
+    Ok(())
+}
+
+/// Checks that `vol` can be written as NIfTI-1 (data size, dims limit, an invertible affine);
+/// `path` names the output in errors.
+fn validate(vol: &Volume, path: &Path) -> Result<(), VolumeError> {
     let n = vol.dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
     if n != Some(vol.data.len()) || vol.dims.contains(&0) {
         return Err(VolumeError::InvalidVolume(format!(
@@ -49,57 +85,49 @@ pub(crate) fn save(vol: &Volume, path: &Path) -> Result<(), VolumeError> {
             "the affine is singular or not finite".into(),
         ));
     }
-    check_not_input(vol, path)?;
+    Ok(())
+}
+
+/// The NIfTI-1 bytes of `vol`, gzipped when `gz` (what [`save`] writes).
+pub(crate) fn encode(vol: &Volume, gz: bool) -> Result<Vec<u8>, VolumeError> {
+    validate(vol, Path::new("(in memory)"))?;
     let header = header_bytes(vol);
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let write_err = |context: &str, e: std::io::Error| VolumeError::Io {
-        path: path.to_path_buf(),
-        context: context.into(),
-        source: e,
-    };
-    let tmp = tempfile::Builder::new()
-        .prefix(".deltawkv-")
-        .suffix(".part")
-        .tempfile_in(&dir)
-        .map_err(|e| write_err("cannot create a temporary file in the output folder", e))?;
-    {
-        let file = tmp
-            .as_file()
-            .try_clone()
-            .map_err(|e| write_err("cannot write", e))?;
-        let buffered = std::io::BufWriter::with_capacity(1 << 16, file);
-        let mut w: Box<dyn Write> = if gz {
-            Box::new(flate2::write::GzEncoder::new(
-                buffered,
-                flate2::Compression::new(6),
-            ))
-        } else {
-            Box::new(buffered)
-        };
-        let write_all = |w: &mut Box<dyn Write>| -> std::io::Result<()> {
-            w.write_all(&header)?;
-            w.write_all(&[0u8; 4])?;
-            let mut chunk = Vec::with_capacity(1 << 16);
-            for block in vol.data.chunks(1 << 14) {
-                chunk.clear();
-                for v in block {
-                    chunk.extend_from_slice(&v.to_le_bytes());
-                }
-                w.write_all(&chunk)?;
-            }
-            w.flush()
-        };
-        write_all(&mut w).map_err(|e| write_err("cannot write", e))?;
-        drop(w);
+    let mut out = Vec::with_capacity(if gz {
+        vol.data.len()
+    } else {
+        vol.data.len() * 4 + 352
+    });
+    encode_to(vol, &header, gz, &mut out).map_err(|e| VolumeError::Write {
+        path: PathBuf::from("(in memory)"),
+        detail: e.to_string(),
+    })?;
+    Ok(out)
+}
+
+/// Writes the header, the 4-byte extension flag and the voxels (float32 little-endian) to `w`,
+/// through gzip when `gz`.
+fn encode_to(vol: &Volume, header: &[u8], gz: bool, mut w: impl Write) -> std::io::Result<()> {
+    if gz {
+        let mut z = flate2::write::GzEncoder::new(w, flate2::Compression::new(6));
+        write_body(vol, header, &mut z)?;
+        z.finish()?.flush()
+    } else {
+        write_body(vol, header, &mut w)?;
+        w.flush()
     }
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| write_err("cannot flush to disk", e))?;
-    tmp.persist(path)
-        .map_err(|e| write_err("cannot move the finished file into place", e.error))?;
+}
+
+fn write_body(vol: &Volume, header: &[u8], w: &mut impl Write) -> std::io::Result<()> {
+    w.write_all(header)?;
+    w.write_all(&[0u8; 4])?;
+    let mut chunk = Vec::with_capacity(1 << 16);
+    for block in vol.data.chunks(1 << 14) {
+        chunk.clear();
+        for v in block {
+            chunk.extend_from_slice(&v.to_le_bytes());
+        }
+        w.write_all(&chunk)?;
+    }
     Ok(())
 }
 
