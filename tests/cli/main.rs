@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod dicom_out;
 mod faults;
 mod info;
 mod metrics;
