@@ -17,6 +17,10 @@ use deltawkv::volume::{
 };
 use dicom_dictionary_std::tags;
 
+/// Debian's Python (python3-pydicom, python3-numpy), as scripts/check.sh uses, not whatever
+/// `python3` a user's PATH finds first.
+const PYTHON: &str = "/usr/bin/python3";
+
 fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data/fixtures")
@@ -156,7 +160,7 @@ fn check_readback(sr: &Volume, written: &WrittenSeries, dir: &Path) {
 fn check_pydicom(sr: &Volume, written: &WrittenSeries) {
     if missing(
         "pydicom",
-        Command::new("python3").args(["-c", "import pydicom, numpy"]),
+        Command::new(PYTHON).args(["-c", "import pydicom, numpy"]),
     ) {
         return;
     }
@@ -179,12 +183,12 @@ for f in sys.argv[1:]:
                 "ts": str(d.file_meta.TransferSyntaxUID)})
 print(json.dumps(out))
 "#;
-    let o = Command::new("python3")
+    let o = Command::new(PYTHON)
         .arg("-c")
         .arg(script)
         .args(&written.files)
         .output()
-        .expect("python3");
+        .expect("run python3");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     let first = dicom_object::open_file(&written.files[0]).expect("open");
