@@ -19,6 +19,7 @@ use dicom_object::InMemDicomObject;
 use dicom_object::meta::FileMetaTableBuilder;
 use sha2::Digest;
 
+use super::geometry::lps_to_ras;
 use super::source::DicomSource;
 use crate::volume::geometry::{Affine, apply, column, cross, dot, invert, norm, unit};
 use crate::volume::{Volume, VolumeMeta};
@@ -227,11 +228,8 @@ struct SliceGeometry {
 
 impl SliceGeometry {
     fn of(affine_ras: &Affine) -> Result<SliceGeometry, DicomWriteError> {
-        let mut lps = *affine_ras;
-        for c in 0..4 {
-            lps[0][c] = -lps[0][c];
-            lps[1][c] = -lps[1][c];
-        }
+        // Negating x and y maps RAS to LPS as it maps LPS to RAS.
+        let lps = lps_to_ras(affine_ras);
         let (a0, a1, a2) = (column(&lps, 0), column(&lps, 1), column(&lps, 2));
         let bad = |what: &str| DicomWriteError::Geometry(what.to_string());
         let row_dir = unit(a0).ok_or_else(|| bad("zero voxel size along i"))?;
@@ -778,7 +776,7 @@ mod tests {
             0.000_123_456_789,
             1e-20,
             -0.0,
-            98765.432_109_876_5,
+            98_765.432_109_876_5,
             1e17,
         ] {
             let s = ds(v);
