@@ -58,6 +58,8 @@ pub enum JobError {
     NonFinite { slice: usize, count: usize },
     #[error(transparent)]
     Metric(#[from] MetricError),
+    #[error(transparent)]
+    DicomWrite(#[from] crate::volume::DicomWriteError),
     /// A panic inside the job (a bug).
     #[error("internal error while {what}: {message}")]
     Panicked { what: String, message: String },
@@ -176,6 +178,8 @@ pub enum DialogPurpose {
     OpenFolder,
     Checkpoint(Slot),
     ExportNifti,
+    /// A new folder for the SR as a derived DICOM series.
+    ExportDicom,
     ExportPng,
     ExportCsv,
     ExportJson,
@@ -371,6 +375,33 @@ impl Jobs {
             });
             let _ = tx.send(Event::Exported {
                 what: "SR volume".into(),
+                result,
+            });
+            waker();
+        });
+    }
+
+    /// Writes the SR volume as a derived DICOM series into the new folder `dir` (atomically,
+    /// through `volume::write_derived_series`), the SHA-256 of `checkpoint` (when it is a file)
+    /// computed here, off the UI thread.
+    pub fn save_dicom(
+        &self,
+        volume: Volume,
+        checkpoint: Option<PathBuf>,
+        provenance: crate::volume::Provenance,
+        dir: PathBuf,
+    ) {
+        self.spawn("export", move |tx, waker| {
+            let result = guarded("exporting", || {
+                let mut prov = provenance;
+                if let Some(c) = &checkpoint {
+                    prov.checkpoint_sha256 = volume::sha256_file(c)?;
+                }
+                let written = volume::write_derived_series(&volume, &prov, &dir)?;
+                Ok(written.folder)
+            });
+            let _ = tx.send(Event::Exported {
+                what: "SR DICOM series".into(),
                 result,
             });
             waker();
@@ -595,6 +626,9 @@ fn pick_path(
             .add_filter("NIfTI", &["gz", "nii"])
             .set_file_name(default_name)
             .save_file(),
+        DialogPurpose::ExportDicom => d
+            .set_title("Export SR as a DICOM series: choose a new or empty folder")
+            .pick_folder(),
         DialogPurpose::ExportPng => d
             .set_title("Save screenshot")
             .add_filter("PNG", &["png"])

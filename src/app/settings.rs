@@ -259,6 +259,10 @@ pub const SHORTCUTS: &[Shortcut] = &[
         action: "export the SR volume as NIfTI",
     },
     Shortcut {
+        keys: "Ctrl+Shift+S",
+        action: "export the SR as a derived DICOM series (a new folder)",
+    },
+    Shortcut {
         keys: "F12",
         action: "save a PNG of the panes at 2x resolution",
     },

@@ -79,6 +79,7 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
             "modality": vol.meta.modality,
             "description": vol.meta.series_description,
             "notes": vol.meta.notes,
+            "skipped": vol.meta.skipped,
             "affine": vol.affine,
         });
         println!("{obj}");

@@ -1,7 +1,8 @@
-//! `deltawkv upscale IN OUT.nii.gz --scale S`: upscales every slice of a volume in-plane with the
-//! network and writes NIfTI whose affine keeps the anatomy in place.
+//! `deltawkv upscale IN OUT --scale S [--format nifti|dicom]`: upscales every slice of a volume
+//! in-plane with the network and writes NIfTI whose affine keeps the anatomy in place, or a
+//! derived DICOM series (a folder) on the same grid.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
@@ -17,10 +18,19 @@ use crate::volume::{self, Axis, LoadOptions};
 pub struct UpscaleArgs {
     /// Input volume: NIfTI file, DICOM file or folder of DICOM files.
     pub input: PathBuf,
-    /// Output NIfTI file (`.nii` or `.nii.gz`).
+    /// Output: a NIfTI file (`.nii` or `.nii.gz`) or a new folder for a DICOM series.
     pub output: PathBuf,
     #[command(flatten)]
     pub network: NetworkArgs,
+    /// Output format; default `nifti` when OUT ends in `.nii`/`.nii.gz`, else `dicom`.
+    #[arg(long, value_enum)]
+    pub format: Option<OutputFormat>,
+    /// PatientName of the new study a DICOM output of a NIfTI input starts (default ANONYMOUS).
+    #[arg(long)]
+    pub patient_name: Option<String>,
+    /// PatientID of the new study a DICOM output of a NIfTI input starts (default ANONYMOUS).
+    #[arg(long)]
+    pub patient_id: Option<String>,
     /// 0-based volume to upscale in 4-D data.
     #[arg(long, default_value_t = 0)]
     pub volume: usize,
@@ -49,6 +59,31 @@ pub struct NetworkArgs {
     /// Slicing direction; the two in-plane axes are upscaled.
     #[arg(long, value_enum, default_value_t = AxisArg::Axial)]
     pub axis: AxisArg,
+}
+
+/// What `deltawkv upscale` writes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// One NIfTI-1 float32 file.
+    Nifti,
+    /// A folder holding a derived DICOM series (MR Image Storage, one file per slice).
+    Dicom,
+}
+
+impl OutputFormat {
+    /// The format `--format` defaults to for `output`: NIfTI for a `.nii`/`.nii.gz` name, DICOM
+    /// otherwise.
+    pub fn default_for(output: &Path) -> OutputFormat {
+        let name = output
+            .file_name()
+            .map(|n| n.to_string_lossy().to_lowercase())
+            .unwrap_or_default();
+        if name.ends_with(".nii") || name.ends_with(".nii.gz") {
+            OutputFormat::Nifti
+        } else {
+            OutputFormat::Dicom
+        }
+    }
 }
 
 /// A progress bar on stderr counting `unit`s (hidden when stderr is not a terminal).
@@ -92,6 +127,19 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
     let prepared = upscale::prepare(&vol, axis)
         .with_context(|| format!("slicing {} along {axis:?}", args.input.display()))?;
     let factor = prepared.intensity.factor;
+    let format = args
+        .format
+        .unwrap_or_else(|| OutputFormat::default_for(&args.output));
+    // A DICOM output is checked before inference, not after minutes of it.
+    let provenance = if format == OutputFormat::Dicom {
+        volume::check_series_output(&args.output, &vol.meta)?;
+        let mut p = volume::Provenance::of_checkpoint(&weights_path, args.network.scale)?;
+        p.patient_name = args.patient_name.clone();
+        p.patient_id = args.patient_id.clone();
+        Some(p)
+    } else {
+        None
+    };
     let n = prepared.planes.len();
 
     let mut upscaler = crate::backend::create(ck, args.network.device.into())
@@ -131,8 +179,17 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
     )
     .context("internal error")?;
     let (dims, spacing) = (out.dims, out.spacing);
-    volume::save_nifti(&out, &args.output)
-        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    let written = match &provenance {
+        Some(p) => Some(
+            volume::write_derived_series(&out, p, &args.output)
+                .with_context(|| format!("cannot write {}", args.output.display()))?,
+        ),
+        None => {
+            volume::save_nifti(&out, &args.output)
+                .with_context(|| format!("cannot write {}", args.output.display()))?;
+            None
+        }
+    };
 
     let total_seconds = started.elapsed().as_secs_f64();
     if args.json {
@@ -153,6 +210,8 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
             "seconds_per_slice": if n > 0 { net_seconds / n as f64 } else { 0.0 },
             "total_seconds": total_seconds,
             "notices": notices,
+            "format": if written.is_some() { "dicom" } else { "nifti" },
+            "series": written,
         });
         println!("{obj}");
     } else {
@@ -168,6 +227,15 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
             net_seconds,
             if n > 0 { net_seconds / n as f64 } else { 0.0 },
         );
+        if let Some(w) = &written {
+            println!(
+                "DICOM series {} ({} files, SeriesNumber {}) in study {}",
+                w.series_instance_uid,
+                w.files.len(),
+                w.series_number,
+                w.study_instance_uid
+            );
+        }
     }
     Ok(())
 }

@@ -2,7 +2,8 @@
 //!
 //! Entry points: [`load`] (any NIfTI/DICOM file or DICOM folder, chosen by content, with
 //! [`LoadOptions`] for the 4-D volume, the DICOM series and a memory budget), [`list_series`]
-//! (series picker), [`save_nifti`] (atomic NIfTI-1 float32 writer), [`orientation_code`],
+//! (series picker), [`save_nifti`] (atomic NIfTI-1 float32 writer), [`write_derived_series`]
+//! (the SR as a derived DICOM series, atomic), [`orientation_code`],
 //! [`Volume::to_canonical`], [`Volume::upscaled_geometry`] / [`Volume::downsampled_geometry`],
 //! and intensity statistics in [`stats`]. Errors are [`VolumeError`] variants naming the file.
 //!
@@ -23,6 +24,10 @@ pub mod geometry;
 mod nifti;
 pub mod stats;
 
+pub use dicom::{
+    DicomSource, DicomWriteError, Provenance, SourceInstance, WrittenSeries, check_series_output,
+    new_uid, sha256_file, write_derived_series,
+};
 pub use error::VolumeError;
 pub use geometry::{Affine, orientation_code};
 pub use stats::{IntensityStats, intensity_stats, percentiles, robust_range};
@@ -105,7 +110,7 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Volume, VolumeError> {
     if let Some(f) = flavour {
         return nifti::load(path, gz, &prefix, f, opts);
     }
-    if !gz && has_dicom_extension(path) {
+    if !gz && (has_dicom_extension(path) || dicom::looks_like_bare_data_set(&prefix)) {
         return dicom::load_file(path, gz, opts);
     }
     if n == 0 {
@@ -244,6 +249,20 @@ pub struct VolumeMeta {
     /// NIfTI xform code of the space `affine` maps to: 1 scanner, 2 aligned, 3 Talairach,
     /// 4 MNI-152, 5 template; 0 when unknown. DICOM gives 1; written back by `save_nifti`.
     pub xform_code: i32,
+    /// Files of a DICOM folder that could not be read and were left out of the series.
+    pub skipped: Vec<SkippedFile>,
+    /// What a DICOM source keeps to derive a series in its study (`None` for NIfTI input).
+    #[serde(skip)]
+    pub dicom: Option<std::sync::Arc<DicomSource>>,
+}
+
+/// A file of a DICOM series left out because it could not be read.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct SkippedFile {
+    /// The file.
+    pub path: PathBuf,
+    /// Why it could not be read.
+    pub reason: String,
 }
 
 /// The three anatomical slicing directions, by the voxel axis held fixed.

@@ -5,9 +5,11 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod derived;
 mod dicom;
 mod errors;
 mod fixtures;
 mod malformed;
 mod nifti;
+mod quirks;
 mod roundtrip;

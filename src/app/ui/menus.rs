@@ -52,6 +52,12 @@ pub fn menu_bar(v: &mut Viewer, ui: &mut Ui, req: &mut FrameRequests) {
                     &format!("{}.nii.gz", v.document().export_stem()),
                 );
             }
+            if ui
+                .button("Export SR as DICOM series...  (Ctrl+Shift+S)")
+                .clicked()
+            {
+                v.dialog(DialogPurpose::ExportDicom, "");
+            }
             if ui.button("Save PNG of the panes (2x)...  (F12)").clicked() {
                 req.save_png = true;
             }

@@ -44,6 +44,9 @@ pub fn shortcuts(v: &mut Viewer, ui: &Ui, req: &mut FrameRequests) {
     if consume(ctrl, Key::O) {
         v.dialog(DialogPurpose::OpenFile, "");
     }
+    if consume(ctrl_shift, Key::S) {
+        v.dialog(DialogPurpose::ExportDicom, "");
+    }
     if consume(ctrl, Key::S) {
         v.dialog(
             DialogPurpose::ExportNifti,

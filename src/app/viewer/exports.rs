@@ -1,11 +1,13 @@
-//! The viewer's exports: the SR volume as NIfTI (on a worker thread) and the metrics as CSV or
-//! JSON, made by [`crate::app::export`] from the viewer's plain data.
+//! The viewer's exports: the SR volume as NIfTI or as a derived DICOM series (on a worker thread)
+//! and the metrics as CSV or JSON, made by [`crate::app::export`] from the viewer's plain data.
 
 use std::path::PathBuf;
 
 use super::Viewer;
 use crate::app::export::{self, ExportError, ReportSource};
+use crate::app::jobs::CheckpointSource;
 use crate::app::metrics_cache::Slot;
+use crate::volume::Provenance;
 
 impl Viewer {
     pub(super) fn export_nifti(&mut self, path: PathBuf) {
@@ -14,6 +16,45 @@ impl Viewer {
             Ok(v) => self.jobs.save_nifti(v, path),
             Err(e) => self.error(format!("SR volume not saved: {e}")),
         }
+    }
+
+    /// Writes the SR of slot A as a derived DICOM series into the new folder `dir`, in the source's
+    /// study when the source is DICOM (both modes; simulate mode writes the SR the metrics see).
+    pub(super) fn export_dicom(&mut self, dir: PathBuf) {
+        let run = self.inference.run(Slot::A);
+        let prepared = self.doc.prepared().map(|p| &**p);
+        let volume = export::sr_volume(prepared, run).map(|mut v| {
+            if let Some(p) = prepared {
+                // The source's identity and path: the series joins its study, never its folder.
+                v.meta.dicom = p.meta.dicom.clone();
+                v.meta.source_path = p.meta.source_path.clone();
+            }
+            v
+        });
+        let volume = match volume {
+            Ok(v) => v,
+            Err(e) => return self.error(format!("SR DICOM series not saved: {e}")),
+        };
+        if let Err(e) = crate::volume::check_series_output(&dir, &volume.meta) {
+            return self.error(format!("SR DICOM series not saved: {e}"));
+        }
+        let scale = prepared.map(|p| p.params.scale).unwrap_or(0);
+        let label = run.map(|r| r.checkpoint.clone()).unwrap_or_default();
+        let file = match self.inference.checkpoint(Slot::A) {
+            Some(CheckpointSource::File(f)) => Some(f.clone()),
+            _ => None,
+        };
+        let provenance = Provenance {
+            scale,
+            network: "Delta-WKV".into(),
+            checkpoint_name: file
+                .as_ref()
+                .and_then(|f| f.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or(label),
+            ..Provenance::default()
+        };
+        self.jobs.save_dicom(volume, file, provenance, dir);
     }
 
     /// What a metrics report of this session is made from.

@@ -328,6 +328,10 @@ impl Viewer {
                     Ok(l) => {
                         self.settings.push_recent(&l.path);
                         tracing::info!("loaded {} in {:.2} s", l.path.display(), l.load_secs);
+                        // Files of the series that could not be read: named once, on load.
+                        for f in &l.volume.meta.skipped {
+                            self.info(format!("skipped {}: {}", f.path.display(), f.reason));
+                        }
                         self.doc.loaded = Some(l);
                         self.start_prepare();
                     }
@@ -404,6 +408,7 @@ impl Viewer {
             DialogPurpose::ExportNifti => {
                 self.export_nifti(ext(path, &[".nii.gz", ".nii"], ".nii.gz"))
             }
+            DialogPurpose::ExportDicom => self.export_dicom(path),
             DialogPurpose::ExportPng => self.dialogs.request_png(ext(path, &[".png"], ".png")),
             DialogPurpose::ExportCsv => self.export_metrics(ext(path, &[".csv"], ".csv"), false),
             DialogPurpose::ExportJson => self.export_metrics(ext(path, &[".json"], ".json"), true),

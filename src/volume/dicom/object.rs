@@ -6,7 +6,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use dicom_dictionary_std::tags;
-use dicom_object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions, Tag};
+use dicom_object::{
+    DefaultDicomObject, FileMetaTableBuilder, InMemDicomObject, OpenFileOptions, Tag,
+};
 
 use super::geometry::{FrameGeo, frame_geometry};
 use super::lengths;
@@ -29,9 +31,13 @@ pub(super) fn open_object(
     budget: u64,
 ) -> Result<DefaultDicomObject, VolumeError> {
     let mut options = OpenFileOptions::new();
-    if !with_pixels {
-        options = options.read_until(tags::PIXEL_DATA);
-    }
+    options = if with_pixels {
+        // Nothing after the pixel data is needed: bytes some writers append after the data set
+        // (zero padding, a partial element) are left unread instead of failing the file.
+        options.read_to(tags::PIXEL_DATA)
+    } else {
+        options.read_until(tags::PIXEL_DATA)
+    };
     let result = if gz {
         let file =
             std::fs::File::open(path).map_err(|e| VolumeError::io(path, "cannot open", e))?;
@@ -51,14 +57,11 @@ pub(super) fn open_object(
                 budget: human_bytes(budget),
             });
         }
-        check_lengths(
-            path,
-            &mut std::io::Cursor::new(&bytes[..]),
-            bytes.len() as u64,
-            with_pixels,
-            budget,
-        )?;
-        options.from_reader(&bytes[..])
+        from_memory(path, options, &bytes, with_pixels, budget)?
+    } else if let Some(bytes) = raw_data_set(path, budget)? {
+        // A bare data set (no preamble, no meta group), as some archives store: read behind a
+        // file meta group made for it, through the same length checks as any file.
+        from_memory(path, options, &bytes, with_pixels, budget)?
     } else {
         if with_pixels {
             // The whole file (pixel data included) is read into memory.
@@ -83,6 +86,114 @@ pub(super) fn open_object(
         options.open_file(path)
     };
     result.map_err(|e| dicom_err(path, e))
+}
+
+/// Parses the DICOM file held in `bytes` (preamble optional) after the length pre-check.
+fn from_memory(
+    path: &Path,
+    options: OpenFileOptions,
+    bytes: &[u8],
+    with_pixels: bool,
+    budget: u64,
+) -> Result<Result<DefaultDicomObject, dicom_object::ReadError>, VolumeError> {
+    check_lengths(
+        path,
+        &mut std::io::Cursor::new(bytes),
+        bytes.len() as u64,
+        with_pixels,
+        budget,
+    )?;
+    Ok(options.from_reader(bytes))
+}
+
+/// Whether `prefix` (the first bytes of a file) looks like a bare little-endian data set without
+/// preamble and meta group: a group 0x0008 element first, with an explicit VR or a short
+/// implicit length. `Some(explicit)` when it does.
+pub(super) fn bare_data_set(prefix: &[u8]) -> Option<bool> {
+    let head = prefix.get(..8)?;
+    if head.get(..2) != Some(&[0x08, 0x00][..]) || super::looks_like_dicom(prefix) {
+        return None;
+    }
+    let vr = head.get(4..6)?;
+    if vr.iter().all(|c| c.is_ascii_uppercase()) {
+        return Some(true);
+    }
+    let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    (len < 0x1000 && len % 2 == 0).then_some(false)
+}
+
+/// The value of the first short UI element `tag` found in the first 8 KiB of a bare data set.
+fn peek_uid(bytes: &[u8], tag: [u8; 4], explicit: bool) -> Option<String> {
+    let window = bytes.get(..bytes.len().min(8192))?;
+    let at = window.windows(4).position(|w| w == tag)?;
+    let (len, start) = if explicit {
+        let l = u16::from_le_bytes([*window.get(at + 6)?, *window.get(at + 7)?]);
+        (usize::from(l), at + 8)
+    } else {
+        let l = window.get(at + 4..at + 8)?;
+        (
+            u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize,
+            at + 8,
+        )
+    };
+    let v = std::str::from_utf8(bytes.get(start..start.checked_add(len)?)?).ok()?;
+    let v = v.trim_end_matches(['\0', ' ']);
+    (!v.is_empty() && v.len() <= 64).then(|| v.to_string())
+}
+
+/// The file at `path` as a DICOM stream with preamble and meta group, when it is a bare data set
+/// (see [`bare_data_set`]); `None` for any other file.
+fn raw_data_set(path: &Path, budget: u64) -> Result<Option<Vec<u8>>, VolumeError> {
+    let mut head = [0u8; 132];
+    let n = {
+        let mut f =
+            std::fs::File::open(path).map_err(|e| VolumeError::io(path, "cannot open", e))?;
+        crate::volume::nifti::read_full(&mut f, &mut head)
+            .map_err(|e| VolumeError::io(path, "cannot read", e))?
+    };
+    let Some(explicit) = bare_data_set(head.get(..n).unwrap_or_default()) else {
+        return Ok(None);
+    };
+    let len = std::fs::metadata(path)
+        .map_err(|e| VolumeError::io(path, "cannot stat", e))?
+        .len();
+    if len > budget {
+        return Err(VolumeError::InputTooLarge {
+            path: path.to_path_buf(),
+            what: "the DICOM file".into(),
+            needed_bytes: len,
+            needed: human_bytes(len),
+            budget: human_bytes(budget),
+        });
+    }
+    let body = std::fs::read(path).map_err(|e| VolumeError::io(path, "cannot read", e))?;
+    let ts = if explicit {
+        dicom_dictionary_std::uids::EXPLICIT_VR_LITTLE_ENDIAN
+    } else {
+        dicom_dictionary_std::uids::IMPLICIT_VR_LITTLE_ENDIAN
+    };
+    let mut builder = FileMetaTableBuilder::new().transfer_syntax(ts);
+    if let Some(c) = peek_uid(&body, [0x08, 0x00, 0x16, 0x00], explicit) {
+        builder = builder.media_storage_sop_class_uid(c);
+    }
+    if let Some(i) = peek_uid(&body, [0x08, 0x00, 0x18, 0x00], explicit) {
+        builder = builder.media_storage_sop_instance_uid(i);
+    }
+    let meta = builder.build().map_err(|e| dicom_err(path, e))?;
+    let mut bytes = vec![0u8; 128];
+    bytes.extend_from_slice(b"DICM");
+    meta.write(&mut bytes).map_err(|e| dicom_err(path, e))?;
+    tracing::debug!(
+        "{}: a data set without preamble or meta group ({})",
+        path.display(),
+        if explicit {
+            "explicit VR"
+        } else {
+            "implicit VR"
+        }
+    );
+    bytes.extend_from_slice(&body);
+    Ok(Some(bytes))
 }
 
 /// Refuses element lengths past the end of the file (and oversized deflated data sets) before
@@ -180,6 +291,10 @@ pub(super) struct FileInfo {
     pub(super) datatype: String,
     /// Transfer Syntax UID.
     pub(super) ts_uid: String,
+    /// SOPClassUID (from the meta group when the data set has none).
+    pub(super) sop_class_uid: String,
+    /// SOPInstanceUID (empty when absent).
+    pub(super) sop_instance_uid: String,
 }
 
 /// Reads what `obj` (the file at `path`) holds from its header; refuses images without pixel data,
@@ -262,6 +377,13 @@ pub(super) fn describe(
         enhanced: geometry.enhanced,
         datatype: sample_type(ds),
         ts_uid: obj.meta().transfer_syntax().to_string(),
+        sop_class_uid: elem_str(ds, tags::SOP_CLASS_UID).unwrap_or_else(|| {
+            obj.meta()
+                .media_storage_sop_class_uid()
+                .trim_end_matches('\0')
+                .to_string()
+        }),
+        sop_instance_uid: elem_str(ds, tags::SOP_INSTANCE_UID).unwrap_or_default(),
     })
 }
 

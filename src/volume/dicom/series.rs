@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::looks_like_dicom;
 use super::object::{FileInfo, describe, open_object};
 use crate::volume::nifti::read_full;
-use crate::volume::{SeriesInfo, VolumeError};
+use crate::volume::{SeriesInfo, SkippedFile, VolumeError};
 
 /// Files under `folder` (recursively, at most 8 levels, hidden entries skipped), sorted.
 fn walk(folder: &Path) -> Result<Vec<PathBuf>, VolumeError> {
@@ -37,7 +37,7 @@ fn sniff(path: &Path) -> Option<bool> {
     let mut head = [0u8; 132];
     let n = read_full(&mut f, &mut head).ok()?;
     let head = head.get(..n)?;
-    if looks_like_dicom(head) {
+    if looks_like_dicom(head) || super::looks_like_bare_data_set(head) {
         return Some(false);
     }
     if head.starts_with(&[0x1f, 0x8b]) {
@@ -55,9 +55,18 @@ fn sniff(path: &Path) -> Option<bool> {
 /// A series UID and the headers of its files.
 pub(super) type SeriesFiles = (String, Vec<FileInfo>);
 
+/// What a folder holds: its series, and the DICOM files that could not be read.
+pub(super) struct Scan {
+    /// Image headers grouped by SeriesInstanceUID, in order of first appearance.
+    pub(super) groups: Vec<SeriesFiles>,
+    /// Files recognised as DICOM whose header could not be read (non-image objects such as a
+    /// DICOMDIR are not listed: they are not images of any series).
+    pub(super) skipped: Vec<SkippedFile>,
+}
+
 /// Headers of every DICOM image in `folder`, grouped by SeriesInstanceUID (in order of first
-/// appearance).
-pub(super) fn scan_folder(folder: &Path, budget: u64) -> Result<Vec<SeriesFiles>, VolumeError> {
+/// appearance), and the DICOM files that could not be read.
+pub(super) fn scan_folder(folder: &Path, budget: u64) -> Result<Scan, VolumeError> {
     let files = walk(folder)?;
     if files.is_empty() {
         return Err(VolumeError::EmptyFolder {
@@ -73,10 +82,11 @@ pub(super) fn scan_files(
     label: &Path,
     files: &[PathBuf],
     budget: u64,
-) -> Result<Vec<SeriesFiles>, VolumeError> {
+) -> Result<Scan, VolumeError> {
     let folder = label;
     let mut groups: Vec<SeriesFiles> = Vec::new();
     let mut first_error: Option<VolumeError> = None;
+    let mut skipped = Vec::new();
     for p in files {
         let Some(gz) = sniff(p) else { continue };
         let described =
@@ -92,6 +102,12 @@ pub(super) fn scan_files(
             }
             Err(e) => {
                 tracing::debug!("skipping {}: {e}", p.display());
+                if !matches!(e, VolumeError::NoPixelData { .. }) {
+                    skipped.push(SkippedFile {
+                        path: p.clone(),
+                        reason: e.to_string(),
+                    });
+                }
                 if first_error.is_none() {
                     first_error = Some(e);
                 }
@@ -108,7 +124,7 @@ pub(super) fn scan_files(
             },
         });
     }
-    Ok(groups)
+    Ok(Scan { groups, skipped })
 }
 
 /// The SeriesInstanceUID of `path` when it is a readable DICOM image; `None` otherwise.

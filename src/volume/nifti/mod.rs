@@ -180,6 +180,7 @@ pub(crate) fn load(
         notes,
         non_finite,
         xform_code,
+        ..VolumeMeta::default()
     };
     let spacing = geometry::column_norms(&affine);
     Ok(Volume {

@@ -336,3 +336,127 @@ fn file_recent_reopens_a_volume() {
     assert_eq!(v.loaded_path(), Some(crop.as_path()));
     assert!(v.prepared().is_some());
 }
+
+/// Waits (stepping the app) until `path` exists: exports are written on a worker thread.
+fn wait_for(h: &mut Harness<'static, DeltaApp>, path: &std::path::Path, what: &str) {
+    let t0 = Instant::now();
+    while !path.exists() {
+        h.step();
+        assert!(t0.elapsed() < Duration::from_secs(60), "{what} not written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    settle(h);
+}
+
+#[test]
+fn sr_exports_as_a_dicom_series_in_both_modes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let series =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/fixtures/dicom_series_tiny16");
+    // Upscale mode on a DICOM series: the SR joins the source's study.
+    let mut h = harness(AppOptions {
+        path: Some(series.clone()),
+        checkpoint: Some(tiny_checkpoint(2)),
+        no_weights_discovery: true,
+        settings: Some(Settings {
+            mode: Mode::Upscale,
+            ..test_settings()
+        }),
+        ..Default::default()
+    });
+    settle(&mut h);
+    // The entry sits in the File menu next to the NIfTI export.
+    h.get_by_label("File").click();
+    h.run_steps(2);
+    h.get_by_label("Export SR as NIfTI...  (Ctrl+S)");
+    h.get_by_label("Export SR as DICOM series...  (Ctrl+Shift+S)");
+    h.key_press(Key::Escape);
+    h.run_steps(2);
+
+    let out = dir.path().join("sr_upscale");
+    h.state_mut().viewer.handle(Event::Dialog {
+        purpose: DialogPurpose::ExportDicom,
+        path: Some(out.clone()),
+    });
+    wait_for(&mut h, &out, "DICOM series");
+    let v = &h.state().viewer;
+    assert!(v.messages().iter().all(|m| !m.error), "{:?}", v.messages());
+    assert!(
+        v.messages()
+            .iter()
+            .any(|m| m.text.contains("SR DICOM series saved to")),
+        "{:?}",
+        v.messages()
+    );
+    let back = deltawkv::volume::load(&out, &Default::default()).expect("reload");
+    assert_eq!(back.dims, [32, 32, 7]);
+    let src = back.meta.dicom.as_ref().expect("DICOM");
+    let source = deltawkv::volume::load(&series, &Default::default()).expect("source");
+    let orig = source.meta.dicom.as_ref().expect("DICOM");
+    assert_eq!(src.study_instance_uid, orig.study_instance_uid);
+    assert_eq!(src.frame_of_reference_uid, orig.frame_of_reference_uid);
+    assert_ne!(src.series_instance_uid, orig.series_instance_uid);
+
+    // A folder that holds files is refused with a message; nothing is added to it.
+    let taken = dir.path().join("taken");
+    std::fs::create_dir(&taken).expect("mkdir");
+    std::fs::write(taken.join("keep"), b"x").expect("write");
+    h.state_mut().viewer.handle(Event::Dialog {
+        purpose: DialogPurpose::ExportDicom,
+        path: Some(taken.clone()),
+    });
+    settle(&mut h);
+    assert!(
+        h.state()
+            .viewer
+            .messages()
+            .iter()
+            .any(|m| m.error && m.text.contains("already holds files")),
+        "{:?}",
+        h.state().viewer.messages()
+    );
+    assert_eq!(std::fs::read_dir(&taken).expect("dir").count(), 1);
+
+    // Simulate mode on a NIfTI: a new study, on the input's own grid.
+    let mut h = open_crop(test_settings());
+    let out = dir.path().join("sr_simulate");
+    h.state_mut().viewer.handle(Event::Dialog {
+        purpose: DialogPurpose::ExportDicom,
+        path: Some(out.clone()),
+    });
+    wait_for(&mut h, &out, "DICOM series");
+    let v = &h.state().viewer;
+    assert!(v.messages().iter().all(|m| !m.error), "{:?}", v.messages());
+    let back = deltawkv::volume::load(&out, &Default::default()).expect("reload");
+    let input = deltawkv::volume::load(&data("pd_crop_96x96x6.nii.gz"), &Default::default())
+        .expect("input");
+    assert_eq!(back.dims, input.dims);
+}
+
+#[test]
+fn skipped_files_of_a_series_are_named_in_the_messages() {
+    let folder =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/dicom_quirks/one_unreadable");
+    let mut h = harness(AppOptions {
+        path: Some(folder),
+        checkpoint: Some(tiny_checkpoint(2)),
+        no_weights_discovery: true,
+        settings: Some(Settings {
+            mode: Mode::Upscale,
+            ..test_settings()
+        }),
+        ..Default::default()
+    });
+    settle(&mut h);
+    let v = &h.state().viewer;
+    assert!(v.prepared().is_some(), "{:?}", v.messages());
+    for name in ["4528", "4558"] {
+        assert!(
+            v.messages()
+                .iter()
+                .any(|m| m.text.starts_with("skipped") && m.text.contains(name)),
+            "{:?}",
+            v.messages()
+        );
+    }
+}
