@@ -15,6 +15,8 @@ apt-get install -y -qq --no-install-recommends \
   build-essential pkg-config cmake libgtk-3-dev \
   mesa-vulkan-drivers libvulkan1 libxkbcommon-x11-0 libwayland-client0 libegl1 xvfb \
   python3-numpy python3-scipy python3-pytest >/dev/null
+# The PACS tests (tests/pacs/) start a real Orthanc and cross-check with dcmtk's findscu.
+apt-get install -y -qq --no-install-recommends orthanc dcmtk >/dev/null
 
 # The Rust toolchain is not a Debian 12 package of the right version: check for it and say how to
 # get it (rust-version in Cargo.toml is the oldest that builds the project).
