@@ -32,6 +32,7 @@ pub mod evaluation;
 pub mod gpu;
 pub mod metrics;
 pub mod model;
+pub mod pacs;
 pub mod plane;
 pub mod upscale;
 pub mod volume;

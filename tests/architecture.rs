@@ -38,8 +38,11 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
     }
     m.insert("gpu", with(&["engine", "model"]));
     m.insert("backend", with(&["engine", "model", "gpu"]));
+    // The PACS client: dicom-rs crates only (a leaf of this crate's graph).
+    m.insert("pacs", with(&[]));
     let mut app = with(&domain);
     app.extend(["gpu", "backend"]);
+    app.push("pacs");
     m.insert("app", app.clone());
     app.push("app");
     // Batch mode: job lists, shards and the read/upscale/write pipeline over upscale's pieces.

@@ -11,6 +11,7 @@ mod compare;
 mod convert;
 mod eval;
 mod info;
+mod pacs;
 mod upscale;
 
 /// MRI super-resolution with the Delta-WKV network: viewer and batch tools.
@@ -37,6 +38,8 @@ pub enum Command {
     Batch(batch::BatchArgs),
     /// Measure inference speed of the GPU engine against the CPU reference.
     Bench(bench::BenchArgs),
+    /// Talk to a PACS over DICOM: echo, send, find, get.
+    Pacs(pacs::PacsArgs),
     /// Open the viewer (the default with no arguments).
     View(ViewArgs),
 }
@@ -148,6 +151,7 @@ pub fn main() -> ExitCode {
         Some(Command::Compare(a)) => compare::run(a),
         Some(Command::Bench(a)) => bench::run(a),
         Some(Command::Batch(a)) => batch::run(a),
+        Some(Command::Pacs(a)) => pacs::run(a),
         Some(Command::View(a)) => view(a.path),
         None => view(None),
     };
