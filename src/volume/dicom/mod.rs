@@ -265,11 +265,7 @@ pub(crate) fn series_of_files(
 }
 
 /// Picks the series `opts` names (or the only one) among `groups` and builds its volume.
-fn load_scan(
-    folder: &Path,
-    scan: series::Scan,
-    opts: &LoadOptions,
-) -> Result<Volume, VolumeError> {
+fn load_scan(folder: &Path, scan: series::Scan, opts: &LoadOptions) -> Result<Volume, VolumeError> {
     let groups = &scan.groups;
     let chosen =
         match opts.series.as_deref() {
