@@ -15,7 +15,7 @@ pub mod shard;
 use std::path::PathBuf;
 
 pub use jobs::{Discovery, Job, Source};
-pub use output::{Encoded, NiftiWriter, OutputWriter};
+pub use output::{DicomWriter, Encoded, NiftiWriter, OutputWriter};
 pub use pipeline::{Config, Record, Stages, Status, Summary};
 pub use shard::Shard;
 

@@ -5,15 +5,15 @@
 //! run has another name and is removed before the job is written again (only the shard owning a
 //! job writes it).
 //!
-//! NIfTI ([`NiftiWriter`]) is the one format today; a DICOM derived-series writer is one more
-//! implementation producing [`Encoded::Folder`].
+//! [`NiftiWriter`] writes one `.nii.gz` file per job; [`DicomWriter`] a folder holding the SR as a
+//! derived DICOM series ([`Encoded::Folder`], renamed into place whole).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::BatchError;
 use super::jobs::Job;
-use crate::volume::Volume;
+use crate::volume::{Provenance, Volume};
 
 /// A job's encoded output: one file, or a folder of files (e.g. a DICOM series).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,6 +78,31 @@ impl OutputWriter for NiftiWriter {
             });
         crate::volume::encode_nifti(vol, gz)
             .map(Encoded::File)
+            .map_err(|e| BatchError::Output(e.to_string()))
+    }
+}
+
+/// A derived DICOM series per job (`crate::volume::encode_derived_series`): a folder named after
+/// the job's stem, one MR image per slice; a DICOM input's study, patient and frame of reference
+/// are kept, a NIfTI input becomes a new anonymous study.
+#[derive(Clone, Debug)]
+pub struct DicomWriter {
+    /// The checkpoint and scale written into every instance (its SHA-256 is read once).
+    pub provenance: Provenance,
+}
+
+impl OutputWriter for DicomWriter {
+    fn format(&self) -> &'static str {
+        "dicom"
+    }
+
+    fn output_path(&self, out_dir: &Path, stem: &Path) -> PathBuf {
+        out_dir.join(stem)
+    }
+
+    fn encode(&self, vol: &Volume, job: &Job) -> Result<Encoded, BatchError> {
+        crate::volume::encode_derived_series(vol, &self.provenance, &job.stem)
+            .map(|series| Encoded::Folder(series.files))
             .map_err(|e| BatchError::Output(e.to_string()))
     }
 }

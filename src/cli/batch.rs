@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use anyhow::{Context, bail};
 
-use crate::batch::{self, Discovery, Job, NiftiWriter, OutputWriter, Shard, Status};
+use crate::batch::{self, DicomWriter, Discovery, Job, NiftiWriter, OutputWriter, Shard, Status};
 use crate::checkpoints::{self, Reach};
 use crate::volume::Axis;
 
@@ -17,7 +17,8 @@ use crate::volume::Axis;
 pub enum FormatArg {
     /// NIfTI-1 float32, gzipped (`.nii.gz`).
     Nifti,
-    /// A DICOM derived series per volume (not available in this build yet).
+    /// A derived DICOM series per volume: a folder of MR images in the source's study and frame
+    /// of reference (a new anonymous study for NIfTI inputs).
     Dicom,
 }
 
@@ -53,14 +54,19 @@ pub struct BatchArgs {
     pub memory: super::MemoryArgs,
 }
 
-/// The writer of `--format`.
-fn writer_for(format: FormatArg) -> anyhow::Result<Box<dyn OutputWriter>> {
-    match format {
-        FormatArg::Nifti => Ok(Box::new(NiftiWriter)),
-        FormatArg::Dicom => bail!(
-            "--format dicom: DICOM output is not available in this build yet; use --format nifti"
-        ),
-    }
+/// The writer of `--format`; a DICOM series names the checkpoint at `weights` (its SHA-256 is
+/// read here, once).
+fn writer_for(
+    format: FormatArg,
+    weights: &Path,
+    scale: usize,
+) -> anyhow::Result<Box<dyn OutputWriter>> {
+    Ok(match format {
+        FormatArg::Nifti => Box::new(NiftiWriter),
+        FormatArg::Dicom => Box::new(DicomWriter {
+            provenance: crate::volume::Provenance::of_checkpoint(weights, scale)?,
+        }),
+    })
 }
 
 /// The job list of INPUT (a folder or a manifest).
@@ -106,7 +112,6 @@ pub fn run(args: BatchArgs) -> anyhow::Result<()> {
     if !(args.network.scale == 2 || args.network.scale == 4) {
         bail!("--scale must be 2 or 4, got {}", args.network.scale);
     }
-    let writer = writer_for(args.format)?;
     let budget = args.memory.bytes()?;
     let (shard, shard_from) = shard_of(args.shard.as_deref())?;
     let (ck, weights_path) = checkpoints::load(
@@ -115,6 +120,7 @@ pub fn run(args: BatchArgs) -> anyhow::Result<()> {
         budget,
         Reach::Install,
     )?;
+    let writer = writer_for(args.format, &weights_path, args.network.scale)?;
     std::fs::create_dir_all(&args.out_dir)
         .with_context(|| format!("cannot create {}", args.out_dir.display()))?;
     let (all, discovery) = job_list(&args.input, &args.out_dir, budget)?;

@@ -25,8 +25,8 @@ mod nifti;
 pub mod stats;
 
 pub use dicom::{
-    DicomSource, DicomWriteError, Provenance, SourceInstance, WrittenSeries, check_series_output,
-    new_uid, sha256_file, write_derived_series,
+    DicomSource, DicomWriteError, EncodedSeries, Provenance, SourceInstance, WrittenSeries,
+    check_series_output, encode_derived_series, new_uid, sha256_file, write_derived_series,
 };
 pub use error::VolumeError;
 pub use geometry::{Affine, orientation_code};

@@ -319,6 +319,105 @@ fn shards_partition_the_jobs_from_the_flag_and_the_scheduler() {
     assert_eq!(k8s, flag);
 }
 
+/// The string value of `tag` in `obj`.
+fn text(obj: &dicom_object::DefaultDicomObject, tag: dicom_core::Tag) -> String {
+    obj.element(tag)
+        .unwrap_or_else(|_| panic!("{tag} missing"))
+        .to_str()
+        .expect("text")
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn dicom_format_writes_a_derived_series_per_volume_and_resumes() {
+    use dicom_dictionary_std::tags;
+    let dir = tempfile::tempdir().unwrap();
+    let w = tiny_checkpoint(dir.path());
+    let input = archive(dir.path());
+    let out = dir.path().join("out");
+    let r = batch(&input, &out, &w, &["--json", "--format", "dicom"], &[]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let s = json(&r);
+    assert_eq!((s["ok"].as_u64(), s["failed"].as_u64()), (Some(4), Some(0)));
+    assert_eq!(s["format"], "dicom");
+    // One folder per job, named after the input without its extension, one image per slice.
+    let dcm = files(&out, ".dcm");
+    let folders: BTreeSet<PathBuf> = dcm
+        .iter()
+        .map(|p| p.parent().unwrap().to_path_buf())
+        .collect();
+    assert_eq!(
+        folders,
+        names(&["sub-01/anat/t1", "sub-02/t1", "sub-02/t2", "sub-03/dicom"])
+    );
+    assert_eq!(files(&out.join("sub-02/t1"), ".dcm").len(), 3);
+    assert!(files(&out, ".nii.gz").is_empty());
+    assert!(files(&out, "deltawkv-part").is_empty());
+
+    // The DICOM input's series joins the source's study and frame of reference, x2 in-plane,
+    // as a new derived series.
+    let src_file = std::fs::read_dir(input.join("sub-03/dicom"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let src = dicom_object::open_file(&src_file).expect("source");
+    let sr_files = files(&out.join("sub-03/dicom"), ".dcm");
+    let first = out
+        .join("sub-03/dicom")
+        .join(sr_files.iter().next().unwrap());
+    let sr = dicom_object::open_file(&first).expect("SR instance");
+    for tag in [
+        tags::STUDY_INSTANCE_UID,
+        tags::FRAME_OF_REFERENCE_UID,
+        tags::PATIENT_ID,
+    ] {
+        assert_eq!(text(&sr, tag), text(&src, tag), "{tag}");
+    }
+    assert_ne!(
+        text(&sr, tags::SERIES_INSTANCE_UID),
+        text(&src, tags::SERIES_INSTANCE_UID)
+    );
+    assert!(text(&sr, tags::IMAGE_TYPE).starts_with("DERIVED"));
+    let rows = |o: &dicom_object::DefaultDicomObject| {
+        o.element(tags::ROWS).unwrap().to_int::<u32>().unwrap()
+    };
+    assert_eq!(rows(&sr), 2 * rows(&src));
+    assert!(
+        text(&sr, tags::DERIVATION_DESCRIPTION).contains(w.file_name().unwrap().to_str().unwrap())
+    );
+
+    // Our loader reads a NIfTI input's series back on the x2 grid.
+    let info = Command::new(BIN)
+        .args(["info", "--json"])
+        .arg(out.join("sub-02/t1"))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&info.stdout).contains("[12,12,3]"),
+        "{}",
+        String::from_utf8_lossy(&info.stdout)
+    );
+
+    // A rerun skips the complete folders; a half-written folder of a killed run is removed and
+    // the job written again.
+    std::fs::remove_dir_all(out.join("sub-02/t2")).unwrap();
+    let part = out.join("sub-02/.t2.deltawkv-part");
+    std::fs::create_dir_all(&part).unwrap();
+    std::fs::write(part.join("IM0001.dcm"), b"half").unwrap();
+    let r = batch(&input, &out, &w, &["--json", "--format", "dicom"], &[]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let s = json(&r);
+    assert_eq!(
+        (s["ok"].as_u64(), s["skipped"].as_u64()),
+        (Some(1), Some(3))
+    );
+    assert!(!part.exists());
+    assert_eq!(files(&out.join("sub-02/t2"), ".dcm").len(), 2);
+}
+
 #[test]
 fn user_errors_exit_1_with_a_message() {
     let dir = tempfile::tempdir().unwrap();
@@ -329,7 +428,6 @@ fn user_errors_exit_1_with_a_message() {
     let out = dir.path().join("out");
     type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
     let cases: Vec<Case> = vec![
-        (vec!["--format", "dicom"], vec![], "not available"),
         (vec!["--shard", "2/2"], vec![], "shard"),
         (
             vec![],

@@ -27,8 +27,8 @@ mod write;
 
 pub use source::{DicomSource, SourceInstance};
 pub use write::{
-    DicomWriteError, Provenance, WrittenSeries, check_output as check_series_output, new_uid,
-    sha256_file, write_derived_series,
+    DicomWriteError, EncodedSeries, Provenance, WrittenSeries, check_output as check_series_output,
+    encode_derived_series, new_uid, sha256_file, write_derived_series,
 };
 
 /// The source image of every slice of an assembled volume.

@@ -8,7 +8,7 @@
 //! exactly where the volume's affine puts voxel `(c, r, k)` (DICOM's LPS is RAS with x and y
 //! negated), so the series and the NIfTI export of the same volume agree voxel for voxel.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use dicom_core::header::Header;
@@ -313,17 +313,30 @@ struct Identity {
     description: String,
 }
 
-/// Writes `sr` as a derived DICOM series into the new folder `out_dir` (which must not exist or be
-/// empty; its parent must exist): one MR image per slice along the volume's third voxel axis,
-/// written into a temporary folder beside `out_dir` and renamed into place at the end, so a
-/// failure leaves nothing behind. The source (`sr.meta.dicom`, or a new study for NIfTI input)
-/// and `prov` fill the study, patient and derivation attributes.
-pub fn write_derived_series(
+/// A derived series encoded in memory: the files of its folder and its identity.
+#[derive(Clone, Debug)]
+pub struct EncodedSeries {
+    /// `(file name, bytes)` per instance, in slice order (`IM0001.dcm`, ...).
+    pub files: Vec<(String, Vec<u8>)>,
+    /// The new SeriesInstanceUID.
+    pub series_instance_uid: String,
+    /// The StudyInstanceUID (the source's, or a new one for NIfTI input).
+    pub study_instance_uid: String,
+    /// The FrameOfReferenceUID (the source's, or a new one).
+    pub frame_of_reference_uid: String,
+    /// The SeriesNumber written.
+    pub series_number: i64,
+}
+
+/// Encodes `sr` as a derived DICOM series in memory: one MR image per slice along the volume's
+/// third voxel axis, Explicit VR Little Endian. The source (`sr.meta.dicom`, or a new study for
+/// NIfTI input) and `prov` fill the study, patient and derivation attributes. `label` names the
+/// output in errors.
+pub fn encode_derived_series(
     sr: &Volume,
     prov: &Provenance,
-    out_dir: &Path,
-) -> Result<WrittenSeries, DicomWriteError> {
-    check_output(out_dir, &sr.meta)?;
+    label: &Path,
+) -> Result<EncodedSeries, DicomWriteError> {
     let geo = SliceGeometry::of(&sr.affine)?;
     let source = sr.meta.dicom.as_deref();
     let ident = identity(source, &sr.meta, prov)?;
@@ -338,7 +351,51 @@ pub fn write_derived_series(
         (0.0, 1.0)
     };
     let common = common_elements(sr, source, prov, &ident, &geo, rescale, (wc, ww));
+    let n = sr.dims[2];
+    let width = n.to_string().len().max(4);
+    let mut files = Vec::with_capacity(n);
+    for k in 0..n {
+        let name = format!("IM{:0width$}.dcm", k + 1);
+        let encode_err = |detail: String| DicomWriteError::Encode {
+            path: label.join(&name),
+            detail,
+        };
+        let obj = slice_object(sr, source, &geo, &common, rescale, k)?;
+        let file = obj
+            .with_meta(
+                FileMetaTableBuilder::new()
+                    .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
+                    .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
+                    .implementation_version_name(clip(
+                        &format!("DELTAWKV_{}", env!("CARGO_PKG_VERSION")),
+                        16,
+                    )),
+            )
+            .map_err(|e| encode_err(e.to_string()))?;
+        let mut bytes = Vec::new();
+        file.write_all(&mut bytes)
+            .map_err(|e| encode_err(e.to_string()))?;
+        files.push((name, bytes));
+    }
+    Ok(EncodedSeries {
+        files,
+        series_instance_uid: ident.series_uid,
+        study_instance_uid: ident.study_uid,
+        frame_of_reference_uid: ident.frame_uid,
+        series_number: ident.series_number,
+    })
+}
 
+/// Writes `sr` as a derived DICOM series ([`encode_derived_series`]) into the new folder
+/// `out_dir` (which must not exist or be empty; its parent must exist), written into a temporary
+/// folder beside `out_dir` and renamed into place at the end, so a failure leaves nothing behind.
+pub fn write_derived_series(
+    sr: &Volume,
+    prov: &Provenance,
+    out_dir: &Path,
+) -> Result<WrittenSeries, DicomWriteError> {
+    check_output(out_dir, &sr.meta)?;
+    let series = encode_derived_series(sr, prov, out_dir)?;
     let parent = out_dir
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -351,33 +408,16 @@ pub fn write_derived_series(
             path: parent.to_path_buf(),
             source,
         })?;
-    let n = sr.dims[2];
-    let width = n.to_string().len().max(4);
-    let mut names = Vec::with_capacity(n);
-    for k in 0..n {
-        let name = format!("IM{:0width$}.dcm", k + 1);
-        let obj = slice_object(sr, source, &geo, &common, rescale, k)?;
-        let path = tmp.path().join(&name);
-        let file = obj
-            .with_meta(
-                FileMetaTableBuilder::new()
-                    .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
-                    .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
-                    .implementation_version_name(clip(
-                        &format!("DELTAWKV_{}", env!("CARGO_PKG_VERSION")),
-                        16,
-                    )),
-            )
-            .map_err(|e| DicomWriteError::Encode {
-                path: out_dir.join(&name),
-                detail: e.to_string(),
-            })?;
-        file.write_to_file(&path)
-            .map_err(|e| DicomWriteError::Encode {
-                path: out_dir.join(&name),
-                detail: e.to_string(),
-            })?;
-        names.push(name);
+    for (name, bytes) in &series.files {
+        let path = tmp.path().join(name);
+        let io = |source| DicomWriteError::Io {
+            context: "cannot write",
+            path: out_dir.join(name),
+            source,
+        };
+        let mut f = std::fs::File::create(&path).map_err(io)?;
+        f.write_all(bytes).map_err(io)?;
+        f.sync_all().map_err(io)?;
     }
     // An empty folder in the way is replaced; one holding files was refused above.
     if out_dir.is_dir() {
@@ -398,16 +438,16 @@ pub fn write_derived_series(
     }
     tracing::info!(
         "wrote {} DICOM images to {}",
-        names.len(),
+        series.files.len(),
         out_dir.display()
     );
     Ok(WrittenSeries {
         folder: out_dir.to_path_buf(),
-        files: names.iter().map(|n| out_dir.join(n)).collect(),
-        series_instance_uid: ident.series_uid,
-        study_instance_uid: ident.study_uid,
-        frame_of_reference_uid: ident.frame_uid,
-        series_number: ident.series_number,
+        files: series.files.iter().map(|(n, _)| out_dir.join(n)).collect(),
+        series_instance_uid: series.series_instance_uid,
+        study_instance_uid: series.study_instance_uid,
+        frame_of_reference_uid: series.frame_of_reference_uid,
+        series_number: series.series_number,
     })
 }
 
