@@ -13,10 +13,29 @@ cargo test --locked --no-fail-fast 2>&1 | tee /tmp/deltawkv-test.log
 # `deltawkv batch` as a Slurm job array on a one-node cluster started here (about a minute).
 echo "== scripts/test-slurm.sh"
 ./scripts/test-slurm.sh
-# Python twins of the metrics and degradations (numpy only; torch tests skip without torch).
-# Debian's interpreter, which has the packages scripts/install-deps.sh installs.
-PY=/usr/bin/python3
-if [ -x "$PY" ] && "$PY" -c "import numpy, scipy, pytest" 2>/dev/null && [ -d train/tests ]; then
-  echo "== pytest (train/)"
-  (cd train && "$PY" -m pytest -q tests) || { rc=$?; [ "$rc" = 5 ] || exit "$rc"; }
+# The Python suite (train/tests: the PyTorch model against the spec, the checkpoint loader, the
+# scan, the trainer, the numpy twins of the metrics and degradations) and the golden self-check,
+# on the venv scripts/install-deps.sh makes (Debian's CPU PyTorch plus safetensors). Under CI
+# (DELTAWKV_CI=1) a missing package or a skipped test fails the check instead of passing quietly.
+PY=${DELTAWKV_PY:-/opt/deltawkv-py}/bin/python
+[ -x "$PY" ] || PY=/usr/bin/python3
+echo "== pytest (train/) with $PY"
+if ! missing=$("$PY" -c "import numpy, scipy, pytest, torch, safetensors" 2>&1); then
+  echo "${missing##*$'\n'}" >&2
+  if [ "${DELTAWKV_CI:-}" = 1 ]; then
+    echo "error: the Python suite cannot run (run scripts/install-deps.sh)" >&2
+    exit 1
+  fi
+  echo "warning: the Python suite was NOT run (run scripts/install-deps.sh)" >&2
+else
+  t0=$(date +%s)
+  (cd train && "$PY" -m pytest -q -rs tests) 2>&1 | tee /tmp/deltawkv-pytest.log
+  [ "${PIPESTATUS[0]}" = 0 ] || exit 1
+  if [ "${DELTAWKV_CI:-}" = 1 ] && grep -q " skipped" /tmp/deltawkv-pytest.log; then
+    echo "error: Python tests were skipped under CI (see the SKIPPED lines above)" >&2
+    exit 1
+  fi
+  echo "== gen_golden.py --check"
+  "$PY" train/tools/gen_golden.py --check
+  echo "Python suite and golden check: $(( $(date +%s) - t0 )) s"
 fi

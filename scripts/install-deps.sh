@@ -9,6 +9,7 @@
 #  - xvfb: a virtual X server; tests/app_display.rs opens the real viewer window on it and kills
 #    it, checking that a lost display ends with a message and exit code 1 rather than a panic
 #  - slurm-wlm + munge: scripts/test-slurm.sh starts a one-node Slurm cluster for `deltawkv batch`
+#  - python3-torch (+ a venv adding safetensors): the Python suite, train/tests
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
@@ -22,6 +23,16 @@ apt-get install -y -qq --no-install-recommends slurm-wlm munge >/dev/null
 apt-get install -y -qq --no-install-recommends dicom3tools python3-pydicom >/dev/null
 # The PACS tests (tests/pacs/) start a real Orthanc and cross-check with dcmtk's findscu.
 apt-get install -y -qq --no-install-recommends orthanc dcmtk >/dev/null
+
+# The Python suite (train/tests) and the golden self-check (train/tools/gen_golden.py --check):
+# Debian's CPU build of PyTorch, and a venv on top of Debian's python3 (system site packages:
+# torch, numpy, scipy, pytest) adding safetensors, which Debian 12 does not package, from PyPI.
+apt-get install -y -qq --no-install-recommends python3-torch python3-venv >/dev/null
+PYENV_DIR=${DELTAWKV_PY:-/opt/deltawkv-py}
+if [ ! -x "$PYENV_DIR/bin/python" ]; then
+  /usr/bin/python3 -m venv --system-site-packages "$PYENV_DIR"
+fi
+"$PYENV_DIR/bin/python" -m pip install -q --disable-pip-version-check safetensors==0.4.5
 
 # The Rust toolchain is not a Debian 12 package of the right version: check for it and say how to
 # get it (rust-version in Cargo.toml is the oldest that builds the project).

@@ -140,9 +140,11 @@ class Trainer:
         for p in self.ema.parameters():
             p.requires_grad_(False)
         self.n_params = count_parameters(self.model)
-        fused = self.device.type == "cuda"
+        # The fused optimiser on CUDA; torch < 2.0 (Debian 12's CPU build, used by CI's tests) has
+        # no `fused` argument, so it is passed only where it applies.
+        fused = {"fused": True} if self.device.type == "cuda" else {}
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=args.lr, betas=(0.9, 0.99),
-                                     weight_decay=args.weight_decay, fused=fused)
+                                     weight_decay=args.weight_decay, **fused)
 
         self.step = 0
         self.train_seconds = 0.0
@@ -224,7 +226,11 @@ class Trainer:
         d = min(self.args.ema_decay, (1 + self.step) / (10 + self.step))
         ep = [p for p in self.ema.parameters()]
         mp = [p.detach() for p in self.model.parameters()]
-        torch._foreach_lerp_(ep, mp, 1.0 - d)
+        if hasattr(torch, "_foreach_lerp_"):
+            torch._foreach_lerp_(ep, mp, 1.0 - d)
+        else:  # torch < 2.0 (Debian 12's CPU build, used by CI's tests)
+            for e, m in zip(ep, mp):
+                e.lerp_(m, 1.0 - d)
 
     def set_lr(self):
         a = self.args

@@ -31,6 +31,17 @@ _REGISTRY: Dict[str, ScanFn] = {}
 DEFAULT_CHUNK = 64
 
 
+
+def _autocast_enabled(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type``; torch < 2.4 (Debian 12's 1.13, which CI's
+    CPU tests use) has no device argument and a separate CPU query."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:
+        if device_type == "cpu":
+            return torch.is_autocast_cpu_enabled()
+        return torch.is_autocast_enabled()
+
 def register_scan(name: str, fn: ScanFn, *, overwrite: bool = False) -> None:
     """Register a scan implementation under ``name``.
 
@@ -140,7 +151,7 @@ def scan_chunked(
     if chunk < 1:
         raise ValueError(f"chunk must be positive, got {chunk}")
     out_dtype = r.dtype
-    low = r.dtype in (torch.float16, torch.bfloat16) or torch.is_autocast_enabled(r.device.type)
+    low = r.dtype in (torch.float16, torch.bfloat16) or _autocast_enabled(r.device.type)
     ins = (r, kk, a, kt, v, log_decay)
     if low:
         ins = tuple(t.float() for t in ins)
