@@ -31,6 +31,22 @@ fn run(args: &[&std::ffi::OsStr]) -> Output {
         .expect("run deltawkv")
 }
 
+/// [`run`] as the unprivileged uid/gid 65534 (util-linux's `setpriv`), for a root test process.
+fn run_unprivileged(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--reset-env",
+        ])
+        .arg(BIN)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run setpriv (util-linux)")
+}
+
 macro_rules! args {
     ($($a:expr),* $(,)?) => { &[$(std::ffi::OsStr::new($a)),*] };
 }
@@ -120,32 +136,37 @@ fn unwritable_outputs_fail_cleanly_and_leave_nothing() {
     let weights = tiny_checkpoint(dir.path());
     let before = std::fs::read(&input).expect("read");
 
-    // Folders no one can create files in. Root ignores permission bits, so a chmod 0555 folder
-    // is only a test for other users; sysfs refuses new files to root too, and a path under a
-    // regular file cannot exist at all.
-    let mut targets: Vec<(PathBuf, Option<PathBuf>)> = vec![
-        (PathBuf::from("/sys/deltawkv-out.nii.gz"), None),
-        (input.join("out.nii.gz"), None),
+    // Folders no one can create files in: sysfs refuses new files to root too, and a path under
+    // a regular file cannot exist at all. A chmod 0555 folder holds only for other users (root
+    // ignores permission bits), so as root (as in CI) the commands writing there run as the
+    // unprivileged uid 65534 through util-linux's setpriv.
+    let mut targets: Vec<(PathBuf, Option<PathBuf>, bool)> = vec![
+        (PathBuf::from("/sys/deltawkv-out.nii.gz"), None, false),
+        (input.join("out.nii.gz"), None, false),
     ];
-    if !is_root() {
+    {
         use std::os::unix::fs::PermissionsExt;
         let ro = dir.path().join("readonly");
         std::fs::create_dir(&ro).expect("mkdir");
         std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).expect("chmod");
-        targets.push((ro.join("out.nii.gz"), Some(ro)));
+        // The unprivileged user reads the input and the weights.
+        for (p, mode) in [(dir.path(), 0o755), (&input, 0o644), (&weights, 0o644)] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        }
+        targets.push((ro.join("out.nii.gz"), Some(ro), is_root()));
     }
     // A name that is an existing folder: the temporary file is written, the rename fails.
     let taken = dir.path().join("taken.nii");
     std::fs::create_dir(&taken).expect("mkdir");
     std::fs::write(taken.join("keep"), b"x").expect("write");
-    targets.push((taken.clone(), Some(dir.path().to_path_buf())));
+    targets.push((taken.clone(), Some(dir.path().to_path_buf()), false));
 
-    for (out, watch) in &targets {
+    for (out, watch, unprivileged) in &targets {
         let seen = watch.as_deref().map(listing);
         for cmd in ["convert", "upscale"] {
-            let o = match cmd {
-                "convert" => run(args![cmd, &input, out]),
-                _ => run(args![
+            let a: &[&std::ffi::OsStr] = match cmd {
+                "convert" => args![cmd, &input, out],
+                _ => args![
                     cmd,
                     &input,
                     out,
@@ -155,7 +176,12 @@ fn unwritable_outputs_fail_cleanly_and_leave_nothing() {
                     "cpu",
                     "--weights",
                     &weights
-                ]),
+                ],
+            };
+            let o = if *unprivileged {
+                run_unprivileged(a)
+            } else {
+                run(a)
             };
             let err = assert_fails(&o, &format!("{cmd} to {}", out.display()));
             assert!(
