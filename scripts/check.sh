@@ -13,6 +13,10 @@ cargo test --locked --no-fail-fast 2>&1 | tee /tmp/deltawkv-test.log
 # `deltawkv batch` as a Slurm job array on a one-node cluster started here (about a minute).
 echo "== scripts/test-slurm.sh"
 ./scripts/test-slurm.sh
+# The fuzz crate (fuzz/: the loaders' own source files, by path) still builds, and every seed and
+# regression input replays without a crash or a runaway allocation (FUZZING.md).
+echo "== scripts/fuzz-replay.sh"
+./scripts/fuzz-replay.sh
 # The Python suite (train/tests: the PyTorch model against the spec, the checkpoint loader, the
 # scan, the trainer, the numpy twins of the metrics and degradations) and the golden self-check,
 # on the venv scripts/install-deps.sh makes (Debian's CPU PyTorch plus safetensors). Under CI
