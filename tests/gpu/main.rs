@@ -11,3 +11,4 @@ mod kernels;
 mod measure;
 mod network;
 mod scan;
+mod shipped;
