@@ -10,5 +10,6 @@ mod cli;
 mod kernels;
 mod measure;
 mod network;
+mod oom;
 mod scan;
 mod shipped;

@@ -49,7 +49,8 @@ fn every_shipped_checkpoint_has_a_committed_output() {
 }
 
 fn shipped_case(scale: usize) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("weights/dwkv3m_x{scale}.safetensors"));
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("weights/dwkv3m_x{scale}.safetensors"));
     let ck = Checkpoint::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert_eq!((ck.config.scale, ck.config.head_size), (scale, 32));
     let bytes = golden(&format!("shipped_x{scale}.safetensors"));
@@ -75,7 +76,11 @@ fn shipped_case(scale: usize) {
     let mut eng = GpuEngine::new(ctx, &ck, GpuOptions::default()).expect("engine");
     let t = std::time::Instant::now();
     let out = eng
-        .upscale(std::slice::from_ref(&plane), &quiet, &AtomicBool::new(false))
+        .upscale(
+            std::slice::from_ref(&plane),
+            &quiet,
+            &AtomicBool::new(false),
+        )
         .expect("GPU upscale");
     let gpu_s = t.elapsed().as_secs_f64();
     if assert_kernel {
