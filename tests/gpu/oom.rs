@@ -1,21 +1,25 @@
 //! GPU out of memory for real on lavapipe, not injected: a child process of this test binary
-//! creates its own device, compiles the kernels, then lowers its own address-space limit
-//! (`prlimit --as`, util-linux) so that lavapipe's next large `vkAllocateMemory` fails
-//! (`VK_ERROR_OUT_OF_DEVICE_MEMORY`). Checked there:
+//! creates its own device, compiles the kernels, then lowers its own (soft) address-space limit
+//! (`prlimit --as`, util-linux) to a few MiB above what it uses, so that lavapipe's next
+//! `vkAllocateMemory` of a new memory block fails (`VK_ERROR_OUT_OF_DEVICE_MEMORY`). Checked:
 //! - a buffer allocation inside [`GpuContext::scoped`] (the engine's wgpu error scopes) is
-//!   `EngineError::OutOfMemory` with wgpu's message;
+//!   `EngineError::OutOfMemory`;
 //! - the engine's activation buffers for a slice that no longer fits: `upscale` returns
-//!   `EngineError::OutOfMemory` naming what it was allocating (after halving down to batch 1);
-//! - that error is a device failure, and the viewer's fallback (`backend::Fallback`, what
+//!   `EngineError::OutOfMemory` naming what it was allocating, and the engine still runs a small
+//!   slice afterwards (the failed buffers were released);
+//! - that error is a device failure, after which the viewer's fallback (`backend::Fallback`, what
 //!   `app::jobs` applies slice by slice) and the command line's (`backend::GpuWithFallback`)
-//!   continue on the CPU reference with a notice, giving the CPU reference's output.
+//!   continue on the CPU reference with a notice naming the error, giving the CPU reference's
+//!   output. The CPU runs once the limit is lifted again: the limit stands for a full GPU, not a
+//!   full host (on lavapipe both are the process's memory).
 //!
-//! The limit applies to the child process only (threads of one process share it, so it cannot
-//! run beside the other tests).
+//! The limit binds the whole process, so the child runs alone (`--exact`, one thread), under a
+//! time limit.
 
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::common::*;
 use deltawkv::backend::{Fallback, GpuWithFallback, cpu_factory, is_device_failure};
@@ -30,9 +34,14 @@ use deltawkv::plane::Plane;
 
 const CHILD_VAR: &str = "DELTAWKV_REAL_OOM_CHILD";
 const CHILD_TEST: &str = "oom::real_oom_child";
-/// The large slice: its activation buffers at batch 1 (see `arena_bytes`) exceed the headroom
-/// left under the limit, the CPU reference's working set for it does not.
+/// The large slice: its activation buffers at batch 1 (65 MiB with `tiny_config`) need new
+/// memory blocks (measured: they fail with 128 MiB of headroom, a 160 x 160 slice's 45 MiB fit
+/// in the blocks already there).
 const BIG: (usize, usize) = (192, 192);
+/// Address space left under the limit.
+const HEADROOM: u64 = 16 << 20;
+/// The child's time limit (it takes about 10 s).
+const CHILD_LIMIT: Duration = Duration::from_secs(300);
 
 fn quiet(_: usize, _: usize) {}
 
@@ -47,12 +56,14 @@ fn vm_size() -> u64 {
     kb * 1024
 }
 
-/// Lowers this process's address-space limit to `bytes` (soft and hard).
-fn limit_address_space(bytes: u64) {
+/// Sets this process's soft address-space limit to `bytes` (`None`: unlimited), the hard limit
+/// staying unlimited.
+fn limit_address_space(bytes: Option<u64>) {
+    let soft = bytes.map_or("unlimited".to_string(), |b| b.to_string());
     let out = Command::new("prlimit")
         .arg("--pid")
         .arg(std::process::id().to_string())
-        .arg(format!("--as={bytes}:{bytes}"))
+        .arg(format!("--as={soft}:unlimited"))
         .output()
         .expect("prlimit (util-linux) runs");
     assert!(
@@ -68,7 +79,9 @@ fn real_gpu_out_of_memory_is_reported_and_falls_back_to_the_cpu() {
         return;
     }
     let exe = std::env::current_exe().expect("test binary");
-    let out = Command::new(exe)
+    let dir = tempfile::tempdir().unwrap();
+    let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let mut child = Command::new(exe)
         .args([
             "--ignored",
             "--exact",
@@ -77,15 +90,31 @@ fn real_gpu_out_of_memory_is_reported_and_falls_back_to_the_cpu() {
             "--test-threads=1",
         ])
         .env(CHILD_VAR, "1")
-        .output()
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
         .expect("child test process");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if start.elapsed() > CHILD_LIMIT {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stdout = std::fs::read_to_string(&out_path).unwrap();
+    let stderr = std::fs::read_to_string(&err_path).unwrap();
     eprintln!("--- child stderr ---\n{stderr}");
+    let status = status.unwrap_or_else(|| {
+        panic!("the child did not finish in {CHILD_LIMIT:?}:\n{stdout}\n{stderr}")
+    });
     assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "the child failed ({:?}):\n{stdout}\n{stderr}",
-        out.status
+        status.success() && stdout.contains("1 passed"),
+        "the child failed ({status:?}):\n{stdout}\n{stderr}"
     );
     assert!(stderr.contains("REAL OOM OK"), "{stderr}");
 }
@@ -120,21 +149,23 @@ fn real_oom_child() {
     let expected = cpu::forward(&ck, &big).expect("CPU reference");
     let pw = PackedWeights::pack(&ck).expect("pack");
     let arena = ArenaSizes::new(&pw, 1, h, w).total_bytes();
-    let headroom = arena / 2;
     let base = vm_size();
     eprintln!(
         "VmSize {} MiB, activation buffers of one {h}x{w} slice {} MiB, limit = VmSize + {} MiB",
         base >> 20,
         arena >> 20,
-        headroom >> 20
+        HEADROOM >> 20
     );
-    limit_address_space(base + headroom);
+    limit_address_space(Some(base + HEADROOM));
 
-    // 1. The error scope catches a real allocation failure.
-    let r = ctx.scoped(|| storage_buffer(&ctx, "too large for the limit", arena / 4));
+    // 1. The error scope catches a real allocation failure (256 MiB: more than the free space
+    // of the memory blocks already there and the headroom together; 32 MiB still fits).
+    let elems = (256u64 << 20) / 4;
+    assert!(elems * 4 <= ctx.limits.max_buffer_size);
+    let r = ctx.scoped(|| storage_buffer(&ctx, "over the limit", elems));
     let e = r.err().expect("an allocation over the limit fails");
-    assert!(matches!(e, EngineError::OutOfMemory(_)), "{e:?}");
     eprintln!("scoped allocation: {e}");
+    assert!(matches!(e, EngineError::OutOfMemory(_)), "{e:?}");
 
     // 2. The engine's activation buffers: out of memory at batch 1, with a clear message.
     let e = gpu
@@ -144,19 +175,23 @@ fn real_oom_child() {
     eprintln!("engine: {msg}");
     assert!(matches!(e, EngineError::OutOfMemory(_)), "{e:?}");
     assert!(
-        msg.starts_with("GPU out of memory") && msg.contains(&format!("{h}x{w}")),
+        msg.starts_with("GPU out of memory")
+            && msg.contains(&format!("activation buffers for 1 slice(s) of {h}x{w}")),
         "{msg}"
     );
     // The small slice still runs on the same engine (the failed buffers were released).
-    gpu.upscale(
-        std::slice::from_ref(&small),
-        &quiet,
-        &AtomicBool::new(false),
-    )
-    .expect("small slice under the limit");
+    let again = gpu
+        .upscale(
+            std::slice::from_ref(&small),
+            &quiet,
+            &AtomicBool::new(false),
+        )
+        .expect("small slice under the limit");
+    assert_eq!(again.len(), 1);
 
     // 3. The viewer's fallback (app::jobs: `is_device_failure`, then `Fallback::take_over`).
     assert!(is_device_failure(&e));
+    limit_address_space(None);
     let mut fallback = Fallback::new(Some(cpu_factory()));
     let taken = fallback
         .take_over(&ck, e, "the GPU failed on slice 0")
@@ -173,11 +208,25 @@ fn real_oom_child() {
         .expect("CPU fallback");
     assert_eq!(out[0].data, expected.data);
 
-    // 4. The command line's fallback, inside one `Upscaler`.
+    // 4. The command line's fallback inside one `Upscaler`: the GPU engine fails under the limit,
+    // the CPU reference takes over; the limit is lifted when the second backend reports its
+    // start (`progress(0, n)`, which each backend calls before its first allocation).
+    limit_address_space(Some(vm_size() + HEADROOM));
+    let starts = AtomicUsize::new(0);
+    let lift = |done: usize, _: usize| {
+        if done == 0 && starts.fetch_add(1, Ordering::SeqCst) == 1 {
+            limit_address_space(None);
+        }
+    };
     let mut cli = GpuWithFallback::new(gpu, ck.clone(), None);
     let out = cli
-        .upscale(std::slice::from_ref(&big), &quiet, &AtomicBool::new(false))
+        .upscale(std::slice::from_ref(&big), &lift, &AtomicBool::new(false))
         .expect("falls back to the CPU");
+    assert_eq!(
+        starts.load(Ordering::SeqCst),
+        2,
+        "GPU start, then CPU start"
+    );
     assert_eq!(out[0].data, expected.data);
     let notices = cli.take_notices();
     assert!(
