@@ -15,15 +15,20 @@ use deltawkv::model::{Checkpoint, Degradation, ModelConfig};
 use deltawkv::plane::Plane;
 use safetensors::{Dtype, SafeTensors};
 
-/// The spec's parity contract (docs/model-spec.md): `||out - ref|| / ||ref|| < 1e-4`.
+/// The spec's parity contract (docs/model-spec.md): `||out - ref|| / ||ref|| < 1e-4`. Every
+/// bound below is tighter.
 const PARITY: f64 = 1e-4;
-/// Pinned bounds, about 10x the worst measured error (so a 10x regression fails), never above
-/// the contract.
-/// GPU against the PyTorch float64 goldens: measured PLACEHOLDER_G.
-const GOLDEN: f64 = PARITY;
-/// GPU against the CPU reference (f32 both): measured PLACEHOLDER_C.
-const CPU_PARITY: f64 = PARITY;
-const _: () = assert!(GOLDEN <= PARITY && CPU_PARITY <= PARITY);
+/// Pinned bounds: about 5x the worst error measured on lavapipe (Mesa 25, x86-64), so that a
+/// 10x regression of any measured value fails while rounding differences between drivers pass.
+/// GPU network against the PyTorch float64 goldens (56 outputs, heads 8, 16 and 32, every scan
+/// kernel): measured 8.2e-7 .. 1.6e-6.
+const GOLDEN: f64 = 7e-6;
+/// GPU network against the CPU reference (36 slices): measured 5.7e-7 .. 1.2e-6.
+const CPU_PARITY: f64 = 5e-6;
+/// One scan kernel against the PyTorch scan-direction goldens (8 runs): measured
+/// 8.8e-8 .. 1.2e-7.
+const SCAN_GOLDEN: f64 = 6e-7;
+const _: () = assert!(GOLDEN <= PARITY && CPU_PARITY <= PARITY && SCAN_GOLDEN <= PARITY);
 
 pub(crate) fn golden(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -340,7 +345,7 @@ fn golden_scan_directions() {
             &format!("scan {name} vs PyTorch golden (chunked: {chunked})"),
             &hs.read(y, 0, h * w * c),
             &g(name),
-            PARITY,
+            SCAN_GOLDEN,
         );
     }
 }

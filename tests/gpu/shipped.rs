@@ -18,11 +18,11 @@ use safetensors::SafeTensors;
 
 /// The spec's contract.
 const PARITY: f64 = 1e-4;
-/// Pinned at about 10x the measured error (so a 10x regression fails): CPU reference against
-/// PyTorch, measured MEASURED_CPU.
-const SHIPPED_CPU: f64 = PARITY;
-/// GPU engine against PyTorch, measured MEASURED_GPU.
-const SHIPPED_GPU: f64 = PARITY;
+/// Pinned at about 5x the error measured on lavapipe, so a 10x regression fails: the CPU
+/// reference against PyTorch, measured 3.5e-7 (x2) and 3.8e-7 (x4).
+const SHIPPED_CPU: f64 = 2e-6;
+/// The GPU engine against PyTorch, measured 3.4e-7 (x2) and 3.8e-7 (x4).
+const SHIPPED_GPU: f64 = 2e-6;
 const _: () = assert!(SHIPPED_CPU <= PARITY && SHIPPED_GPU <= PARITY);
 
 /// The shipped checkpoints, by file name: every `weights/*.safetensors` has a committed output
