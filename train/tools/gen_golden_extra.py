@@ -6,8 +6,9 @@
   same order), run on the inputs of ``vectors_x{2,4}.safetensors``. Tensors ``output.{tag}``
   ``[1, s*h, s*w]``, float64.
 - ``shipped_x{2,4}.safetensors``: one real 32 x 32 LR crop of ``assets/sample_pd.nii.gz`` (axial
-  slice 10, rows 64..96 and columns 48..80 of the stored array (skull, cortex and ventricle edges), intensities ``clip(x / p99.5, 0, 1)`` of
-  the volume, rounded to float32) through the shipped checkpoint ``weights/dwkv3m_x{2,4}``.
+  slice 10, rows 64..96 and columns 48..80 of the stored array: skull, cortex and ventricle
+  edges; intensities ``clip(x / p99.5, 0, 1)`` of the volume, rounded to float32) through the
+  shipped checkpoint ``weights/dwkv3m_x{2,4}``.
   Tensors ``input`` ``[1, 32, 32]`` and ``output`` ``[1, 32 s, 32 s]``, float32 (the outputs
   computed in float64 and rounded once).
 
