@@ -163,7 +163,7 @@ fn real_oom_child() {
     let elems = (256u64 << 20) / 4;
     assert!(elems * 4 <= ctx.limits.max_buffer_size);
     let r = ctx.scoped(|| storage_buffer(&ctx, "over the limit", elems));
-    let e = r.err().expect("an allocation over the limit fails");
+    let e = r.expect_err("an allocation over the limit fails");
     eprintln!("scoped allocation: {e}");
     assert!(matches!(e, EngineError::OutOfMemory(_)), "{e:?}");
 
