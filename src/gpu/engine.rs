@@ -11,7 +11,7 @@ use crate::plane::Plane;
 use super::context::GpuContext;
 use super::graph::{Plan, read_staging, storage_buffer_init};
 use super::network::{Arena, ArenaSizes, build_forward, check_fits};
-use super::shader::KernelOptions;
+use super::shader::{KernelKey, KernelOptions};
 use super::weights::PackedWeights;
 
 /// Tuning of the GPU engine; `None` picks a default for the adapter.
@@ -170,6 +170,15 @@ impl GpuEngine {
             .iter()
             .find(|(k, _)| *k == (batch, h, w))
             .map(|(_, p)| p.traffic_bytes() as f64 / batch.max(1) as f64)
+    }
+
+    /// The kernel variants, in order, of the cached plan for `batch` slices of `h x w` (run it
+    /// first): which kernels this engine really dispatches on this adapter.
+    pub fn plan_dispatch_keys(&self, batch: usize, h: usize, w: usize) -> Option<&[KernelKey]> {
+        self.plans
+            .iter()
+            .find(|(k, _)| *k == (batch, h, w))
+            .map(|(_, p)| p.dispatch_keys())
     }
 
     /// Bytes of the uploaded weights.

@@ -125,6 +125,17 @@ impl Graph {
             .count()
     }
 
+    /// The kernel variants (kernel and template constants) of the recorded dispatches, in order.
+    pub fn dispatch_keys(&self) -> Vec<KernelKey> {
+        self.ops
+            .iter()
+            .filter_map(|o| match o {
+                Op::Dispatch { key, .. } => Some(key.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The kernels of the recorded dispatches, in order.
     pub fn dispatch_kinds(&self) -> Vec<Kind> {
         self.ops
@@ -337,6 +348,7 @@ impl Graph {
             segments: ready,
             _uniform: uniform,
             traffic: self.traffic,
+            keys: self.dispatch_keys(),
         })
     }
 }
@@ -363,12 +375,19 @@ pub struct Plan {
     segments: Vec<Vec<Ready>>,
     _uniform: wgpu::Buffer,
     traffic: u64,
+    /// The kernel variants of its dispatches, in order ([`Graph::dispatch_keys`]).
+    keys: Vec<KernelKey>,
 }
 
 impl Plan {
     /// Compulsory traffic of one run in bytes ([`Graph::traffic_bytes`]).
     pub fn traffic_bytes(&self) -> u64 {
         self.traffic
+    }
+
+    /// The kernel variants this plan dispatches, in order (which scan kernel runs, say).
+    pub fn dispatch_keys(&self) -> &[KernelKey] {
+        &self.keys
     }
 
     /// Number of segments (submissions) per run.

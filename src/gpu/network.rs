@@ -182,6 +182,14 @@ impl Arena {
                 staging: staging_buffer(ctx, sizes.output),
             }
         })
+        .map_err(|e| match e {
+            EngineError::OutOfMemory(msg) => EngineError::OutOfMemory(format!(
+                "{msg} (allocating {} MiB of activation buffers for {capacity} slice(s) of \
+                 {h}x{w})",
+                sizes.total_bytes().div_ceil(1 << 20)
+            )),
+            e => e,
+        })
     }
 
     /// The input buffer (`capacity x h x w` values).

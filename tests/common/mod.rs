@@ -11,13 +11,17 @@ use deltawkv::model::{Degradation, ModelConfig};
 use rand::{Rng, SeedableRng};
 
 /// The test device. Without an adapter the tests FAIL (CI installs lavapipe), unless
-/// `DELTAWKV_SKIP_GPU_TESTS=1`, where they return `None` and the test passes vacuously.
+/// `DELTAWKV_SKIP_GPU_TESTS=1` outside CI, where they return `None` and the test passes
+/// vacuously (in CI, `DELTAWKV_CI` set, they always fail).
 pub fn ctx() -> Option<Arc<GpuContext>> {
     static CTX: OnceLock<Result<Arc<GpuContext>, String>> = OnceLock::new();
     let r = CTX.get_or_init(|| GpuContext::new().map(Arc::new).map_err(|e| e.to_string()));
     match r {
         Ok(c) => Some(c.clone()),
         Err(e) => {
+            if in_ci() {
+                panic!("no GPU adapter ({e}); CI (DELTAWKV_CI set) must have lavapipe");
+            }
             if std::env::var("DELTAWKV_SKIP_GPU_TESTS").as_deref() == Ok("1") {
                 eprintln!("skipping GPU test: {e}");
                 None
@@ -28,6 +32,26 @@ pub fn ctx() -> Option<Arc<GpuContext>> {
             }
         }
     }
+}
+
+/// Whether this run is CI's: `DELTAWKV_CI` is set (`.ci/run` exports `DELTAWKV_CI=1`). There a
+/// missing tool, adapter or capability FAILS a test instead of skipping it.
+pub fn in_ci() -> bool {
+    std::env::var_os("DELTAWKV_CI").is_some_and(|v| !v.is_empty())
+}
+
+/// Whether a test may go on that needs `what` (an adapter capability): `have`, or, when the
+/// adapter lacks it, `false` with a note outside CI (the test skips that part) and a panic in CI
+/// (`in_ci`), where the adapter (lavapipe) has it and its absence is a broken build.
+pub fn require_capability(have: bool, what: &str) -> bool {
+    if have {
+        return true;
+    }
+    if in_ci() {
+        panic!("the adapter lacks {what}; CI (DELTAWKV_CI set) requires it");
+    }
+    eprintln!("SKIPPED (DELTAWKV_CI unset): the adapter lacks {what}");
+    false
 }
 
 /// The smallest configuration the loader accepts (C 4, head 4, one block, LoRA ranks 1; about

@@ -10,4 +10,7 @@ mod cli;
 mod kernels;
 mod measure;
 mod network;
+#[cfg(target_os = "linux")] // /proc and prlimit
+mod oom;
 mod scan;
+mod shipped;

@@ -4,8 +4,8 @@
 
 use crate::common::*;
 use crate::kernels::REDUCTION;
-use deltawkv::gpu::graph::BufId;
-use deltawkv::gpu::kernels::{Kind, ScanArgs};
+use deltawkv::gpu::graph::{BufId, Graph};
+use deltawkv::gpu::kernels::{Kind, SCAN_CHUNK_BYTES, ScanArgs};
 use deltawkv::model::cpu::ops;
 
 fn scan_case(dir: ops::ScanDirection) {
@@ -17,9 +17,10 @@ fn scan_case(dir: ops::ScanDirection) {
 enum ScanKernel {
     Scalar,
     Vec4,
-    /// `scan_sg.wgsl`; the test is skipped (with a note) on devices without subgroups.
+    /// `scan_sg.wgsl`; on devices without subgroups the test fails in CI (`DELTAWKV_CI` set) and
+    /// is skipped with a note elsewhere.
     Subgroup,
-    /// `scan_chunk.wgsl`; skipped (with a note) where the adapter's limits do not allow it.
+    /// `scan_chunk.wgsl`; where the adapter's limits do not allow it, as `Subgroup`.
     Chunked,
     /// `scan_sg.wgsl` with `PIPE = 1` (`KernelOptions::scan_pipelined`); skipped as `Subgroup`.
     SubgroupPipelined,
@@ -31,15 +32,14 @@ fn pin_scan(hs: &mut Harness, kind: ScanKernel) -> bool {
     hs.graph.kernels.scan_subgroup = subgroup;
     hs.graph.kernels.scan_pipelined = kind == ScanKernel::SubgroupPipelined;
     hs.graph.kernels.scan_chunked = kind == ScanKernel::Chunked;
-    if subgroup && !hs.graph.subgroups {
-        eprintln!("SKIPPED: this adapter has no usable subgroups; scan_sg.wgsl not tested");
+    if subgroup && !require_capability(hs.graph.subgroups, "usable subgroups (scan_sg.wgsl)") {
         return false;
     }
-    if kind == ScanKernel::Chunked && !hs.graph.can_scan_chunked() {
-        eprintln!("SKIPPED: this adapter's limits do not allow scan_chunk.wgsl");
-        return false;
-    }
-    true
+    kind != ScanKernel::Chunked
+        || require_capability(
+            hs.graph.can_scan_chunked(),
+            "the limits of scan_chunk.wgsl (256 invocations, SCAN_CHUNK_BYTES of workgroup memory)",
+        )
 }
 
 /// The kernel `pin_scan(kind)` must have recorded.
@@ -416,4 +416,52 @@ fn scan_scalar_kernel_rows_backward() {
 #[test]
 fn scan_scalar_kernel_cols_forward() {
     scan_case_with(ops::ScanDirection::ColsForward, ScanKernel::Scalar);
+}
+
+/// The CI adapter, Mesa's lavapipe, has every capability the scan kernels' tests need, asserted
+/// once by name: subgroups of at least 4 lanes on the device (`scan_sg.wgsl`, the shipped head
+/// size's default scan) and the limits of `scan_chunk.wgsl`. A driver update or a change of
+/// device creation that lost one fails here, not as silent skips. In CI (`DELTAWKV_CI` set) the
+/// adapter must be lavapipe.
+#[test]
+fn ci_adapter_capabilities() {
+    let Some(ctx) = ctx() else { return };
+    let name = ctx.info.name.to_lowercase();
+    if !(name.contains("llvmpipe") || name.contains("lavapipe")) {
+        assert!(
+            !in_ci(),
+            "CI (DELTAWKV_CI set) runs on lavapipe, got {}",
+            ctx.describe()
+        );
+        eprintln!(
+            "SKIPPED (DELTAWKV_CI unset): not lavapipe ({})",
+            ctx.describe()
+        );
+        return;
+    }
+    assert!(
+        ctx.device.features().contains(wgpu::Features::SUBGROUP),
+        "lavapipe's device was created without subgroups ({:?})",
+        ctx.device.features()
+    );
+    assert!(
+        ctx.info.subgroup_min_size >= 4,
+        "lavapipe's subgroups: {}..{} lanes",
+        ctx.info.subgroup_min_size,
+        ctx.info.subgroup_max_size
+    );
+    assert!(ctx.has_subgroups());
+    let limits = &ctx.limits;
+    assert!(
+        limits.max_compute_invocations_per_workgroup >= 256,
+        "{} invocations per workgroup",
+        limits.max_compute_invocations_per_workgroup
+    );
+    assert!(
+        limits.max_compute_workgroup_storage_size >= SCAN_CHUNK_BYTES,
+        "{} bytes of workgroup memory, scan_chunk.wgsl needs {SCAN_CHUNK_BYTES}",
+        limits.max_compute_workgroup_storage_size
+    );
+    let graph = Graph::new(&ctx);
+    assert!(graph.subgroups && graph.can_scan_chunked());
 }

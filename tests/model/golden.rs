@@ -11,8 +11,16 @@ use deltawkv::model::cpu::{self, Trace, ops};
 use deltawkv::plane::Plane;
 use safetensors::{Dtype, SafeTensors};
 
-/// The spec's parity bound.
+/// The spec's parity bound (the contract); the pinned bounds below are tighter.
 const TOL: f64 = 1e-4;
+/// Pinned at about 5x the worst error measured (x86-64), so that a 10x regression of any
+/// output fails: network outputs, measured 8.2e-7 .. 1.4e-6 (8 outputs).
+const OUTPUT_TOL: f64 = 7e-6;
+/// Recorded intermediates, measured 2.8e-8 .. 4.2e-7 (the worst ones 10x would fail).
+const INTER_TOL: f64 = 2e-6;
+/// Scan directions, per head and summed, measured 7.2e-8 .. 9.3e-8.
+const SCAN_TOL: f64 = 5e-7;
+const _: () = assert!(OUTPUT_TOL < TOL && INTER_TOL < TOL && SCAN_TOL < TOL);
 
 fn golden(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -69,7 +77,10 @@ fn check_model(stem: &str) -> usize {
         let (_, want) = &vec[&format!("output.{tag}")];
         let e = rel_err(&out.data, want);
         println!("{stem} output.{tag}: relative error {e:.3e}");
-        assert!(e < TOL, "{stem} output.{tag}: relative error {e:.3e}");
+        assert!(
+            e < OUTPUT_TOL,
+            "{stem} output.{tag}: relative error {e:.3e}"
+        );
         checked += 1;
 
         let prefix = format!("inter.{tag}.");
@@ -82,7 +93,7 @@ fn check_model(stem: &str) -> usize {
                 .unwrap_or_else(|| panic!("{stem}: the CPU trace has no `{key}`"));
             let e = rel_err(got, want);
             println!("{stem} {iname}: relative error {e:.3e}");
-            assert!(e < TOL, "{stem} {iname}: relative error {e:.3e}");
+            assert!(e < INTER_TOL, "{stem} {iname}: relative error {e:.3e}");
             checked += 1;
         }
     }
@@ -139,7 +150,7 @@ fn golden_scan_directions_by_name() {
         let want = &vec[&format!("scan.y.{name}")].1;
         let e = rel_err(&got, want);
         println!("scan.y.{name}: relative error {e:.3e}");
-        assert!(e < TOL, "{name}: relative error {e:.3e}");
+        assert!(e < SCAN_TOL, "{name}: relative error {e:.3e}");
         // Per head too, so a head mix-up cannot hide behind the other heads.
         for hd in 0..heads {
             let one = ops::delta_scan_head(dir, h, w, c, n, hd, &inputs);
@@ -147,11 +158,11 @@ fn golden_scan_directions_by_name() {
                 .flat_map(|p| want[p * c + hd * n..p * c + (hd + 1) * n].iter().copied())
                 .collect();
             let e = rel_err(&one, &want_h);
-            assert!(e < TOL, "{name} head {hd}: relative error {e:.3e}");
+            assert!(e < SCAN_TOL, "{name} head {hd}: relative error {e:.3e}");
         }
     }
     let sum = ops::delta_scan_all(h, w, c, n, &inputs);
     let e = rel_err(&sum, &vec["scan.y.sum"].1);
     println!("scan.y.sum: relative error {e:.3e}");
-    assert!(e < TOL, "sum: relative error {e:.3e}");
+    assert!(e < SCAN_TOL, "sum: relative error {e:.3e}");
 }
