@@ -41,5 +41,7 @@ else
   fi
   echo "== gen_golden.py --check"
   "$PY" train/tools/gen_golden.py --check
+  echo "== gen_golden_extra.py --check (head-32 and shipped-weights goldens)"
+  "$PY" train/tools/gen_golden_extra.py --check
   echo "Python suite and golden check: $(( $(date +%s) - t0 )) s"
 fi
