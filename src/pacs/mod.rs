@@ -12,6 +12,7 @@ mod dimse;
 mod query;
 mod retrieve;
 mod store;
+mod tls;
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -22,6 +23,7 @@ use std::time::Duration;
 pub use query::{FindQuery, Level, Match, find};
 pub use retrieve::{RetrieveMode, RetrieveReport, retrieve_series};
 pub use store::{SendReport, send_files};
+pub use tls::Tls;
 
 /// The AE title we call with unless told otherwise.
 pub const DEFAULT_CALLING_AE: &str = "DELTAWKV";
@@ -121,13 +123,16 @@ pub fn check_ae_title(ae: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// How we talk to a PACS: our AE title and how long we wait for it.
+/// How we talk to a PACS: our AE title, how long we wait for it, and TLS.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Our (calling) AE title; the PACS must know it.
     pub calling_ae: String,
     /// The longest we wait to connect and for each answer of the PACS.
     pub timeout: Duration,
+    /// DICOM over TLS (the PACS's certificate checked against a CA, for its host name or IP
+    /// address), or plain TCP when `None`.
+    pub tls: Option<Tls>,
 }
 
 impl Default for Options {
@@ -135,6 +140,7 @@ impl Default for Options {
         Options {
             calling_ae: DEFAULT_CALLING_AE.to_string(),
             timeout: Duration::from_secs(30),
+            tls: None,
         }
     }
 }
@@ -194,6 +200,21 @@ pub enum PacsError {
         /// What we were waiting for.
         during: String,
     },
+    /// The TLS handshake failed: the PACS's certificate is not signed by the CA we trust, names
+    /// another host, or the PACS does not speak TLS on this port (or wants a client certificate).
+    #[error(
+        "TLS with {address} failed: {message} (is TLS on at this port, and does the PACS's \
+         certificate come from the CA given (--tls-ca) for this host name or address?)"
+    )]
+    Tls {
+        /// `host:port`.
+        address: String,
+        /// What rustls said.
+        message: String,
+    },
+    /// A TLS setting that cannot be used (an unreadable CA, certificate or key file).
+    #[error("TLS setup: {0}")]
+    TlsSetup(String),
     /// The PACS rejected the association.
     #[error(
         "{address} rejected the association of calling AE `{calling}` to called AE `{called}`: {reason}"

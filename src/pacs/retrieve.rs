@@ -63,6 +63,15 @@ pub fn retrieve_series(
     progress: &mut dyn FnMut(Progress),
     cancel: &AtomicBool,
 ) -> Result<RetrieveReport, PacsError> {
+    if options.tls.is_some() && matches!(mode, RetrieveMode::Move { .. }) {
+        // The PACS would connect back to our storage SCP, which has no TLS: the instances
+        // would cross the network in the clear. C-GET brings them back on the TLS association.
+        return Err(PacsError::TlsSetup(
+            "a C-MOVE retrieve cannot use TLS (our storage SCP listens without it): retrieve \
+             with C-GET (without --move)"
+                .into(),
+        ));
+    }
     check_output(out_dir)?;
     let parent = match out_dir.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),

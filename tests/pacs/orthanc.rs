@@ -24,6 +24,21 @@ pub struct Setup {
     pub refuse_storage: bool,
     /// The port our C-MOVE storage SCP listens on (Orthanc's modality entry for us).
     pub move_port: Option<u16>,
+    /// DICOM over TLS on Orthanc's DICOM port.
+    pub tls: Option<TlsFiles>,
+}
+
+/// Orthanc's DICOM TLS settings (PEM files).
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// Its certificate (`DicomTlsCertificate`).
+    pub certificate: PathBuf,
+    /// Its key (`DicomTlsPrivateKey`).
+    pub private_key: PathBuf,
+    /// The CA it trusts for client certificates (`DicomTlsTrustedCertificates`).
+    pub trusted: PathBuf,
+    /// Whether a client must present a certificate (`DicomTlsRemoteCertificateRequired`).
+    pub client_certificate_required: bool,
 }
 
 /// A running Orthanc; killed on drop.
@@ -122,6 +137,13 @@ impl Orthanc {
             "Plugins": [],
             "LuaScripts": [],
         });
+        if let Some(tls) = &setup.tls {
+            config["DicomTlsEnabled"] = true.into();
+            config["DicomTlsCertificate"] = serde_json::json!(tls.certificate);
+            config["DicomTlsPrivateKey"] = serde_json::json!(tls.private_key);
+            config["DicomTlsTrustedCertificates"] = serde_json::json!(tls.trusted);
+            config["DicomTlsRemoteCertificateRequired"] = tls.client_certificate_required.into();
+        }
         if setup.refuse_storage {
             let lua = dir.path().join("refuse.lua");
             std::fs::write(
@@ -152,6 +174,7 @@ impl Orthanc {
             if let Ok(Some(status)) = orthanc.child.try_wait() {
                 return Err(format!("Orthanc exited ({status}):\n{}", orthanc.log()));
             }
+            // (A TLS port is probed by TCP connect only: DCMTK logs the aborted handshake.)
             if orthanc
                 .http("GET", "/system", None)
                 .is_ok_and(|(c, _)| c == 200)

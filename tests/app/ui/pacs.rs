@@ -1,0 +1,295 @@
+//! The viewer and a real PACS (Orthanc, started per test by `tests/pacs/orthanc.rs`), driven
+//! through its menus and windows: File > Open from PACS lists the seeded study and series and
+//! opens the chosen series (pixels equal to the seeded files); File > Send SR to PACS stores the
+//! derived series in the source's study (checked through Orthanc's REST API); a PACS that is down
+//! or rejects us gives a message, and the viewer keeps running.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use deltawkv::app::session::Mode;
+use deltawkv::app::settings::PacsNode;
+use deltawkv::app::{AppOptions, DeltaApp, Settings};
+use egui::accesskit::Role;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+
+use super::{harness, settle, test_settings, tiny_checkpoint};
+use crate::orthanc::{self, Orthanc, Setup};
+
+const TINY: &str = "dicom_series_tiny16";
+const PD: &str = "dicom_series_pd_oblique";
+const TINY_STUDY: &str = "1.3.6.1.4.1.5962.1.1.0.0.0.1196533885.18148.0.1";
+/// The TINY series' patient (the PD series has another).
+const TINY_PATIENT_ID: &str = "98890234";
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/fixtures")
+        .join(name)
+}
+
+/// Settings whose only PACS node is `port` on loopback with `calling_ae`.
+fn pacs_settings(port: u16, calling_ae: &str) -> Settings {
+    Settings {
+        pacs_nodes: vec![PacsNode {
+            name: "test Orthanc".into(),
+            ae_title: orthanc::AET.into(),
+            host: "127.0.0.1".into(),
+            port,
+            calling_ae: calling_ae.into(),
+            timeout_secs: 10.0,
+            ..PacsNode::default()
+        }],
+        pacs_selected: 0,
+        ..test_settings()
+    }
+}
+
+/// Steps until the PACS operation under way is done.
+fn wait_pacs(h: &mut Harness<'static, DeltaApp>) {
+    let t0 = Instant::now();
+    h.run_steps(2);
+    while h.state().viewer.pacs().op().is_some() {
+        h.step();
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the PACS operation did not end"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    h.run_steps(2);
+}
+
+fn open_pacs_window(h: &mut Harness<'static, DeltaApp>) {
+    h.get_by_label("File").click();
+    h.run_steps(2);
+    h.get_by_label("Open from PACS...").click();
+    h.run_steps(2);
+    assert!(h.state().viewer.pacs().open_window);
+    assert!(h.query_by_label("Open from PACS").is_some(), "no window");
+}
+
+#[test]
+fn open_from_pacs_lists_the_seeded_series_and_opens_it() {
+    let Some(o) = Orthanc::start(&Setup::default()) else {
+        return;
+    };
+    assert_eq!(o.seed(&fixture(TINY)), 7);
+    assert_eq!(o.seed(&fixture(PD)), 8);
+    let mut h = harness(AppOptions {
+        open_nothing: true,
+        no_weights_discovery: true,
+        settings: Some(pacs_settings(o.dicom_port, orthanc::OUR_AET)),
+        ..Default::default()
+    });
+    h.run_steps(2);
+    open_pacs_window(&mut h);
+
+    // No filter: both seeded studies.
+    h.get_by_label("Search").click();
+    wait_pacs(&mut h);
+    assert_eq!(h.state().viewer.pacs().studies.len(), 2);
+
+    // By patient ID, typed into the field: the TINY study only, with its date and image count.
+    let field = h.get_by_role_and_label(Role::TextInput, "Patient ID");
+    field.focus();
+    h.run_steps(1);
+    h.get_by_role_and_label(Role::TextInput, "Patient ID")
+        .type_text(TINY_PATIENT_ID);
+    h.run_steps(2);
+    assert_eq!(h.state().viewer.pacs().query.patient_id, TINY_PATIENT_ID);
+    h.get_by_label("Search").click();
+    wait_pacs(&mut h);
+    {
+        let p = h.state().viewer.pacs();
+        assert_eq!(p.studies.len(), 1, "{:?}", p.status);
+        assert_eq!(p.studies[0].study_instance_uid, TINY_STUDY);
+    }
+    assert!(
+        h.query_all_by_label("2003-05-05").next().is_some(),
+        "study date shown"
+    );
+    assert!(h.query_by_label(TINY_PATIENT_ID).is_some());
+
+    // Its series: description, modality, date and image count in the list.
+    h.get_by_label("series").click();
+    wait_pacs(&mut h);
+    let listed = deltawkv::volume::list_series(&fixture(TINY)).expect("list fixture");
+    let want = &listed[0];
+    {
+        let p = h.state().viewer.pacs();
+        assert_eq!(p.series.len(), 1, "{:?}", p.status);
+        assert_eq!(
+            p.series[0].series_instance_uid.as_deref(),
+            Some(want.uid.as_str())
+        );
+        assert_eq!(p.series[0].instances, Some(7));
+    }
+    if !want.description.is_empty() {
+        assert!(
+            h.query_all_by_label(&want.description).next().is_some(),
+            "series description {:?} shown",
+            want.description
+        );
+    }
+    // (The study's row shows the modality and count too.)
+    assert!(h.query_all_by_label("MR").count() >= 2);
+    assert!(h.query_all_by_label("7").count() >= 2, "image count shown");
+
+    // Open: retrieved in the background, then opened like a DICOM folder.
+    h.get_by_label("Open").click();
+    h.run_steps(1);
+    assert!(
+        h.state().viewer.pacs().op().is_some(),
+        "the retrieve runs off the UI thread"
+    );
+    wait_pacs(&mut h);
+    settle(&mut h);
+    let v = &h.state().viewer;
+    assert!(v.messages().iter().all(|m| !m.error), "{:?}", v.messages());
+    assert!(
+        v.messages()
+            .iter()
+            .any(|m| m.text.contains("retrieved 7 instance(s)")),
+        "{:?}",
+        v.messages()
+    );
+    assert!(!v.pacs().open_window, "the window closes on open");
+    let loaded = v.document().loaded().expect("the retrieved series opened");
+    let fixture_volume = deltawkv::volume::load(&fixture(TINY), &Default::default()).unwrap();
+    assert_eq!(loaded.volume.dims, fixture_volume.dims);
+    assert_eq!(loaded.volume.data, fixture_volume.data);
+    assert_eq!(loaded.volume.affine, fixture_volume.affine);
+    // The temporary folder stays out of the recent list; the messages hold no patient name.
+    assert!(v.settings().recent.is_empty(), "{:?}", v.settings().recent);
+    assert!(v.messages().iter().all(|m| !m.text.contains("Doe")));
+    let retrieved = loaded.path.clone();
+    assert!(retrieved.is_dir());
+    drop(h);
+    assert!(
+        !retrieved.exists(),
+        "the temporary folder is removed on exit"
+    );
+}
+
+#[test]
+fn send_sr_to_pacs_stores_the_derived_series_in_the_source_study() {
+    let Some(o) = Orthanc::start(&Setup::default()) else {
+        return;
+    };
+    assert_eq!(o.seed(&fixture(TINY)), 7);
+    let mut h = harness(AppOptions {
+        path: Some(fixture(TINY)),
+        checkpoint: Some(tiny_checkpoint(2)),
+        no_weights_discovery: true,
+        settings: Some(Settings {
+            mode: Mode::Upscale,
+            ..pacs_settings(o.dicom_port, orthanc::OUR_AET)
+        }),
+        ..Default::default()
+    });
+    settle(&mut h);
+    h.get_by_label("File").click();
+    h.run_steps(2);
+    h.get_by_label("Send SR to PACS").click();
+    h.run_steps(1);
+    assert!(
+        h.state().viewer.pacs().op().is_some(),
+        "sent in the background"
+    );
+    wait_pacs(&mut h);
+    let v = &h.state().viewer;
+    assert!(v.messages().iter().all(|m| !m.error), "{:?}", v.messages());
+    let msg = v
+        .messages()
+        .iter()
+        .find(|m| m.text.starts_with("SR sent to"))
+        .unwrap_or_else(|| panic!("no result message: {:?}", v.messages()))
+        .text
+        .clone();
+    assert!(msg.contains("7 instance(s) stored"), "{msg}");
+    assert!(msg.contains(TINY_STUDY), "{msg}");
+    let series_uid = msg
+        .split("as series ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("series UID in the message")
+        .to_string();
+
+    // Orthanc's REST API: the derived series, 7 instances, in the source's study.
+    let id = o.series_id(&series_uid).expect("SR series in Orthanc");
+    let series = o.get_json(&format!("/series/{id}"));
+    assert_eq!(series["Instances"].as_array().unwrap().len(), 7);
+    let description = series["MainDicomTags"]["SeriesDescription"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        description.contains("not for diagnosis"),
+        "SeriesDescription {description:?}"
+    );
+    let study = o.get_json(&format!(
+        "/studies/{}",
+        series["ParentStudy"].as_str().unwrap()
+    ));
+    assert_eq!(study["MainDicomTags"]["StudyInstanceUID"], TINY_STUDY);
+    assert_eq!(study["Series"].as_array().unwrap().len(), 2, "source + SR");
+    // What was stored is the viewer's SR (the series loads with the SR's grid).
+    let sr_dims = h.state().viewer.prepared().unwrap().sr_stored_dims;
+    assert_eq!(sr_dims, [32, 32, 7]);
+}
+
+#[test]
+fn pacs_down_or_rejecting_gives_a_message_and_the_viewer_runs_on() {
+    // Nothing listens on this port.
+    let port = orthanc::free_port();
+    let mut h = harness(AppOptions {
+        path: Some(fixture(TINY)),
+        no_weights_discovery: true,
+        settings: Some(pacs_settings(port, orthanc::OUR_AET)),
+        ..Default::default()
+    });
+    settle(&mut h);
+    open_pacs_window(&mut h);
+    h.get_by_label("Search").click();
+    wait_pacs(&mut h);
+    {
+        let v = &h.state().viewer;
+        assert!(
+            v.messages()
+                .iter()
+                .any(|m| m.error && m.text.contains("connection refused")),
+            "{:?}",
+            v.messages()
+        );
+        let (status, error) = v.pacs().status.clone().expect("status in the window");
+        assert!(error && status.contains("is the PACS running"), "{status}");
+        assert!(v.document().loaded().is_some(), "the open volume stays");
+    }
+    // The window shows the message; the app keeps answering.
+    assert!(
+        h.query_all_by_label_contains("connection refused")
+            .next()
+            .is_some()
+    );
+    h.get_by_label("Search").click();
+    wait_pacs(&mut h);
+    assert!(h.state().viewer.pacs().op().is_none());
+
+    // A PACS that does not know our AE title: the rejection and its reason.
+    let Some(o) = Orthanc::start(&Setup::default()) else {
+        return;
+    };
+    *h.state_mut().viewer.settings_mut() = pacs_settings(o.dicom_port, "STRANGER");
+    h.get_by_label("Search").click();
+    wait_pacs(&mut h);
+    let v = &h.state().viewer;
+    assert!(
+        v.messages()
+            .iter()
+            .any(|m| m.error && m.text.contains("rejected") && m.text.contains("STRANGER")),
+        "{:?}",
+        v.messages()
+    );
+    assert!(v.document().loaded().is_some());
+}
