@@ -224,14 +224,23 @@ pub(crate) fn map_error(
             _ => {}
         }
     }
-    match e {
+    let message = chain(&e);
+    // A TLS alert of the PACS (e.g. no client certificate) arrives while reading its answer.
+    let tls_failure = matches!(
+        e,
         UlError::TlsHandshake { .. }
-        | UlError::TlsConnection { .. }
-        | UlError::InvalidServerName { .. }
-        | UlError::TlsNotSupported => PacsError::Tls {
+            | UlError::TlsConnection { .. }
+            | UlError::InvalidServerName { .. }
+            | UlError::TlsNotSupported
+    ) || (options.tls.is_some() && message.contains("fatal alert"));
+    if tls_failure {
+        return PacsError::Tls {
             address: address.to_string(),
-            message: chain(&e),
-        },
+            hint: tls_hint(&e, &message).to_string(),
+            message,
+        };
+    }
+    match e {
         UlError::Rejected { association_rj, .. } => PacsError::Rejected {
             address: address.to_string(),
             calling: options.calling_ae.clone(),
@@ -255,6 +264,20 @@ pub(crate) fn map_error(
             during: during.to_string(),
             message: chain(&other),
         },
+    }
+}
+
+/// What to check after a failed TLS handshake.
+fn tls_hint(e: &UlError, message: &str) -> &'static str {
+    if matches!(e, UlError::TlsNotSupported) {
+        "this port speaks DICOM over TLS: connect with TLS (--tls)"
+    } else if message.contains("CertificateRequired") || message.contains("certificate required") {
+        "the PACS requires a client certificate: give ours (--tls-cert and --tls-key)"
+    } else if message.contains("invalid peer certificate") {
+        "is the PACS's certificate signed by the CA given (--tls-ca), for this host name or \
+         address, and still valid?"
+    } else {
+        "is TLS on at this port of the PACS?"
     }
 }
 

@@ -201,16 +201,15 @@ pub enum PacsError {
         during: String,
     },
     /// The TLS handshake failed: the PACS's certificate is not signed by the CA we trust, names
-    /// another host, or the PACS does not speak TLS on this port (or wants a client certificate).
-    #[error(
-        "TLS with {address} failed: {message} (is TLS on at this port, and does the PACS's \
-         certificate come from the CA given (--tls-ca) for this host name or address?)"
-    )]
+    /// another host, the PACS wants a client certificate, or one side does not speak TLS.
+    #[error("TLS with {address} failed: {message} ({hint})")]
     Tls {
         /// `host:port`.
         address: String,
-        /// What rustls said.
+        /// What rustls or dicom-ul said.
         message: String,
+        /// What to check.
+        hint: String,
     },
     /// A TLS setting that cannot be used (an unreadable CA, certificate or key file).
     #[error("TLS setup: {0}")]

@@ -76,6 +76,9 @@ pub(crate) fn client_config(tls: &Tls) -> Result<Arc<rustls::ClientConfig>, Pacs
             }
         }
     }
+    // ring, not aws-lc-rs (rustls's default, which needs cmake and a C toolchain of its own);
+    // rustls deprecates ring's provider only for lacking post-quantum key exchange.
+    #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -244,7 +244,11 @@ fn a_pacs_certificate_from_another_ca_is_refused() {
             "--timeout",
             "10",
         ]),
-        &["TLS with 127.0.0.1", "UnknownIssuer", "--tls-ca"],
+        &[
+            "TLS with 127.0.0.1",
+            "UnknownIssuer",
+            "signed by the CA given (--tls-ca)",
+        ],
     );
     eprintln!("wrong CA: {err}");
     // Nothing was stored by a refused link.
@@ -267,7 +271,7 @@ fn a_pacs_certificate_from_another_ca_is_refused() {
     let t0 = std::time::Instant::now();
     let err = fails_with(
         &deltawkv(&["pacs", "echo", "--pacs", &node, "--timeout", "5"]),
-        &[&o.dicom_port.to_string()],
+        &[&o.dicom_port.to_string(), "connect with TLS (--tls)"],
     );
     eprintln!("plain on a TLS port: {err}");
     assert!(t0.elapsed().as_secs() < 30);
@@ -307,7 +311,11 @@ fn a_client_certificate_is_presented_when_the_pacs_requires_one() {
             "--timeout",
             "10",
         ]),
-        &[&o.dicom_port.to_string()],
+        &[
+            "TLS with 127.0.0.1",
+            "requires a client certificate",
+            "--tls-cert and --tls-key",
+        ],
     );
     eprintln!("no client certificate: {err}");
     let v = json_ok(&deltawkv(&[
