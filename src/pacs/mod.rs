@@ -346,6 +346,23 @@ pub enum PacsError {
         /// The system's message.
         message: String,
     },
+    /// Our C-MOVE storage SCP refused the PACS's association: it called with another AE title
+    /// than the one we called it by.
+    #[error(
+        "our C-MOVE storage SCP on {address} refused the PACS's association: it called as \
+         `{calling}`, not `{expected}` (the AE title we called it by; only that peer is \
+         accepted): call the PACS by its own AE title ({cause})"
+    )]
+    MoveRefused {
+        /// Where our SCP listened.
+        address: String,
+        /// The AE title that called our SCP.
+        calling: String,
+        /// The one we accept (the PACS's, as we called it).
+        expected: String,
+        /// The C-MOVE's own error.
+        cause: String,
+    },
     /// The caller cancelled the operation.
     #[error("cancelled")]
     Cancelled,

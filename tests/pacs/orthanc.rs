@@ -26,6 +26,8 @@ pub struct Setup {
     pub move_port: Option<u16>,
     /// DICOM over TLS on Orthanc's DICOM port.
     pub tls: Option<TlsFiles>,
+    /// Answer whatever AE title is called (DicomCheckCalledAet off).
+    pub any_called_aet: bool,
 }
 
 /// Orthanc's DICOM TLS settings (PEM files).
@@ -116,7 +118,7 @@ impl Orthanc {
             "DicomAet": AET,
             "RemoteAccessAllowed": false,
             "AuthenticationEnabled": false,
-            "DicomCheckCalledAet": true,
+            "DicomCheckCalledAet": !setup.any_called_aet,
             "DicomAlwaysAllowEcho": false,
             "DicomAlwaysAllowStore": false,
             "DicomAlwaysAllowFind": false,
