@@ -296,3 +296,119 @@ pub fn dicom_files(folder: &Path) -> Vec<PathBuf> {
     v.sort();
     v
 }
+
+/// PEM files of a throwaway PKI: `ca` signs `server` (for 127.0.0.1 and localhost) and
+/// `client`; `wrong_ca` is another CA that signs nothing of them.
+pub struct Pki {
+    _dir: tempfile::TempDir,
+    pub ca: PathBuf,
+    pub wrong_ca: PathBuf,
+    pub server_crt: PathBuf,
+    pub server_key: PathBuf,
+    pub client_crt: PathBuf,
+    pub client_key: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Makes the PKI, or None (skip) when openssl is missing outside CI.
+pub fn pki() -> Option<Pki> {
+    if Command::new("openssl").arg("version").output().is_err() {
+        if std::env::var_os("DELTAWKV_CI").is_some() {
+            panic!("openssl is not installed");
+        }
+        eprintln!("skipping: openssl is not installed");
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::write(
+        d.join("leaf.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n\
+         basicConstraints=critical,CA:FALSE\n\
+         keyUsage=critical,digitalSignature,keyEncipherment\n\
+         extendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    .expect("write extensions");
+    for ca in ["ca", "wrong_ca"] {
+        openssl(
+            d,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.crt"),
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN=deltawkv test {ca}"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        );
+    }
+    for leaf in ["server", "client"] {
+        openssl(
+            d,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{leaf}.key"),
+                "-out",
+                &format!("{leaf}.csr"),
+                "-subj",
+                &format!("/CN=deltawkv test {leaf}"),
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{leaf}.csr"),
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &format!("{leaf}.crt"),
+                "-days",
+                "2",
+                "-extfile",
+                "leaf.cnf",
+            ],
+        );
+    }
+    Some(Pki {
+        ca: d.join("ca.crt"),
+        wrong_ca: d.join("wrong_ca.crt"),
+        server_crt: d.join("server.crt"),
+        server_key: d.join("server.key"),
+        client_crt: d.join("client.crt"),
+        client_key: d.join("client.key"),
+        _dir: dir,
+    })
+}

@@ -15,7 +15,7 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 
 use super::{harness, settle, test_settings, tiny_checkpoint};
-use crate::orthanc::{self, Orthanc, Setup};
+use crate::orthanc::{self, Orthanc, Setup, TlsFiles};
 
 const TINY: &str = "dicom_series_tiny16";
 const PD: &str = "dicom_series_pd_oblique";
@@ -292,4 +292,84 @@ fn pacs_down_or_rejecting_gives_a_message_and_the_viewer_runs_on() {
         v.messages()
     );
     assert!(v.document().loaded().is_some());
+}
+
+#[test]
+fn a_tls_node_searches_and_a_wrong_ca_gives_a_message() {
+    let Some(pki) = orthanc::pki() else { return };
+    let Some(o) = Orthanc::start(&Setup {
+        tls: Some(TlsFiles {
+            certificate: pki.server_crt.clone(),
+            private_key: pki.server_key.clone(),
+            trusted: pki.ca.clone(),
+            client_certificate_required: false,
+        }),
+        ..Setup::default()
+    }) else {
+        return;
+    };
+    // Seeded over REST (plain HTTP on loopback); DICOM is TLS only.
+    assert_eq!(o.seed(&fixture(TINY)), 7);
+    let tls_settings = |ca: &std::path::Path| {
+        let mut s = pacs_settings(o.dicom_port, orthanc::OUR_AET);
+        s.pacs_nodes[0].tls = true;
+        s.pacs_nodes[0].tls_ca = Some(ca.to_path_buf());
+        s
+    };
+    let mut h = harness(AppOptions {
+        open_nothing: true,
+        no_weights_discovery: true,
+        settings: Some(tls_settings(&pki.ca)),
+        ..Default::default()
+    });
+    h.run_steps(2);
+    open_pacs_window(&mut h);
+    h.get_by_label("Search").click();
+    wait_pacs(&mut h);
+    {
+        let p = h.state().viewer.pacs();
+        assert_eq!(p.studies.len(), 1, "{:?}", p.status);
+        assert_eq!(p.studies[0].study_instance_uid, TINY_STUDY);
+    }
+    // Retrieve over TLS and open.
+    h.get_by_label("series").click();
+    wait_pacs(&mut h);
+    h.get_by_label("Open").click();
+    wait_pacs(&mut h);
+    settle(&mut h);
+    let v = &h.state().viewer;
+    assert!(v.messages().iter().all(|m| !m.error), "{:?}", v.messages());
+    let loaded = v.document().loaded().expect("opened over TLS");
+    let want = deltawkv::volume::load(&fixture(TINY), &Default::default()).unwrap();
+    assert_eq!(loaded.volume.data, want.data);
+
+    // Another CA: refused, with what to check.
+    *h.state_mut().viewer.settings_mut() = tls_settings(&pki.wrong_ca);
+    h.state_mut().viewer.pacs_mut().open_window = true;
+    h.run_steps(2);
+    h.get_by_label("Search").click();
+    wait_pacs(&mut h);
+    let v = &h.state().viewer;
+    assert!(
+        v.messages().iter().any(|m| m.error
+            && m.text.contains("UnknownIssuer")
+            && m.text.contains("signed by the CA")),
+        "{:?}",
+        v.messages()
+    );
+    // TLS off against the TLS port: a message saying so.
+    let mut plain = tls_settings(&pki.ca);
+    plain.pacs_nodes[0].tls = false;
+    *h.state_mut().viewer.settings_mut() = plain;
+    h.get_by_label("Search").click();
+    wait_pacs(&mut h);
+    let v = &h.state().viewer;
+    assert!(
+        v.messages()
+            .iter()
+            .any(|m| m.error && m.text.contains("speaks DICOM over TLS")),
+        "{:?}",
+        v.messages()
+    );
+    assert!(v.document().loaded().is_some(), "the open series stays");
 }
