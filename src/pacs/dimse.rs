@@ -349,6 +349,7 @@ impl Link {
         } else {
             "association negotiation"
         };
+        let started = std::time::Instant::now();
         let established = match &options.tls {
             None => opts.establish(addrs.as_slice()).map(Assoc::Plain),
             Some(tls) => {
@@ -359,8 +360,23 @@ impl Link {
                     .map(|a| Assoc::Tls(Box::new(a)))
             }
         };
-        let assoc =
-            established.map_err(|e| map_error(e, &address, options, &node.ae_title, during))?;
+        let assoc = established.map_err(|e| {
+            // dicom-ul 0.10.1 with `sync-tls` reports any failed read of the association answer
+            // on a plain link as "peer sends TLS data" when it received nothing at all (its TLS
+            // sniffing takes an empty buffer for a TLS record): a peer that stayed silent for the
+            // whole read timeout is a timeout. A real TLS port answers at once with an alert.
+            let silent = matches!(e, UlError::TlsNotSupported)
+                && options.tls.is_none()
+                && started.elapsed() >= options.timeout.mul_f64(0.9);
+            if silent {
+                return PacsError::Timeout {
+                    address: address.clone(),
+                    secs: options.timeout.as_secs_f64(),
+                    during: during.to_string(),
+                };
+            }
+            map_error(e, &address, options, &node.ae_title, during)
+        })?;
         tracing::debug!(
             node = %node,
             tls = options.tls.is_some(),
