@@ -150,7 +150,10 @@ impl Orthanc {
             let lua = dir.path().join("refuse.lua");
             std::fs::write(
                 &lua,
-                "function ReceivedInstanceFilter(dicom, origin, info)\n  return false\nend\n",
+                // Orthanc 1.10 answers Success to an instance the filter drops (returns false);
+                // an error in the filter makes it answer A700H (refused: out of resources).
+                "function ReceivedInstanceFilter(dicom, origin, info)\n  \
+                 error(\"refused by the test filter\")\nend\n",
             )
             .expect("write lua");
             config["LuaScripts"] = serde_json::json!([lua]);
