@@ -373,3 +373,75 @@ fn a_tls_node_searches_and_a_wrong_ca_gives_a_message() {
     );
     assert!(v.document().loaded().is_some(), "the open series stays");
 }
+
+#[test]
+fn a_refused_send_and_a_cancelled_retrieve_give_messages() {
+    let Some(o) = Orthanc::start(&Setup {
+        refuse_storage: true,
+        ..Setup::default()
+    }) else {
+        return;
+    };
+    let mut h = harness(AppOptions {
+        path: Some(fixture(TINY)),
+        checkpoint: Some(tiny_checkpoint(2)),
+        no_weights_discovery: true,
+        settings: Some(Settings {
+            mode: Mode::Upscale,
+            ..pacs_settings(o.dicom_port, orthanc::OUR_AET)
+        }),
+        ..Default::default()
+    });
+    settle(&mut h);
+    h.get_by_label("File").click();
+    h.run_steps(2);
+    h.get_by_label("Send SR to PACS").click();
+    wait_pacs(&mut h);
+    {
+        let v = &h.state().viewer;
+        assert!(
+            v.messages().iter().any(|m| m.error
+                && m.text.starts_with("SR not sent to")
+                && m.text.contains("C-STORE status A700H")),
+            "{:?}",
+            v.messages()
+        );
+    }
+    assert_eq!(o.get_json("/instances").as_array().unwrap().len(), 0);
+
+    // A retrieve cancelled as it starts: a note, not an error; the open volume stays.
+    let (code, _) = o.http("GET", "/system", None).unwrap();
+    assert_eq!(code, 200);
+    drop(o);
+    let Some(o) = Orthanc::start(&Setup::default()) else {
+        return;
+    };
+    assert_eq!(o.seed(&fixture(PD)), 8);
+    *h.state_mut().viewer.settings_mut() = pacs_settings(o.dicom_port, orthanc::OUR_AET);
+    h.state_mut().viewer.pacs_mut().open_window = true;
+    h.run_steps(3); // the window is laid out before the retrieve starts
+    let series = deltawkv::volume::list_series(&fixture(PD)).unwrap()[0]
+        .uid
+        .clone();
+    h.state_mut().viewer.pacs_retrieve(&series);
+    h.step();
+    assert!(
+        h.query_all_by_label("Cancel").next().is_some(),
+        "a Cancel button while the retrieve runs"
+    );
+    h.state_mut().viewer.pacs_cancel();
+    wait_pacs(&mut h);
+    let v = &h.state().viewer;
+    assert_eq!(
+        v.pacs().status,
+        Some((
+            format!(
+                "retrieve from {}: cancelled",
+                pacs_settings(o.dicom_port, orthanc::OUR_AET).pacs_nodes[0].label()
+            ),
+            false
+        ))
+    );
+    let loaded = v.document().loaded().expect("the volume open before stays");
+    assert!(loaded.path.ends_with(TINY), "{}", loaded.path.display());
+}
