@@ -445,3 +445,85 @@ fn a_refused_send_and_a_cancelled_retrieve_give_messages() {
     let loaded = v.document().loaded().expect("the volume open before stays");
     assert!(loaded.path.ends_with(TINY), "{}", loaded.path.display());
 }
+
+#[test]
+fn pacs_nodes_are_edited_in_their_window_and_remembered() {
+    use eframe::App;
+    let quiet = || AppOptions {
+        open_nothing: true,
+        no_weights_discovery: true,
+        ..Default::default()
+    };
+    let mut first = Harness::builder()
+        .with_size(egui::vec2(1100.0, 900.0))
+        .wgpu()
+        .build_eframe(move |cc| DeltaApp::new(cc, quiet()));
+    first.run_steps(2);
+    assert_eq!(first.state().viewer.settings().pacs_nodes.len(), 1);
+    first.get_by_label("File").click();
+    first.run_steps(2);
+    first.get_by_label("PACS nodes...").click();
+    first.run_steps(3);
+    first.get_by_label("Add node").click();
+    first.run_steps(3);
+    // The new node's fields, typed in.
+    let edit = |h: &mut Harness<'static, DeltaApp>, label: &str, text: &str| {
+        let n = h.get_all_by_role_and_label(Role::TextInput, label).count();
+        assert_eq!(n, 2, "two {label} fields");
+        h.get_all_by_role_and_label(Role::TextInput, label)
+            .nth(1)
+            .unwrap()
+            .focus();
+        h.run_steps(1);
+        h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+        h.get_all_by_role_and_label(Role::TextInput, label)
+            .nth(1)
+            .unwrap()
+            .type_text(text);
+        h.run_steps(2);
+    };
+    edit(&mut first, "AE title", "HOSPITALPACS");
+    edit(&mut first, "Host", "pacs.example.org");
+    edit(&mut first, "Our AE title", "RADWS1");
+    first
+        .get_all_by_label("DICOM over TLS")
+        .nth(1)
+        .unwrap()
+        .click();
+    first.run_steps(2);
+    first.get_all_by_label("use").nth(1).unwrap().click();
+    first.run_steps(2);
+    let node = first.state().viewer.settings().pacs_nodes[1].clone();
+    assert_eq!(node.ae_title, "HOSPITALPACS");
+    assert_eq!(node.host, "pacs.example.org");
+    assert_eq!(node.calling_ae, "RADWS1");
+    assert!(node.tls);
+    assert_eq!(first.state().viewer.settings().pacs_selected, 1);
+    // An invalid AE title is named in the window.
+    edit(&mut first, "AE title", "MUCH TOO LONG FOR AN AE");
+    assert!(
+        first
+            .query_all_by_label_contains("longer than 16 characters")
+            .next()
+            .is_some()
+    );
+    edit(&mut first, "AE title", "HOSPITALPACS");
+
+    let mut storage = super::files::MemStorage::default();
+    first.state_mut().save(&mut storage);
+    let saved = first.state().viewer.settings().clone();
+    let restored: &'static super::files::MemStorage = Box::leak(Box::new(storage));
+    let second = Harness::builder()
+        .with_size(SIZE_SMALL)
+        .wgpu()
+        .build_eframe(move |cc| {
+            cc.storage = Some(restored);
+            DeltaApp::new(cc, quiet())
+        });
+    let back = second.state().viewer.settings();
+    assert_eq!(back.pacs_nodes, saved.pacs_nodes);
+    assert_eq!(back.pacs_selected, 1);
+    assert_eq!(back.pacs_node().unwrap().ae_title, "HOSPITALPACS");
+}
+
+const SIZE_SMALL: egui::Vec2 = egui::vec2(800.0, 600.0);
