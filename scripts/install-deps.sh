@@ -20,8 +20,9 @@ apt-get install -y -qq --no-install-recommends slurm-wlm munge >/dev/null
 # The derived DICOM series' checks (tests/volume/derived.rs): dciodvfy (dicom3tools) validates every
 # written instance against its IOD, pydicom (Debian's python3) reads the series back.
 apt-get install -y -qq --no-install-recommends dicom3tools python3-pydicom >/dev/null
-# The PACS tests (tests/pacs/) start a real Orthanc and cross-check with dcmtk's findscu.
-apt-get install -y -qq --no-install-recommends orthanc dcmtk >/dev/null
+# The PACS tests (tests/pacs/) start a real Orthanc and cross-check with dcmtk's findscu; the
+# DICOM TLS tests make a throwaway CA and certificates with openssl.
+apt-get install -y -qq --no-install-recommends orthanc dcmtk openssl >/dev/null
 
 # The Rust toolchain is not a Debian 12 package of the right version: check for it and say how to
 # get it (rust-version in Cargo.toml is the oldest that builds the project).
