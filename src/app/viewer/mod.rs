@@ -337,6 +337,7 @@ impl Viewer {
                         if !self.pacs.owns(&l.path) {
                             self.settings.push_recent(&l.path);
                         }
+                        self.pacs.keep_only(&l.path);
                         tracing::info!("loaded {} in {:.2} s", l.path.display(), l.load_secs);
                         // Files of the series that could not be read: named once, on load.
                         for f in &l.volume.meta.skipped {

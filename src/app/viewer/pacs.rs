@@ -95,6 +95,12 @@ impl PacsState {
     pub fn owns(&self, path: &Path) -> bool {
         self.folders.iter().any(|d| path.starts_with(d.path()))
     }
+
+    /// Removes the retrieved folders other than the one `opened` lies in (another volume is
+    /// open: they are no longer shown).
+    pub(super) fn keep_only(&mut self, opened: &Path) {
+        self.folders.retain(|d| opened.starts_with(d.path()));
+    }
 }
 
 /// A PACS error as the user reads it; a cancel is not an error.

@@ -166,11 +166,22 @@ fn open_from_pacs_lists_the_seeded_series_and_opens_it() {
     assert!(v.messages().iter().all(|m| !m.text.contains("Doe")));
     let retrieved = loaded.path.clone();
     assert!(retrieved.is_dir());
+    // Opening another volume removes the retrieved series' temporary folder.
+    h.state_mut().viewer.open(fixture(PD), None);
+    settle(&mut h);
+    assert!(h.state().viewer.document().loaded().is_some());
+    assert!(!retrieved.exists(), "the temporary folder is removed");
+
+    // Retrieved again and opened; the folder goes when the viewer closes.
+    h.state_mut().viewer.pacs_mut().open_window = true;
+    h.run_steps(2);
+    h.get_by_label("Open").click();
+    wait_pacs(&mut h);
+    settle(&mut h);
+    let again = h.state().viewer.document().loaded().unwrap().path.clone();
+    assert!(h.state().viewer.pacs().owns(&again) && again.is_dir());
     drop(h);
-    assert!(
-        !retrieved.exists(),
-        "the temporary folder is removed on exit"
-    );
+    assert!(!again.exists(), "the temporary folder is removed on exit");
 }
 
 #[test]
