@@ -287,6 +287,26 @@ fn pacs_down_or_rejecting_gives_a_message_and_the_viewer_runs_on() {
     wait_pacs(&mut h);
     assert!(h.state().viewer.pacs().op().is_none());
 
+    // A port that accepts and never answers: bounded by the node's timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut quiet = pacs_settings(silent.local_addr().unwrap().port(), orthanc::OUR_AET);
+    quiet.pacs_nodes[0].timeout_secs = 1.0;
+    *h.state_mut().viewer.settings_mut() = quiet;
+    let t0 = Instant::now();
+    h.get_by_label("Search").click();
+    wait_pacs(&mut h);
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    assert!(
+        h.state()
+            .viewer
+            .messages()
+            .iter()
+            .any(|m| m.error && m.text.contains("timed out after 1 s")),
+        "{:?}",
+        h.state().viewer.messages()
+    );
+    drop(silent);
+
     // A PACS that does not know our AE title: the rejection and its reason.
     let Some(o) = Orthanc::start(&Setup::default()) else {
         return;
