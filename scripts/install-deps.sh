@@ -21,8 +21,9 @@ apt-get install -y -qq --no-install-recommends slurm-wlm munge >/dev/null
 # The derived DICOM series' checks (tests/volume/derived.rs): dciodvfy (dicom3tools) validates every
 # written instance against its IOD, pydicom (Debian's python3) reads the series back.
 apt-get install -y -qq --no-install-recommends dicom3tools python3-pydicom >/dev/null
-# The PACS tests (tests/pacs/) start a real Orthanc and cross-check with dcmtk's findscu.
-apt-get install -y -qq --no-install-recommends orthanc dcmtk >/dev/null
+# The PACS tests (tests/pacs/) start a real Orthanc and cross-check with dcmtk's findscu; the
+# DICOM TLS tests make a throwaway CA and certificates with openssl.
+apt-get install -y -qq --no-install-recommends orthanc dcmtk openssl >/dev/null
 
 # The Python suite (train/tests) and the golden self-check (train/tools/gen_golden.py --check):
 # Debian's CPU build of PyTorch, and a venv on top of Debian's python3 (system site packages:

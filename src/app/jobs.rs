@@ -60,6 +60,8 @@ pub enum JobError {
     Metric(#[from] MetricError),
     #[error(transparent)]
     DicomWrite(#[from] crate::volume::DicomWriteError),
+    #[error(transparent)]
+    Pacs(#[from] crate::pacs::PacsError),
     /// A panic inside the job (a bug).
     #[error("internal error while {what}: {message}")]
     Panicked { what: String, message: String },
@@ -169,6 +171,45 @@ pub enum Event {
         what: String,
         result: Result<PathBuf, JobError>,
     },
+    /// A report of PACS operation `op` (see [`PacsEvent`]).
+    Pacs { op: u64, event: PacsEvent },
+}
+
+/// What a PACS operation reports.
+#[derive(Debug)]
+pub enum PacsEvent {
+    /// Instances done so far (retrieve, send).
+    Progress(crate::pacs::Progress),
+    /// A C-ECHO answered (its round trip time).
+    Echoed(Result<Duration, JobError>),
+    /// A C-FIND answered.
+    Found(Result<Vec<crate::pacs::Match>, JobError>),
+    /// A retrieve finished: the temporary folder (removed when dropped) and what was written
+    /// into it.
+    Retrieved(Result<(tempfile::TempDir, crate::pacs::RetrieveReport), JobError>),
+    /// The SR was written as a derived series and sent: what the PACS stored.
+    Sent(Result<SentSr, JobError>),
+    /// The operation failed in a way of its own (a panic inside it: a bug).
+    Failed(JobError),
+}
+
+/// What File > Send SR to PACS did.
+#[derive(Debug, Clone)]
+pub struct SentSr {
+    /// What the PACS stored.
+    pub report: crate::pacs::SendReport,
+    /// The derived series' SeriesInstanceUID.
+    pub series_uid: String,
+    /// Its StudyInstanceUID.
+    pub study_uid: String,
+}
+
+/// A PACS operation's target: the node, the client's options and a cancel flag.
+#[derive(Clone, Debug)]
+pub struct PacsTarget {
+    pub node: crate::pacs::Node,
+    pub options: crate::pacs::Options,
+    pub cancel: Arc<AtomicBool>,
 }
 
 /// Why a file dialog was opened.
@@ -405,6 +446,132 @@ impl Jobs {
                 result,
             });
             waker();
+        });
+    }
+
+    fn spawn_pacs(
+        &self,
+        op: u64,
+        what: &'static str,
+        f: impl FnOnce(&dyn Fn(PacsEvent)) -> PacsEvent + Send + 'static,
+    ) {
+        self.spawn("pacs", move |tx, waker| {
+            let send = |event: PacsEvent| {
+                let _ = tx.send(Event::Pacs { op, event });
+                waker();
+            };
+            // A panic (a bug) is reported as the failure of the operation.
+            let last = catch_unwind(AssertUnwindSafe(|| f(&send))).unwrap_or_else(|p| {
+                let message = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                tracing::error!("{what} panicked: {message}");
+                PacsEvent::Failed(JobError::Panicked {
+                    what: what.to_string(),
+                    message,
+                })
+            });
+            send(last);
+        });
+    }
+
+    /// C-ECHO of `target`'s node.
+    pub fn pacs_echo(&self, op: u64, target: PacsTarget) {
+        self.spawn_pacs(op, "C-ECHO", move |_| {
+            PacsEvent::Echoed(
+                crate::pacs::echo(&target.node, &target.options).map_err(JobError::from),
+            )
+        });
+    }
+
+    /// C-FIND on `target`'s node at `level`.
+    pub fn pacs_find(
+        &self,
+        op: u64,
+        target: PacsTarget,
+        query: crate::pacs::FindQuery,
+        level: crate::pacs::Level,
+    ) {
+        self.spawn_pacs(op, "C-FIND", move |_| {
+            PacsEvent::Found(
+                crate::pacs::find(&target.node, &query, level, &target.options)
+                    .map_err(JobError::from),
+            )
+        });
+    }
+
+    /// Retrieves series `series_uid` (C-GET: no port of ours opens) into a new temporary folder.
+    pub fn pacs_retrieve(&self, op: u64, target: PacsTarget, series_uid: String) {
+        self.spawn_pacs(op, "retrieving a series", move |send| {
+            let result = (|| -> Result<_, JobError> {
+                let tmp = tempfile::Builder::new()
+                    .prefix("deltawkv-pacs-")
+                    .tempdir()
+                    .map_err(|source| crate::pacs::PacsError::Io {
+                        path: std::env::temp_dir(),
+                        source,
+                    })?;
+                let out = tmp.path().join("series");
+                let report = crate::pacs::retrieve_series(
+                    &target.node,
+                    &series_uid,
+                    &out,
+                    &crate::pacs::RetrieveMode::Get,
+                    &target.options,
+                    &mut |p| send(PacsEvent::Progress(p)),
+                    &target.cancel,
+                )?;
+                Ok((tmp, report))
+            })();
+            PacsEvent::Retrieved(result)
+        });
+    }
+
+    /// Writes the SR as a derived DICOM series into a temporary folder (the SHA-256 of
+    /// `checkpoint` computed here) and sends it to `target`'s node with C-STORE; the folder is
+    /// removed afterwards.
+    pub fn pacs_send_sr(
+        &self,
+        op: u64,
+        target: PacsTarget,
+        volume: Volume,
+        checkpoint: Option<PathBuf>,
+        provenance: crate::volume::Provenance,
+    ) {
+        self.spawn_pacs(op, "sending the SR", move |send| {
+            let result = (|| -> Result<_, JobError> {
+                let mut prov = provenance;
+                if let Some(c) = &checkpoint {
+                    prov.checkpoint_sha256 = volume::sha256_file(c)?;
+                }
+                let tmp = tempfile::Builder::new()
+                    .prefix("deltawkv-send-")
+                    .tempdir()
+                    .map_err(|source| crate::pacs::PacsError::Io {
+                        path: std::env::temp_dir(),
+                        source,
+                    })?;
+                let written = volume::write_derived_series(&volume, &prov, &tmp.path().join("sr"))?;
+                send(PacsEvent::Progress(crate::pacs::Progress {
+                    done: 0,
+                    total: Some(written.files.len()),
+                }));
+                let report = crate::pacs::send_files(
+                    &target.node,
+                    std::slice::from_ref(&written.folder),
+                    &target.options,
+                    &mut |p| send(PacsEvent::Progress(p)),
+                    &target.cancel,
+                )?;
+                Ok(SentSr {
+                    report,
+                    series_uid: written.series_instance_uid,
+                    study_uid: written.study_instance_uid,
+                })
+            })();
+            PacsEvent::Sent(result)
         });
     }
 

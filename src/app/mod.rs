@@ -315,6 +315,8 @@ impl eframe::App for DeltaApp {
         }
         ui::help_window(v, &ctx);
         ui::series_window(v, &ctx);
+        ui::pacs_window(v, &ctx);
+        ui::pacs_nodes_window(v, &ctx);
         v.request_metrics();
         if v.busy() {
             ctx.request_repaint_after(std::time::Duration::from_millis(250));

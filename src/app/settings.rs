@@ -61,6 +61,106 @@ pub struct Settings {
     pub last_dir: Option<PathBuf>,
     /// UI zoom in presentation mode.
     pub presentation_zoom: f32,
+    /// PACS nodes known to the viewer (File > Open from PACS, File > Send SR to PACS).
+    pub pacs_nodes: Vec<PacsNode>,
+    /// Index into `pacs_nodes` of the node in use.
+    pub pacs_selected: usize,
+}
+
+/// A PACS the viewer talks to, as set in File > PACS nodes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PacsNode {
+    /// A name for the menus (e.g. "Orthanc on this machine").
+    pub name: String,
+    /// The PACS's AE title (the called AE title).
+    pub ae_title: String,
+    /// Host name or IP address of the PACS.
+    pub host: String,
+    /// Its DICOM port.
+    pub port: u16,
+    /// Our AE title (the calling AE title; the PACS must know it).
+    pub calling_ae: String,
+    /// Seconds to wait to connect and for each answer.
+    pub timeout_secs: f64,
+    /// DICOM over TLS.
+    pub tls: bool,
+    /// The CA certificate (PEM) that signed the PACS's certificate (TLS); none: the system's
+    /// trusted roots.
+    pub tls_ca: Option<PathBuf>,
+    /// Our client certificate and key (PEM), when the PACS asks for one (TLS).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Default for PacsNode {
+    fn default() -> Self {
+        Self {
+            name: "local Orthanc".into(),
+            ae_title: "ORTHANC".into(),
+            host: "127.0.0.1".into(),
+            port: 4242,
+            calling_ae: crate::pacs::DEFAULT_CALLING_AE.into(),
+            timeout_secs: 30.0,
+            tls: false,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+impl PacsNode {
+    /// The node and the options of the DICOM client, or a message saying which field is wrong.
+    pub fn client(&self) -> Result<(crate::pacs::Node, crate::pacs::Options), String> {
+        crate::pacs::check_ae_title(&self.ae_title).map_err(|e| format!("PACS AE title: {e}"))?;
+        crate::pacs::check_ae_title(&self.calling_ae)
+            .map_err(|e| format!("our (calling) AE title: {e}"))?;
+        if self.host.trim().is_empty() {
+            return Err("the PACS host is empty".into());
+        }
+        if self.port == 0 {
+            return Err("the PACS port is 0".into());
+        }
+        if !(self.timeout_secs.is_finite()
+            && self.timeout_secs > 0.0
+            && self.timeout_secs <= 3600.0)
+        {
+            return Err(format!(
+                "timeout {} s: choose a number of seconds in (0, 3600]",
+                self.timeout_secs
+            ));
+        }
+        let node = crate::pacs::Node {
+            ae_title: self.ae_title.trim().to_string(),
+            host: self.host.trim().to_string(),
+            port: self.port,
+        };
+        if self.tls && self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(
+                "TLS: a client certificate needs its key, and a key its certificate".into(),
+            );
+        }
+        let options = crate::pacs::Options {
+            calling_ae: self.calling_ae.trim().to_string(),
+            timeout: std::time::Duration::from_secs_f64(self.timeout_secs),
+            tls: self.tls.then(|| crate::pacs::Tls {
+                ca: self.tls_ca.clone(),
+                cert: self.tls_cert.clone(),
+                key: self.tls_key.clone(),
+            }),
+        };
+        Ok((node, options))
+    }
+
+    /// `name (AET@HOST:PORT)` for menus and messages.
+    pub fn label(&self) -> String {
+        let tls = if self.tls { ", TLS" } else { "" };
+        format!(
+            "{} ({}@{}:{}{tls})",
+            self.name, self.ae_title, self.host, self.port
+        )
+    }
 }
 
 impl Default for Settings {
@@ -88,6 +188,8 @@ impl Default for Settings {
             show_side_panel: true,
             last_dir: None,
             presentation_zoom: 1.6,
+            pacs_nodes: vec![PacsNode::default()],
+            pacs_selected: 0,
         }
     }
 }
@@ -143,6 +245,14 @@ impl Settings {
             self.presentation_zoom = 1.6;
         }
         self.recent.truncate(MAX_RECENT);
+        if self.pacs_selected >= self.pacs_nodes.len() {
+            self.pacs_selected = 0;
+        }
+    }
+
+    /// The PACS node in use, if any.
+    pub fn pacs_node(&self) -> Option<&PacsNode> {
+        self.pacs_nodes.get(self.pacs_selected)
     }
 }
 

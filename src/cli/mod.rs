@@ -181,7 +181,10 @@ fn view(_path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
 
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("DELTAWKV_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    // dicom-ul's client logs errors that `pacs` returns (and names better) itself; its guess
+    // "Received TLS response to non-TLS request!" is also logged for a silent port.
+    let filter = EnvFilter::try_from_env("DELTAWKV_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("warn,dicom_ul::association::client=off"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -46,6 +46,19 @@ pub struct NodeArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// DICOM over TLS: the PACS's certificate is checked against --tls-ca (else the system's
+    /// trusted roots) and against the host name or IP address of --pacs.
+    #[arg(long)]
+    pub tls: bool,
+    /// PEM file of the CA certificate that signed the PACS's certificate.
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub tls_ca: Option<PathBuf>,
+    /// Our client certificate (PEM), for a PACS that asks for one (needs --tls-key).
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "tls_key"])]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "tls_cert"])]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl NodeArgs {
@@ -60,6 +73,11 @@ impl NodeArgs {
         Ok(pacs::Options {
             calling_ae: self.calling_ae.clone(),
             timeout: Duration::from_secs_f64(self.timeout),
+            tls: self.tls.then(|| pacs::Tls {
+                ca: self.tls_ca.clone(),
+                cert: self.tls_cert.clone(),
+                key: self.tls_key.clone(),
+            }),
         })
     }
 }

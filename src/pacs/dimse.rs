@@ -13,6 +13,7 @@ use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use dicom_ul::association::Error as UlError;
+use dicom_ul::association::client::TlsStream;
 use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextResultReason};
 use dicom_ul::{ClientAssociation, ClientAssociationOptions, Pdu, ServerAssociation};
 
@@ -137,6 +138,66 @@ impl Pdus for ServerAssociation<TcpStream> {
     }
 }
 
+impl Pdus for ClientAssociation<TlsStream> {
+    fn send_pdu(&mut self, pdu: &Pdu) -> Result<(), UlError> {
+        self.send(pdu)
+    }
+    fn receive_pdu(&mut self) -> Result<Pdu, UlError> {
+        self.receive()
+    }
+}
+
+/// A client association over plain TCP or over TLS.
+pub(crate) enum Assoc {
+    Plain(ClientAssociation<TcpStream>),
+    Tls(Box<ClientAssociation<TlsStream>>),
+}
+
+impl Pdus for Assoc {
+    fn send_pdu(&mut self, pdu: &Pdu) -> Result<(), UlError> {
+        match self {
+            Assoc::Plain(a) => a.send(pdu),
+            Assoc::Tls(a) => a.send(pdu),
+        }
+    }
+    fn receive_pdu(&mut self) -> Result<Pdu, UlError> {
+        match self {
+            Assoc::Plain(a) => a.receive(),
+            Assoc::Tls(a) => a.receive(),
+        }
+    }
+}
+
+impl Assoc {
+    fn presentation_contexts(&self) -> &[dicom_ul::pdu::PresentationContextNegotiated] {
+        match self {
+            Assoc::Plain(a) => a.presentation_contexts(),
+            Assoc::Tls(a) => a.presentation_contexts(),
+        }
+    }
+
+    fn acceptor_max_pdu_length(&self) -> u32 {
+        match self {
+            Assoc::Plain(a) => a.acceptor_max_pdu_length(),
+            Assoc::Tls(a) => a.acceptor_max_pdu_length(),
+        }
+    }
+
+    fn release(self) -> Result<(), UlError> {
+        match self {
+            Assoc::Plain(a) => a.release(),
+            Assoc::Tls(a) => (*a).release(),
+        }
+    }
+
+    fn abort(self) -> Result<(), UlError> {
+        match self {
+            Assoc::Plain(a) => a.abort(),
+            Assoc::Tls(a) => (*a).abort(),
+        }
+    }
+}
+
 /// Turns a `dicom-ul` error into ours: a refused connection, a timeout, a rejection with its
 /// reason, an abort, or a protocol error with the library's message.
 pub(crate) fn map_error(
@@ -163,6 +224,22 @@ pub(crate) fn map_error(
             _ => {}
         }
     }
+    let message = chain(&e);
+    // A TLS alert of the PACS (e.g. no client certificate) arrives while reading its answer.
+    let tls_failure = matches!(
+        e,
+        UlError::TlsHandshake { .. }
+            | UlError::TlsConnection { .. }
+            | UlError::InvalidServerName { .. }
+            | UlError::TlsNotSupported
+    ) || (options.tls.is_some() && message.contains("fatal alert"));
+    if tls_failure {
+        return PacsError::Tls {
+            address: address.to_string(),
+            hint: tls_hint(&e, &message).to_string(),
+            message,
+        };
+    }
     match e {
         UlError::Rejected { association_rj, .. } => PacsError::Rejected {
             address: address.to_string(),
@@ -187,6 +264,20 @@ pub(crate) fn map_error(
             during: during.to_string(),
             message: chain(&other),
         },
+    }
+}
+
+/// What to check after a failed TLS handshake.
+fn tls_hint(e: &UlError, message: &str) -> &'static str {
+    if matches!(e, UlError::TlsNotSupported) {
+        "this port speaks DICOM over TLS: connect with TLS (--tls)"
+    } else if message.contains("CertificateRequired") || message.contains("certificate required") {
+        "the PACS requires a client certificate: give ours (--tls-cert and --tls-key)"
+    } else if message.contains("invalid peer certificate") {
+        "is the PACS's certificate signed by the CA given (--tls-ca), for this host name or \
+         address, and still valid?"
+    } else {
+        "is TLS on at this port of the PACS?"
     }
 }
 
@@ -218,7 +309,7 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// An open association of ours (the requestor) with a PACS.
 pub(crate) struct Link {
-    assoc: Option<ClientAssociation<TcpStream>>,
+    assoc: Option<Assoc>,
     pending: VecDeque<PDataValue>,
     pub address: String,
     called: String,
@@ -253,17 +344,42 @@ impl Link {
             opts = opts.with_role_selection(*class, false, true);
         }
         let addrs = node.socket_addrs()?;
-        let assoc = opts.establish(addrs.as_slice()).map_err(|e| {
-            map_error(
-                e,
-                &address,
-                options,
-                &node.ae_title,
-                "association negotiation",
-            )
+        let during = if options.tls.is_some() {
+            "TLS handshake and association negotiation"
+        } else {
+            "association negotiation"
+        };
+        let started = std::time::Instant::now();
+        let established = match &options.tls {
+            None => opts.establish(addrs.as_slice()).map(Assoc::Plain),
+            Some(tls) => {
+                let config = super::tls::client_config(tls)?;
+                opts.tls_config(config)
+                    .server_name(node.host.as_str())
+                    .establish_tls(addrs.as_slice())
+                    .map(|a| Assoc::Tls(Box::new(a)))
+            }
+        };
+        let assoc = established.map_err(|e| {
+            // dicom-ul 0.10.1 with `sync-tls` reports any failed read of the association answer
+            // on a plain link as "peer sends TLS data" when it received nothing at all (its TLS
+            // sniffing takes an empty buffer for a TLS record): a peer that stayed silent for the
+            // whole read timeout is a timeout. A real TLS port answers at once with an alert.
+            let silent = matches!(e, UlError::TlsNotSupported)
+                && options.tls.is_none()
+                && started.elapsed() >= options.timeout.mul_f64(0.9);
+            if silent {
+                return PacsError::Timeout {
+                    address: address.clone(),
+                    secs: options.timeout.as_secs_f64(),
+                    during: during.to_string(),
+                };
+            }
+            map_error(e, &address, options, &node.ae_title, during)
         })?;
         tracing::debug!(
             node = %node,
+            tls = options.tls.is_some(),
             contexts = assoc.presentation_contexts().len(),
             "association established"
         );
@@ -277,7 +393,7 @@ impl Link {
         })
     }
 
-    fn assoc(&mut self) -> Result<&mut ClientAssociation<TcpStream>, PacsError> {
+    fn assoc(&mut self) -> Result<&mut Assoc, PacsError> {
         let address = self.address.clone();
         self.assoc.as_mut().ok_or(PacsError::Protocol {
             address,

@@ -12,6 +12,7 @@ mod dimse;
 mod query;
 mod retrieve;
 mod store;
+mod tls;
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -22,6 +23,7 @@ use std::time::Duration;
 pub use query::{FindQuery, Level, Match, find};
 pub use retrieve::{RetrieveMode, RetrieveReport, retrieve_series};
 pub use store::{SendReport, send_files};
+pub use tls::Tls;
 
 /// The AE title we call with unless told otherwise.
 pub const DEFAULT_CALLING_AE: &str = "DELTAWKV";
@@ -121,13 +123,16 @@ pub fn check_ae_title(ae: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// How we talk to a PACS: our AE title and how long we wait for it.
+/// How we talk to a PACS: our AE title, how long we wait for it, and TLS.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Our (calling) AE title; the PACS must know it.
     pub calling_ae: String,
     /// The longest we wait to connect and for each answer of the PACS.
     pub timeout: Duration,
+    /// DICOM over TLS (the PACS's certificate checked against a CA, for its host name or IP
+    /// address), or plain TCP when `None`.
+    pub tls: Option<Tls>,
 }
 
 impl Default for Options {
@@ -135,6 +140,7 @@ impl Default for Options {
         Options {
             calling_ae: DEFAULT_CALLING_AE.to_string(),
             timeout: Duration::from_secs(30),
+            tls: None,
         }
     }
 }
@@ -194,6 +200,20 @@ pub enum PacsError {
         /// What we were waiting for.
         during: String,
     },
+    /// The TLS handshake failed: the PACS's certificate is not signed by the CA we trust, names
+    /// another host, the PACS wants a client certificate, or one side does not speak TLS.
+    #[error("TLS with {address} failed: {message} ({hint})")]
+    Tls {
+        /// `host:port`.
+        address: String,
+        /// What rustls or dicom-ul said.
+        message: String,
+        /// What to check.
+        hint: String,
+    },
+    /// A TLS setting that cannot be used (an unreadable CA, certificate or key file).
+    #[error("TLS setup: {0}")]
+    TlsSetup(String),
     /// The PACS rejected the association.
     #[error(
         "{address} rejected the association of calling AE `{calling}` to called AE `{called}`: {reason}"
@@ -325,6 +345,23 @@ pub enum PacsError {
         address: String,
         /// The system's message.
         message: String,
+    },
+    /// Our C-MOVE storage SCP refused the PACS's association: it called with another AE title
+    /// than the one we called it by.
+    #[error(
+        "our C-MOVE storage SCP on {address} refused the PACS's association: it called as \
+         `{calling}`, not `{expected}` (the AE title we called it by; only that peer is \
+         accepted): call the PACS by its own AE title ({cause})"
+    )]
+    MoveRefused {
+        /// Where our SCP listened.
+        address: String,
+        /// The AE title that called our SCP.
+        calling: String,
+        /// The one we accept (the PACS's, as we called it).
+        expected: String,
+        /// The C-MOVE's own error.
+        cause: String,
     },
     /// The caller cancelled the operation.
     #[error("cancelled")]

@@ -63,6 +63,15 @@ pub fn retrieve_series(
     progress: &mut dyn FnMut(Progress),
     cancel: &AtomicBool,
 ) -> Result<RetrieveReport, PacsError> {
+    if options.tls.is_some() && matches!(mode, RetrieveMode::Move { .. }) {
+        // The PACS would connect back to our storage SCP, which has no TLS: the instances
+        // would cross the network in the clear. C-GET brings them back on the TLS association.
+        return Err(PacsError::TlsSetup(
+            "a C-MOVE retrieve cannot use TLS (our storage SCP listens without it): retrieve \
+             with C-GET (without --move)"
+                .into(),
+        ));
+    }
     check_output(out_dir)?;
     let parent = match out_dir.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -373,6 +382,8 @@ fn get(
 /// Accepts only associations from `calling` (the PACS) to `called` (us).
 struct ExpectedPeer {
     calling: String,
+    /// The AE titles refused so far (to name them in the retrieve's error).
+    refused: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl AccessControl for ExpectedPeer {
@@ -388,6 +399,9 @@ impl AccessControl for ExpectedPeer {
                 calling = calling_ae_title,
                 "storage SCP: unexpected calling AE title"
             );
+            if let Ok(mut r) = self.refused.lock() {
+                r.push(calling_ae_title.trim().to_string());
+            }
             return Err(AssociationRJServiceUserReason::CallingAETitleNotRecognized);
         }
         if called_ae_title.trim() != this_ae_title.trim() {
@@ -420,12 +434,14 @@ fn move_to_us(
             message: e.to_string(),
         })?;
     let stop = Arc::new(AtomicBool::new(false));
+    let refused = Arc::new(std::sync::Mutex::new(Vec::new()));
     let scp_error: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
     let result = std::thread::scope(|scope| {
         let stop2 = stop.clone();
         let scp_error = &scp_error;
+        let refused = refused.clone();
         let scp = scope.spawn(move || {
-            if let Err(e) = serve(&listener, node, options, sink, &stop2)
+            if let Err(e) = serve(&listener, node, options, sink, &stop2, refused)
                 && let Ok(mut slot) = scp_error.lock()
             {
                 *slot = Some(e);
@@ -444,7 +460,21 @@ fn move_to_us(
         let _ = scp.join();
         r
     });
-    result?;
+    if let Err(e) = result {
+        // A PACS that called our SCP with an AE title other than the one we called it by.
+        let refused = refused.lock().map(|r| r.clone()).unwrap_or_default();
+        if let Some(calling) = refused.first()
+            && !matches!(e, PacsError::Cancelled)
+        {
+            return Err(PacsError::MoveRefused {
+                address: listen.to_string(),
+                calling: calling.clone(),
+                expected: node.ae_title.clone(),
+                cause: e.to_string(),
+            });
+        }
+        return Err(e);
+    }
     if let Ok(mut slot) = scp_error.lock()
         && let Some(message) = slot.take()
     {
@@ -531,10 +561,12 @@ fn serve(
     options: &Options,
     sink: &Sink,
     stop: &AtomicBool,
+    refused: Arc<std::sync::Mutex<Vec<String>>>,
 ) -> Result<(), String> {
     let mut scp = ServerAssociationOptions::new()
         .ae_access_control(ExpectedPeer {
             calling: node.ae_title.clone(),
+            refused,
         })
         .ae_title(options.calling_ae.as_str())
         .read_timeout(options.timeout)

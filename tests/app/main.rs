@@ -10,5 +10,8 @@ mod display;
 mod eval_agreement;
 mod faults;
 mod gpu_timing;
+#[path = "../pacs/orthanc.rs"]
+#[allow(dead_code)] // the PACS tests use more of the harness
+mod orthanc;
 mod render;
 mod ui;

@@ -229,3 +229,48 @@ fn cancelled_retrieve_leaves_nothing() {
     .unwrap();
     assert_eq!(report.instances, 8);
 }
+
+#[test]
+fn storage_scp_refuses_a_peer_with_another_ae_title() {
+    // Orthanc answers any called AE title; we call it OTHERPACS, so our C-MOVE storage SCP
+    // expects OTHERPACS to connect back, and refuses Orthanc, which calls with ORTHANC.
+    let port = orthanc::free_port();
+    let Some(o) = Orthanc::start(&Setup {
+        move_port: Some(port),
+        any_called_aet: true,
+        ..Setup::default()
+    }) else {
+        return;
+    };
+    o.seed(&fixture(TINY));
+    let node = format!("OTHERPACS@127.0.0.1:{}", o.dicom_port);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tiny");
+    let err = fails_with(
+        &deltawkv(&[
+            "pacs",
+            "get",
+            "--move",
+            "--move-port",
+            &port.to_string(),
+            "--pacs",
+            &node,
+            "--series",
+            TINY_SERIES,
+            out.to_str().unwrap(),
+            "--timeout",
+            "20",
+        ]),
+        &["storage SCP", "refused", "`ORTHANC`", "`OTHERPACS`"],
+    );
+    eprintln!("{err}");
+    assert!(!out.exists(), "nothing written");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    assert!(
+        o.log().contains("DELTAWKV") || o.log().to_lowercase().contains("rejected"),
+        "Orthanc saw the refusal: {}",
+        o.log()
+    );
+    // The SCP listened only during the retrieve.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}

@@ -8,6 +8,7 @@
 mod failures;
 mod orthanc;
 mod roundtrip;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -24,6 +24,23 @@ pub struct Setup {
     pub refuse_storage: bool,
     /// The port our C-MOVE storage SCP listens on (Orthanc's modality entry for us).
     pub move_port: Option<u16>,
+    /// DICOM over TLS on Orthanc's DICOM port.
+    pub tls: Option<TlsFiles>,
+    /// Answer whatever AE title is called (DicomCheckCalledAet off).
+    pub any_called_aet: bool,
+}
+
+/// Orthanc's DICOM TLS settings (PEM files).
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// Its certificate (`DicomTlsCertificate`).
+    pub certificate: PathBuf,
+    /// Its key (`DicomTlsPrivateKey`).
+    pub private_key: PathBuf,
+    /// The CA it trusts for client certificates (`DicomTlsTrustedCertificates`).
+    pub trusted: PathBuf,
+    /// Whether a client must present a certificate (`DicomTlsRemoteCertificateRequired`).
+    pub client_certificate_required: bool,
 }
 
 /// A running Orthanc; killed on drop.
@@ -101,7 +118,7 @@ impl Orthanc {
             "DicomAet": AET,
             "RemoteAccessAllowed": false,
             "AuthenticationEnabled": false,
-            "DicomCheckCalledAet": true,
+            "DicomCheckCalledAet": !setup.any_called_aet,
             "DicomAlwaysAllowEcho": false,
             "DicomAlwaysAllowStore": false,
             "DicomAlwaysAllowFind": false,
@@ -122,11 +139,21 @@ impl Orthanc {
             "Plugins": [],
             "LuaScripts": [],
         });
+        if let Some(tls) = &setup.tls {
+            config["DicomTlsEnabled"] = true.into();
+            config["DicomTlsCertificate"] = serde_json::json!(tls.certificate);
+            config["DicomTlsPrivateKey"] = serde_json::json!(tls.private_key);
+            config["DicomTlsTrustedCertificates"] = serde_json::json!(tls.trusted);
+            config["DicomTlsRemoteCertificateRequired"] = tls.client_certificate_required.into();
+        }
         if setup.refuse_storage {
             let lua = dir.path().join("refuse.lua");
             std::fs::write(
                 &lua,
-                "function ReceivedInstanceFilter(dicom, origin, info)\n  return false\nend\n",
+                // Orthanc 1.10 answers Success to an instance the filter drops (returns false);
+                // an error in the filter makes it answer A700H (refused: out of resources).
+                "function ReceivedInstanceFilter(dicom, origin, info)\n  \
+                 error(\"refused by the test filter\")\nend\n",
             )
             .expect("write lua");
             config["LuaScripts"] = serde_json::json!([lua]);
@@ -152,6 +179,7 @@ impl Orthanc {
             if let Ok(Some(status)) = orthanc.child.try_wait() {
                 return Err(format!("Orthanc exited ({status}):\n{}", orthanc.log()));
             }
+            // (A TLS port is probed by TCP connect only: DCMTK logs the aborted handshake.)
             if orthanc
                 .http("GET", "/system", None)
                 .is_ok_and(|(c, _)| c == 200)
@@ -270,4 +298,120 @@ pub fn dicom_files(folder: &Path) -> Vec<PathBuf> {
         .collect();
     v.sort();
     v
+}
+
+/// PEM files of a throwaway PKI: `ca` signs `server` (for 127.0.0.1 and localhost) and
+/// `client`; `wrong_ca` is another CA that signs nothing of them.
+pub struct Pki {
+    _dir: tempfile::TempDir,
+    pub ca: PathBuf,
+    pub wrong_ca: PathBuf,
+    pub server_crt: PathBuf,
+    pub server_key: PathBuf,
+    pub client_crt: PathBuf,
+    pub client_key: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Makes the PKI, or None (skip) when openssl is missing outside CI.
+pub fn pki() -> Option<Pki> {
+    if Command::new("openssl").arg("version").output().is_err() {
+        if std::env::var_os("DELTAWKV_CI").is_some() {
+            panic!("openssl is not installed");
+        }
+        eprintln!("skipping: openssl is not installed");
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::write(
+        d.join("leaf.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n\
+         basicConstraints=critical,CA:FALSE\n\
+         keyUsage=critical,digitalSignature,keyEncipherment\n\
+         extendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    .expect("write extensions");
+    for ca in ["ca", "wrong_ca"] {
+        openssl(
+            d,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.crt"),
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN=deltawkv test {ca}"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        );
+    }
+    for leaf in ["server", "client"] {
+        openssl(
+            d,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{leaf}.key"),
+                "-out",
+                &format!("{leaf}.csr"),
+                "-subj",
+                &format!("/CN=deltawkv test {leaf}"),
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{leaf}.csr"),
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &format!("{leaf}.crt"),
+                "-days",
+                "2",
+                "-extfile",
+                "leaf.cnf",
+            ],
+        );
+    }
+    Some(Pki {
+        ca: d.join("ca.crt"),
+        wrong_ca: d.join("wrong_ca.crt"),
+        server_crt: d.join("server.crt"),
+        server_key: d.join("server.key"),
+        client_crt: d.join("client.crt"),
+        client_key: d.join("client.key"),
+        _dir: dir,
+    })
 }

@@ -144,7 +144,8 @@ fn findscu_values(stderr: &str, tag: &str) -> Vec<String> {
         .filter_map(|l| {
             let start = l.find('[')? + 1;
             let end = l[start..].find(']')? + start;
-            Some(l[start..end].trim().to_string())
+            // dcmtk shows a UID with its even-length padding (a trailing NUL).
+            Some(l[start..end].trim_end_matches('\0').trim().to_string())
         })
         .collect()
 }

@@ -46,6 +46,26 @@ pub fn menu_bar(v: &mut Viewer, ui: &mut Ui, req: &mut FrameRequests) {
                 }
             });
             ui.separator();
+            if ui.button("Open from PACS...").clicked() {
+                v.pacs_mut().open_window = true;
+            }
+            let node = v.settings().pacs_node().map(|n| n.label());
+            let send = ui
+                .add_enabled(
+                    node.is_some() && v.pacs().op().is_none(),
+                    egui::Button::new("Send SR to PACS"),
+                )
+                .on_hover_text(match &node {
+                    Some(n) => format!("the SR as a derived DICOM series, stored on {n}"),
+                    None => "no PACS node: add one in PACS nodes...".into(),
+                });
+            if send.clicked() {
+                v.pacs_send_sr();
+            }
+            if ui.button("PACS nodes...").clicked() {
+                v.pacs_mut().nodes_window = true;
+            }
+            ui.separator();
             if ui.button("Export SR as NIfTI...  (Ctrl+S)").clicked() {
                 v.dialog(
                     DialogPurpose::ExportNifti,

@@ -2,6 +2,7 @@
 //! drops here, the rest by panel in `menus.rs`, `side_panel.rs`, `status.rs` and `windows.rs`.
 
 mod menus;
+mod pacs;
 mod side_panel;
 mod status;
 mod windows;
@@ -16,6 +17,7 @@ use crate::app::windowing::WindowPreset;
 use crate::volume::Axis;
 
 pub use menus::{menu_bar, toolbar};
+pub use pacs::{pacs_nodes_window, pacs_progress, pacs_window};
 pub use side_panel::side_panel;
 pub use status::{device_status, messages, progress, psnr_plot, readout, status_line};
 pub use windows::{help_window, series_window};

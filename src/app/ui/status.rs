@@ -74,6 +74,10 @@ pub fn progress(v: &mut Viewer, ui: &mut Ui) {
             v.user_cancel(slot);
         }
     }
+    // The PACS windows show their own progress.
+    if !v.pacs().open_window && !v.pacs().nodes_window {
+        super::pacs_progress(v, ui);
+    }
     if let Some(t) = v.document().preparing() {
         ui.horizontal(|ui| {
             ui.spinner();

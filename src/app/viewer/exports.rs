@@ -21,22 +21,29 @@ impl Viewer {
     /// Writes the SR of slot A as a derived DICOM series into the new folder `dir`, in the source's
     /// study when the source is DICOM (both modes; simulate mode writes the SR the metrics see).
     pub(super) fn export_dicom(&mut self, dir: PathBuf) {
-        let run = self.inference.run(Slot::A);
-        let prepared = self.doc.prepared().map(|p| &**p);
-        let volume = export::sr_volume(prepared, run).map(|mut v| {
-            if let Some(p) = prepared {
-                // The source's identity and path: the series joins its study, never its folder.
-                v.meta.dicom = p.meta.dicom.clone();
-                v.meta.source_path = p.meta.source_path.clone();
-            }
-            v
-        });
-        let volume = match volume {
-            Ok(v) => v,
+        let (volume, file, provenance) = match self.derived_series_source() {
+            Ok(x) => x,
             Err(e) => return self.error(format!("SR DICOM series not saved: {e}")),
         };
         if let Err(e) = crate::volume::check_series_output(&dir, &volume.meta) {
             return self.error(format!("SR DICOM series not saved: {e}"));
+        }
+        self.jobs.save_dicom(volume, file, provenance, dir);
+    }
+
+    /// What the derived DICOM series of slot A's SR is made from: the SR volume carrying the
+    /// source's DICOM identity, the checkpoint file (its SHA-256 is computed by the job) and the
+    /// provenance (shared by File > Export SR as DICOM series and File > Send SR to PACS).
+    pub(super) fn derived_series_source(
+        &self,
+    ) -> Result<(crate::volume::Volume, Option<PathBuf>, Provenance), ExportError> {
+        let run = self.inference.run(Slot::A);
+        let prepared = self.doc.prepared().map(|p| &**p);
+        let mut volume = export::sr_volume(prepared, run)?;
+        if let Some(p) = prepared {
+            // The source's identity and path: the series joins its study, never its folder.
+            volume.meta.dicom = p.meta.dicom.clone();
+            volume.meta.source_path = p.meta.source_path.clone();
         }
         let scale = prepared.map(|p| p.params.scale).unwrap_or(0);
         let label = run.map(|r| r.checkpoint.clone()).unwrap_or_default();
@@ -54,7 +61,7 @@ impl Viewer {
                 .unwrap_or(label),
             ..Provenance::default()
         };
-        self.jobs.save_dicom(volume, file, provenance, dir);
+        Ok((volume, file, provenance))
     }
 
     /// What a metrics report of this session is made from.

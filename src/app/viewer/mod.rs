@@ -10,6 +10,7 @@ mod exports;
 mod inference;
 mod messages;
 mod navigation;
+mod pacs;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,6 +35,7 @@ pub use inference::Inference;
 use messages::Messages;
 pub use messages::UiMessage;
 pub use navigation::Navigation;
+pub use pacs::{PacsOp, PacsOpKind, PacsQuery, PacsState};
 
 /// How the viewer is started (the command line, or a test).
 #[derive(Clone, Default)]
@@ -63,6 +65,7 @@ pub struct Viewer {
     images: PaneImages,
     messages: Messages,
     dialogs: Dialogs,
+    pacs: PacsState,
     /// Whether panes can be drawn (a wgpu renderer with the display resources exists).
     gpu_display: bool,
 }
@@ -111,6 +114,7 @@ impl Viewer {
             images: PaneImages::default(),
             messages: Messages::default(),
             dialogs: Dialogs::default(),
+            pacs: PacsState::default(),
             gpu_display: shared.is_some(),
             settings,
         };
@@ -239,7 +243,10 @@ impl Viewer {
 
     /// Whether any job of this viewer is under way (for tests and the status line).
     pub fn busy(&self) -> bool {
-        self.doc.busy() || self.inference.running() || self.metrics.pending_count() > 0
+        self.doc.busy()
+            || self.inference.running()
+            || self.metrics.pending_count() > 0
+            || self.pacs.op().is_some()
     }
 
     /// The prepare parameters the settings ask for, for the loaded volume.
@@ -326,7 +333,11 @@ impl Viewer {
                 self.doc.loading = None;
                 match result {
                     Ok(l) => {
-                        self.settings.push_recent(&l.path);
+                        // A series retrieved from a PACS lives in a temporary folder.
+                        if !self.pacs.owns(&l.path) {
+                            self.settings.push_recent(&l.path);
+                        }
+                        self.pacs.keep_only(&l.path);
                         tracing::info!("loaded {} in {:.2} s", l.path.display(), l.load_secs);
                         // Files of the series that could not be read: named once, on load.
                         for f in &l.volume.meta.skipped {
@@ -384,6 +395,7 @@ impl Viewer {
                 Ok(p) => self.info(format!("{what} saved to {}", p.display())),
                 Err(e) => self.error(format!("{what} not saved: {e}")),
             },
+            Event::Pacs { op, event } => self.on_pacs(op, event),
             // Reports of superseded jobs.
             Event::Loaded { .. }
             | Event::ChooseSeries { .. }

@@ -243,7 +243,7 @@ fn starts_on_the_bundled_sample() {
 
 /// An in-memory eframe storage.
 #[derive(Default, Clone)]
-struct MemStorage(std::collections::BTreeMap<String, String>);
+pub(super) struct MemStorage(std::collections::BTreeMap<String, String>);
 
 impl eframe::Storage for MemStorage {
     fn get_string(&self, key: &str) -> Option<String> {

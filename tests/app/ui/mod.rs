@@ -464,3 +464,4 @@ fn assert_sr_export_matches_the_viewer(v: &deltawkv::app::Viewer, back: &deltawk
 mod device;
 mod files;
 mod input;
+mod pacs;
