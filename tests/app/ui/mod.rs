@@ -104,7 +104,6 @@ fn make_visible(ck: &mut Checkpoint) {
         }
     });
     set("conv_last.bias", &|t| t.data.fill(0.0));
-    drop(set);
     ck.validate("visible test checkpoint").expect("valid");
 }
 
