@@ -7,7 +7,7 @@
 # here:   cargo build --release --no-default-features --bin deltawkv && mkdir -p .devbin \
 #         && strip -o .devbin/deltawkv target/release/deltawkv && xz -f -T2 .devbin/deltawkv
 #         mkdir -p .benchdata && cp -a ../shared/data/val .benchdata/
-# device: carry [".gl", ".devbin", ".benchdata"]; COPIES=50 bash scripts/device_bench_batch.sh
+# device: carry [".gl", ".devbin", ".benchdata"]; COPIES=20 bash scripts/device_bench_batch.sh
 # Brings back: log.txt, bench_batch.json, batch_dicom.json, nvidia-smi.txt.
 set -u
 T0=$(date +%s)
@@ -22,10 +22,10 @@ echo "cpus: $(nproc)" | tee -a "$LOG"
 "$B" --version | tee -a "$LOG"
 WORK=/tmp/bb; rm -rf "$WORK"; mkdir -p "$WORK"
 echo "== bench_batch ($(( $(date +%s) - T0 )) s)" | tee -a "$LOG"
-DELTAWKV=$B SRC=.benchdata/val COPIES=${COPIES:-50} UPSCALE_COPIES=${UPSCALE_COPIES:-5} \
+DELTAWKV=$B SRC=.benchdata/val COPIES=${COPIES:-20} UPSCALE_COPIES=${UPSCALE_COPIES:-3} \
   WORK=$WORK RESULTS=$OUT bash scripts/bench_batch.sh 2>&1 | tee -a "$LOG"
 echo "== batch --format dicom ($(( $(date +%s) - T0 )) s)" | tee -a "$LOG"
-timeout 240 "$B" batch "$WORK/archive" "$WORK/out-dicom" --scale 2 --device gpu \
+timeout ${DICOM_TIMEOUT:-120} "$B" batch "$WORK/archive" "$WORK/out-dicom" --scale 2 --device gpu \
   --weights weights/dwkv3m_x2.safetensors --format dicom --json > "$OUT/batch_dicom.json" \
   2>> "$LOG"
 echo "rc=$?" | tee -a "$LOG"
