@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Start-up time of the viewer to its first frame on screen, under Xvfb (lavapipe without a GPU).
 
-Each run starts a fresh `deltawkv PATH` (fresh HOME: no saved settings) with DELTAWKV_LOG=info on
+Several binaries are measured in turn, run by run (ABCABC...), so that the load of the machine
+falls on all of them alike. Each run starts a fresh `deltawkv PATH` (fresh HOME: no saved settings) with DELTAWKV_LOG=info on
 its own Xvfb display and waits for the viewer's `first frame on screen elapsed_ms=...` log line
 (src/app/mod.rs), then kills it. Two figures per run: the wall time from spawning the process to
 reading that line (dynamic loading and everything before `main` included), and the viewer's own
 `elapsed_ms` (from the start of `main`). Prints the median and range of each, and the file size.
 
-    scripts/bench_startup.py BINARY [--runs 9] [--file assets/sample_pd.nii.gz] [--json]
+    scripts/bench_startup.py BINARY... [--runs 9] [--file assets/sample_pd.nii.gz] [--json]
 """
 
 import argparse
@@ -71,39 +72,13 @@ def one_run(binary: str, file: str, display: int, timeout: float) -> tuple[float
         shutil.rmtree(home, ignore_errors=True)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("binary")
-    ap.add_argument("--runs", type=int, default=9)
-    ap.add_argument("--warmup", type=int, default=1, help="runs not counted (page cache)")
-    ap.add_argument("--file", default="assets/sample_pd.nii.gz")
-    ap.add_argument("--timeout", type=float, default=60.0)
-    ap.add_argument("--json", action="store_true")
-    a = ap.parse_args()
-    binary = str(Path(a.binary).resolve())
-    display = free_display()
-    xvfb = subprocess.Popen(
-        ["Xvfb", f":{display}", "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(100):
-            if Path(f"/tmp/.X11-unix/X{display}").exists():
-                break
-            time.sleep(0.05)
-        for _ in range(a.warmup):
-            one_run(binary, a.file, display, a.timeout)
-        runs = [one_run(binary, a.file, display, a.timeout) for _ in range(a.runs)]
-    finally:
-        xvfb.terminate()
-        xvfb.wait()
+def summary(binary: str, runs: list[tuple[float, float]]) -> dict:
     wall = [r[0] for r in runs]
     main_ = [r[1] for r in runs]
-    out = {
-        "binary": a.binary,
+    return {
+        "binary": binary,
         "size_bytes": os.path.getsize(binary),
-        "runs": a.runs,
+        "runs": len(runs),
         "wall_median_s": statistics.median(wall),
         "wall_min_s": min(wall),
         "wall_max_s": max(wall),
@@ -111,16 +86,52 @@ def main() -> None:
         "main_min_s": min(main_),
         "main_max_s": max(main_),
     }
-    if a.json:
-        print(json.dumps(out))
-    else:
-        print(
-            f"{a.binary}: {out['size_bytes'] / 2**20:.1f} MiB; first frame, median of {a.runs}: "
-            f"{out['wall_median_s'] * 1e3:.0f} ms from exec "
-            f"({out['wall_min_s'] * 1e3:.0f}-{out['wall_max_s'] * 1e3:.0f}), "
-            f"{out['main_median_s'] * 1e3:.0f} ms from main "
-            f"({out['main_min_s'] * 1e3:.0f}-{out['main_max_s'] * 1e3:.0f})"
-        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("binaries", nargs="+")
+    ap.add_argument("--runs", type=int, default=9)
+    ap.add_argument("--warmup", type=int, default=1, help="runs of each not counted (page cache)")
+    ap.add_argument("--file", default="assets/sample_pd.nii.gz")
+    ap.add_argument("--timeout", type=float, default=60.0)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    binaries = [str(Path(b).resolve()) for b in a.binaries]
+    display = free_display()
+    xvfb = subprocess.Popen(
+        ["Xvfb", f":{display}", "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    runs: dict[str, list[tuple[float, float]]] = {b: [] for b in binaries}
+    try:
+        for _ in range(100):
+            if Path(f"/tmp/.X11-unix/X{display}").exists():
+                break
+            time.sleep(0.05)
+        for _ in range(a.warmup):
+            for b in binaries:
+                one_run(b, a.file, display, a.timeout)
+        for _ in range(a.runs):
+            for b in binaries:
+                runs[b].append(one_run(b, a.file, display, a.timeout))
+    finally:
+        xvfb.terminate()
+        xvfb.wait()
+    for b, shown in zip(binaries, a.binaries):
+        out = summary(b, runs[b])
+        out["binary"] = shown
+        if a.json:
+            print(json.dumps(out))
+        else:
+            print(
+                f"{shown}: {out['size_bytes'] / 2**20:.1f} MiB; first frame, median of "
+                f"{out['runs']}: {out['wall_median_s'] * 1e3:.0f} ms from exec "
+                f"({out['wall_min_s'] * 1e3:.0f}-{out['wall_max_s'] * 1e3:.0f}), "
+                f"{out['main_median_s'] * 1e3:.0f} ms from main "
+                f"({out['main_min_s'] * 1e3:.0f}-{out['main_max_s'] * 1e3:.0f})"
+            )
 
 
 if __name__ == "__main__":
