@@ -155,12 +155,15 @@ done
 Xvfb "$display" -screen 0 1600x1000x24 -nolisten tcp >"$work/xvfb.log" 2>&1 &
 xvfb_pid=$!
 for _ in $(seq 50); do [ -e "/tmp/.X11-unix/X${display#:}" ] && break; sleep 0.1; done
-mkdir -p "$work/home"
+# A desktop session's environment: a home and a runtime folder of its own (libwayland says so on
+# stderr when XDG_RUNTIME_DIR is missing, as it is in CI's shell).
+mkdir -p "$work/home" "$work/run"
+chmod 700 "$work/run"
 # $cmd is the Exec line with its field code replaced: word splitting as the desktop would do.
 # shellcheck disable=SC2086
-env -C "$work" DISPLAY="$display" HOME="$work/home" XDG_CONFIG_HOME="$work/home/.config" \
-  XDG_DATA_HOME="$work/home/.local/share" DELTAWKV_LOG=info PATH=/usr/bin:/bin \
-  $cmd >"$work/viewer.out" 2>"$work/viewer.err" &
+env -C "$work" -i DISPLAY="$display" HOME="$work/home" XDG_CONFIG_HOME="$work/home/.config" \
+  XDG_DATA_HOME="$work/home/.local/share" XDG_RUNTIME_DIR="$work/run" DELTAWKV_LOG=info \
+  NO_COLOR=1 PATH=/usr/bin:/bin $cmd >"$work/viewer.out" 2>"$work/viewer.err" &
 viewer_pid=$!
 shown=""
 for _ in $(seq 300); do # up to 30 s for the first frame (lavapipe on 2 cores)
@@ -184,18 +187,27 @@ viewer_pid=""
 kill "$xvfb_pid" 2>/dev/null || true
 wait "$xvfb_pid" 2>/dev/null || true
 xvfb_pid=""
-grep -E 'first frame on screen|opened|loaded' "$work/viewer.err" | head -n 5 || true
+# Plain text, whatever the log's colours.
+sed -i 's/\x1b\[[0-9;]*m//g' "$work/viewer.err"
+grep -E 'first frame on screen|loaded' "$work/viewer.err" | head -n 5 || true
 [ -n "$alive" ] || fail "the viewer exited (code ${rc:-?}) within seconds: $(cat "$work/viewer.err")"
 [ -n "$shown" ] || fail "no first frame logged within 30 s: $(cat "$work/viewer.err")"
-if grep -E ' (ERROR|WARN) |panicked|^error:' "$work/viewer.err"; then
+# Errors of any kind fail; warnings only from deltawkv itself (winit's about Xvfb's display and
+# egui-wgpu's about a software rasteriser are the test machine's, shown but allowed).
+if grep -E ' ERROR |panicked|error:| WARN deltawkv' "$work/viewer.err"; then
   fail "the viewer printed the errors or warnings above"
 fi
+grep ' WARN ' "$work/viewer.err" || true
 phase "viewer"
 
 say "dpkg -r, then dpkg -P"
 dpkg -r deltawkv
 [ ! -e /usr/bin/deltawkv ] || fail "/usr/bin/deltawkv is still there after dpkg -r"
-dpkg -P deltawkv
+if [ "$(state)" = config-files ]; then
+  dpkg -P deltawkv
+else
+  echo "(dpkg -P: nothing left to purge, the package has no configuration files)"
+fi
 [ -z "$(state)" ] || [ "$(state)" = not-installed ] || fail "deltawkv is '$(state)' after dpkg -P"
 left=$(comm -23 "$work/contents" "$work/existed" | while read -r p; do
   [ -e "$p" ] && echo "$p"
