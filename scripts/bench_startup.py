@@ -36,6 +36,7 @@ def free_display() -> int:
 
 def one_run(binary: str, file: str, display: int, timeout: float) -> tuple[float, float]:
     home = tempfile.mkdtemp(prefix="bench-startup-")
+    os.makedirs(f"{home}/run", mode=0o700)
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "DISPLAY": f":{display}",
@@ -43,6 +44,7 @@ def one_run(binary: str, file: str, display: int, timeout: float) -> tuple[float
         "XDG_CONFIG_HOME": f"{home}/.config",
         "XDG_DATA_HOME": f"{home}/.local/share",
         "XDG_CACHE_HOME": f"{home}/.cache",
+        "XDG_RUNTIME_DIR": f"{home}/run",
         "DELTAWKV_LOG": "info",
         "NO_COLOR": "1",
     }
