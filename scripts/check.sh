@@ -11,8 +11,11 @@ cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --locked --no-fail-fast 2>&1 | tee /tmp/deltawkv-test.log
 # `deltawkv batch` as a Slurm job array on a one-node cluster started here (about a minute).
+# It uses the binary `cargo test` has just built for the integration tests: a plain `cargo build`
+# would build every dependency again (dev-dependencies change their features), about ten minutes
+# of CI's two cores.
 echo "== scripts/test-slurm.sh"
-./scripts/test-slurm.sh
+./scripts/test-slurm.sh "${CARGO_TARGET_DIR:-target}/debug/deltawkv"
 # The fuzz crate (fuzz/: the loaders' own source files, by path) still builds, and every seed and
 # regression input replays without a crash or a runaway allocation (FUZZING.md).
 echo "== scripts/fuzz-replay.sh"

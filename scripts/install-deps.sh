@@ -10,7 +10,21 @@
 #    it, checking that a lost display ends with a message and exit code 1 rather than a panic
 #  - slurm-wlm + munge: scripts/test-slurm.sh starts a one-node Slurm cluster for `deltawkv batch`
 #  - python3-torch (+ a venv adding safetensors): the Python suite, train/tests
+# With --deb, also what scripts/test-deb.sh needs to build and check the Debian package: cargo-deb
+# (cargo install --locked, into ~/.cargo/bin), dpkg-dev (dpkg-shlibdeps for the package's
+# dependencies), desktop-file-utils (desktop-file-validate), and the MIME database and gio that
+# the test queries.
 set -euo pipefail
+deb=""
+for arg in "$@"; do
+  case "$arg" in
+    --deb) deb=yes ;;
+    *)
+      echo "usage: $0 [--deb]" >&2
+      exit 2
+      ;;
+  esac
+done
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
@@ -49,3 +63,14 @@ if [ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n1)" != "$need" ]; t
   exit 1
 fi
 echo "Rust toolchain: rustc $have (needs $need or newer)"
+
+if [ -n "$deb" ]; then
+  apt-get install -y -qq --no-install-recommends dpkg-dev desktop-file-utils shared-mime-info \
+    libglib2.0-bin hicolor-icon-theme >/dev/null
+  # The version is pinned so that CI builds the same package every time.
+  cargo_deb=3.8.0
+  if [ "$(cargo deb --version 2>/dev/null | awk '{print $2}')" != "$cargo_deb" ]; then
+    cargo install cargo-deb --version "$cargo_deb" --locked
+  fi
+  echo "cargo-deb: $(cargo deb --version)"
+fi

@@ -6,7 +6,9 @@
 //! 1. the folder in `DELTAWKV_WEIGHTS_DIR` itself (`DELTAWKV_WEIGHTS` is a deprecated alias);
 //! 2. the current directory;
 //! 3. the executable's folder and its three parents (a `target/release/deltawkv` finds the
-//!    repository's) - not for `deltawkv eval`, whose default is the checkpoint at hand;
+//!    repository's), and for an executable in `<prefix>/bin` the data folder
+//!    `<prefix>/share/deltawkv` (the installed package's `/usr/share/deltawkv/weights`) - not for
+//!    `deltawkv eval`, whose default is the checkpoint at hand;
 //! 4. the source tree the binary was built from - the viewer's discovery only.
 //!
 //! An explicit `--weights FILE` (or a checkpoint chosen in the viewer) comes before all of them.
@@ -27,7 +29,8 @@ pub const DEPRECATED_WEIGHTS_VAR: &str = "DELTAWKV_WEIGHTS";
 pub enum Reach {
     /// The variable and the current directory (`deltawkv eval`).
     WorkingDir,
-    /// Also the executable's folder and its three parents (`deltawkv upscale`).
+    /// Also the executable's folder and its three parents, and `<prefix>/share/deltawkv` of an
+    /// executable in `<prefix>/bin` (`deltawkv upscale`, `batch`).
     Install,
     /// Also the source tree the binary was built from (the viewer).
     SourceTree,
@@ -80,18 +83,48 @@ fn variable_dirs() -> Vec<PathBuf> {
 }
 
 /// The places searched for resources (`weights/`, `assets/`), in order: the current directory
-/// (as the empty relative path), then per `reach` the executable's folder and its three parents
-/// and the source tree the binary was built from.
+/// (as the empty relative path), then per `reach` the places of an installed binary
+/// ([`install_roots`] of the running executable) and the source tree the binary was built from.
 pub fn search_roots(reach: Reach) -> Vec<PathBuf> {
+    let exe = if reach >= Reach::Install {
+        std::env::current_exe().ok()
+    } else {
+        None
+    };
+    search_roots_of(reach, exe.as_deref())
+}
+
+/// [`search_roots`] for the executable at `exe` (`None`: not known).
+pub fn search_roots_of(reach: Reach, exe: Option<&Path>) -> Vec<PathBuf> {
     let mut roots = vec![PathBuf::new()];
     if reach >= Reach::Install
-        && let Ok(exe) = std::env::current_exe()
-        && let Some(dir) = exe.parent()
+        && let Some(exe) = exe
     {
-        roots.extend(dir.ancestors().take(4).map(Path::to_path_buf));
+        roots.extend(install_roots(exe));
     }
     if reach >= Reach::SourceTree {
         roots.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    }
+    roots
+}
+
+/// The name of the data folder under `<prefix>/share` of an installed binary.
+pub const SHARE_DIR_NAME: &str = "deltawkv";
+
+/// Where an executable at `exe` finds its resources: its folder and that folder's three parents
+/// (a `target/release/deltawkv` finds the repository's), then, for an executable installed as
+/// `<prefix>/bin/deltawkv`, the data folder `<prefix>/share/deltawkv` (the Debian package puts
+/// `weights/` and `assets/` in `/usr/share/deltawkv`; `make install`-like layouts under
+/// `/usr/local` or `~/.local` work the same way).
+pub fn install_roots(exe: &Path) -> Vec<PathBuf> {
+    let Some(dir) = exe.parent() else {
+        return Vec::new();
+    };
+    let mut roots: Vec<PathBuf> = dir.ancestors().take(4).map(Path::to_path_buf).collect();
+    if dir.file_name().is_some_and(|n| n == "bin")
+        && let Some(prefix) = dir.parent()
+    {
+        roots.push(prefix.join("share").join(SHARE_DIR_NAME));
     }
     roots
 }
@@ -211,11 +244,45 @@ mod tests {
         let install = weights_dirs(Reach::Install);
         let source = weights_dirs(Reach::SourceTree);
         assert!(work.contains(&PathBuf::from("weights")));
-        assert!(install.starts_with(&work) && install.len() == work.len() + 4);
+        let exe = std::env::current_exe().expect("the test's executable");
+        assert!(install.starts_with(&work));
+        assert_eq!(install.len(), work.len() + install_roots(&exe).len());
         assert!(source.starts_with(&install));
         assert_eq!(
             source.last(),
             Some(&Path::new(env!("CARGO_MANIFEST_DIR")).join("weights"))
+        );
+    }
+
+    #[test]
+    fn an_installed_binary_finds_its_share_folder() {
+        let roots = install_roots(Path::new("/usr/bin/deltawkv"));
+        let want: Vec<PathBuf> = ["/usr/bin", "/usr", "/", "/usr/share/deltawkv"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        assert_eq!(roots, want);
+        let local = install_roots(Path::new("/home/ada/.local/bin/deltawkv"));
+        assert_eq!(
+            local.last(),
+            Some(&PathBuf::from("/home/ada/.local/share/deltawkv"))
+        );
+        // A build tree has no share folder: its own folder and three parents only.
+        let built = install_roots(Path::new("/src/deltawkv/target/release/deltawkv"));
+        assert_eq!(built.len(), 4);
+        assert_eq!(built[3], PathBuf::from("/src"));
+        // The viewer's search (cwd, install roots, source tree) keeps that order.
+        let viewer = search_roots_of(Reach::SourceTree, Some(Path::new("/usr/bin/deltawkv")));
+        assert_eq!(viewer.first(), Some(&PathBuf::new()));
+        assert_eq!(viewer[1..5], want[..]);
+        assert_eq!(
+            viewer.last(),
+            Some(&PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        );
+        // `eval` (working directory only) does not look there.
+        assert_eq!(
+            search_roots_of(Reach::WorkingDir, Some(Path::new("/usr/bin/deltawkv"))),
+            vec![PathBuf::new()]
         );
     }
 

@@ -13,6 +13,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 use eframe::egui_wgpu::{self, wgpu};
 
@@ -40,7 +41,10 @@ pub use viewer::{AppOptions, Viewer};
 /// Fails with a message (never a panic) when there is no display, when the display server
 /// cannot be reached, and exits with a message and code 1 when the connection to it is lost while
 /// the viewer runs (see [`exit_on_display_loss`]).
-pub fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
+///
+/// `started` is when the process began (its `main`): the time to the first frame on screen is
+/// logged from it (`DELTAWKV_LOG=info`: `first frame on screen elapsed_ms=...`).
+pub fn run(path: Option<PathBuf>, started: Instant) -> anyhow::Result<()> {
     if let Some(msg) = missing_display(|k| std::env::var_os(k)) {
         anyhow::bail!("{msg}");
     }
@@ -52,7 +56,14 @@ pub fn run(path: Option<PathBuf>) -> anyhow::Result<()> {
         eframe::run_native(
             "deltawkv",
             native_options(),
-            Box::new(move |cc| Ok(Box::new(DeltaApp::new(cc, opts)))),
+            Box::new(move |cc| {
+                let mut app = DeltaApp::new(cc, opts);
+                app.startup = Some(Startup {
+                    since: started,
+                    frames: 0,
+                });
+                Ok(Box::new(app))
+            }),
         )
     })
     .map_err(|e| anyhow::anyhow!("the viewer could not start: {e}{}", display_hint()))
@@ -170,7 +181,7 @@ pub fn native_options() -> eframe::NativeOptions {
         });
     }
     eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default()
+        viewport: with_icon(egui::ViewportBuilder::default())
             .with_title("deltawkv: Delta-WKV MRI super-resolution")
             .with_app_id("deltawkv")
             .with_inner_size([1500.0, 950.0])
@@ -184,6 +195,24 @@ pub fn native_options() -> eframe::NativeOptions {
     }
 }
 
+/// The window icon: the project's icon (assets/deltawkv.svg, rendered at 128 px), the one the
+/// desktop entry names; the window manager's default if it cannot be decoded.
+fn with_icon(viewport: egui::ViewportBuilder) -> egui::ViewportBuilder {
+    match eframe::icon_data::from_png_bytes(include_bytes!("../../assets/deltawkv-128.png")) {
+        Ok(icon) => viewport.with_icon(Arc::new(icon)),
+        Err(e) => {
+            tracing::warn!("the window icon cannot be decoded: {e}");
+            viewport
+        }
+    }
+}
+
+/// Start-up timing of [`run`]: when the process began, and the frames drawn so far.
+struct Startup {
+    since: Instant,
+    frames: u32,
+}
+
 /// The eframe application: the viewer plus what only the eframe layer has.
 pub struct DeltaApp {
     pub viewer: Viewer,
@@ -192,6 +221,8 @@ pub struct DeltaApp {
     render_state: Option<egui_wgpu::RenderState>,
     /// UI zoom before presentation mode.
     normal_zoom: Option<f32>,
+    /// Until the first frame is on screen (windows opened by [`run`] only).
+    startup: Option<Startup>,
 }
 
 impl DeltaApp {
@@ -229,7 +260,25 @@ impl DeltaApp {
             persist,
             render_state: cc.wgpu_render_state.clone(),
             normal_zoom: None,
+            startup: None,
         }
+    }
+
+    /// Logs the time from the process start to the first frame on screen. eframe paints and
+    /// presents a frame after `ui` returns, so the first frame is on screen when the second `ui`
+    /// begins; the first asks for the second at once.
+    fn startup_timing(&mut self, ctx: &egui::Context) {
+        let Some(s) = &mut self.startup else {
+            return;
+        };
+        if s.frames == 0 {
+            s.frames = 1;
+            ctx.request_repaint();
+            return;
+        }
+        let elapsed_ms = (s.since.elapsed().as_secs_f64() * 1e4).round() / 10.0;
+        tracing::info!(elapsed_ms, "first frame on screen");
+        self.startup = None;
     }
 
     fn toggle_presentation(&mut self, ctx: &egui::Context) {
@@ -269,6 +318,7 @@ impl DeltaApp {
 impl eframe::App for DeltaApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
+        self.startup_timing(&ctx);
         self.viewer.poll();
         ui::dropped_files(&mut self.viewer, &ctx);
         let mut req = ui::FrameRequests::default();

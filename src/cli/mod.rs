@@ -1,6 +1,7 @@
 //! The `deltawkv` command line. Each subcommand lives in its own file; this one parses and
 //! dispatches, and turns errors into a message on stderr and exit code 1.
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -10,13 +11,21 @@ mod bench;
 mod compare;
 mod convert;
 mod eval;
+mod help;
 mod info;
 mod pacs;
 mod upscale;
 
 /// MRI super-resolution with the Delta-WKV network: viewer and batch tools.
 #[derive(Parser, Debug)]
-#[command(name = "deltawkv", version, about, long_about = None)]
+#[command(
+    name = "deltawkv",
+    version = help::VERSION,
+    about,
+    long_about = None,
+    override_usage = "deltawkv [PATH]\n       deltawkv <COMMAND>",
+    after_help = help::MAIN
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -25,22 +34,31 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Describe a volume: dimensions, spacing, orientation, intensity range, format.
+    #[command(after_help = help::INFO)]
     Info(info::InfoArgs),
     /// Convert any readable volume (NIfTI, DICOM file or folder) to NIfTI.
+    #[command(after_help = help::CONVERT)]
     Convert(convert::ConvertArgs),
-    /// Upscale a volume in-plane with the network and write NIfTI.
+    /// Upscale a volume in-plane with the network and write NIfTI or a DICOM series.
+    #[command(after_help = help::UPSCALE)]
     Upscale(upscale::UpscaleArgs),
     /// Degrade a ground-truth volume, upscale it, and report PSNR/SSIM against baselines.
+    #[command(after_help = help::EVAL)]
     Eval(eval::EvalArgs),
     /// PSNR and SSIM of one volume against another on the same grid.
+    #[command(after_help = help::COMPARE)]
     Compare(compare::CompareArgs),
     /// Upscale every volume of a folder or manifest with one engine (resumable, shardable).
+    #[command(after_help = help::BATCH)]
     Batch(batch::BatchArgs),
     /// Measure inference speed of the GPU engine against the CPU reference.
+    #[command(after_help = help::BENCH)]
     Bench(bench::BenchArgs),
     /// Talk to a PACS over DICOM: echo, send, find, get.
+    #[command(after_help = help::PACS)]
     Pacs(pacs::PacsArgs),
-    /// Open the viewer (the default with no arguments).
+    /// Open the viewer (the default with no arguments; `deltawkv PATH` is `deltawkv view PATH`).
+    #[command(after_help = help::VIEW)]
     View(ViewArgs),
 }
 
@@ -132,8 +150,17 @@ pub struct ViewArgs {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    // The process start as the viewer's start-up timing counts it.
+    let started = std::time::Instant::now();
     init_tracing();
-    let cli = match Cli::try_parse() {
+    let args = match default_view(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
             // clap prints help/version to stdout with exit 0, usage errors to stderr with 2;
@@ -152,8 +179,8 @@ pub fn main() -> ExitCode {
         Some(Command::Bench(a)) => bench::run(a),
         Some(Command::Batch(a)) => batch::run(a),
         Some(Command::Pacs(a)) => pacs::run(a),
-        Some(Command::View(a)) => view(a.path),
-        None => view(None),
+        Some(Command::View(a)) => view(a.path, started),
+        None => view(None, started),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -164,15 +191,50 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// `deltawkv PATH` is `deltawkv view PATH` (what a desktop entry's `Exec=deltawkv %f` runs): when
+/// the first argument is neither an option nor a subcommand and names an existing file or folder,
+/// `view` is inserted before it. A first argument that looks like a path (it has a `/` or a `.`)
+/// but does not exist is an error naming it; any other word is left to clap, which reports an
+/// unrecognized subcommand (with a suggestion when one is close).
+pub fn default_view(mut args: Vec<OsString>) -> anyhow::Result<Vec<OsString>> {
+    let Some(first) = args.get(1) else {
+        return Ok(args);
+    };
+    let text = first.to_string_lossy();
+    if text.starts_with('-') || is_subcommand(&text) {
+        return Ok(args);
+    }
+    let path = std::path::Path::new(first);
+    if path.exists() {
+        args.insert(1, OsString::from("view"));
+    } else if text.contains(['/', '.']) || text.contains(std::path::MAIN_SEPARATOR) {
+        anyhow::bail!(
+            "cannot open {}: no such file or folder (`deltawkv PATH` opens a volume in the \
+             viewer; see `deltawkv --help` for the commands)",
+            path.display()
+        );
+    }
+    Ok(args)
+}
+
+/// Whether `word` is a subcommand of [`Cli`] (a name or an alias, or `help`).
+fn is_subcommand(word: &str) -> bool {
+    use clap::CommandFactory;
+    word == "help"
+        || Cli::command()
+            .get_subcommands()
+            .any(|c| c.get_name() == word || c.get_all_aliases().any(|a| a == word))
+}
+
 /// The viewer, or in a build without it (`--no-default-features`) a message saying so.
 #[cfg(feature = "viewer")]
-fn view(path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
-    crate::app::run(path)
+fn view(path: Option<std::path::PathBuf>, started: std::time::Instant) -> anyhow::Result<()> {
+    crate::app::run(path, started)
 }
 
 /// The viewer, or in a build without it (`--no-default-features`) a message saying so.
 #[cfg(not(feature = "viewer"))]
-fn view(_path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+fn view(_path: Option<std::path::PathBuf>, _started: std::time::Instant) -> anyhow::Result<()> {
     anyhow::bail!(
         "this deltawkv was built without the viewer (cargo feature `viewer`); the command-line \
          tools work: see `deltawkv --help`"

@@ -22,12 +22,16 @@ pub struct PacsArgs {
 #[derive(clap::Subcommand, Debug)]
 pub enum PacsCommand {
     /// Verify the DICOM link to a PACS (C-ECHO).
+    #[command(after_help = super::help::PACS_ECHO)]
     Echo(EchoArgs),
     /// Send DICOM files (a file, or a folder searched recursively) to a PACS (C-STORE).
+    #[command(after_help = super::help::PACS_SEND)]
     Send(SendArgs),
     /// Query a PACS for studies or series (C-FIND).
+    #[command(after_help = super::help::PACS_FIND)]
     Find(FindArgs),
     /// Retrieve one series into a new folder (C-GET, or C-MOVE to us with --move).
+    #[command(after_help = super::help::PACS_GET)]
     Get(GetArgs),
 }
 

@@ -50,7 +50,8 @@ pub struct NetworkArgs {
     /// Upscaling factor (the checkpoint must be trained for it).
     #[arg(long)]
     pub scale: usize,
-    /// Checkpoint (safetensors); default `weights/dwkv3m_x{S}.safetensors`.
+    /// Checkpoint (safetensors); default: the shipped `dwkv3m_x{S}.safetensors` (`deltawkv --help`
+    /// says where it is looked up).
     #[arg(long)]
     pub weights: Option<PathBuf>,
     /// Backend: a GPU, the CPU reference, or the faster available (auto).

@@ -9,4 +9,7 @@ mod batch;
 mod dicom_out;
 mod faults;
 mod info;
+mod install_layout;
 mod metrics;
+mod open;
+mod version;
