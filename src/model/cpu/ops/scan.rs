@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::{axpy, check_len};
+use super::check_len;
 
 // ---------------------------------------------------------------------------------------------
 // The delta-rule scan
@@ -114,12 +114,83 @@ pub fn delta_scan_head(
     ] {
         check_len(name, s, l * c);
     }
-    // The state is kept transposed, `st[j * n + i] = S[i, j]`, so that every step is a sequence
-    // of elementwise vector operations over the value channel `i` (no horizontal sums).
-    let mut st = vec![0.0f32; n * n];
     let mut y = vec![0.0f32; l * n];
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        unsafe { scan_head_avx2(direction, h, w, c, n, head, inputs, &mut y) };
+        return y;
+    }
+    scan_head_sized(direction, h, w, c, n, head, inputs, &mut y);
+    y
+}
+
+/// [`scan_head_sized`] compiled for AVX2: the loops are elementwise over the value channel, so the
+/// wider vectors give the same results bit for bit.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn scan_head_avx2(
+    direction: ScanDirection,
+    h: usize,
+    w: usize,
+    c: usize,
+    n: usize,
+    head: usize,
+    inputs: &ScanInputs<'_>,
+    y: &mut [f32],
+) {
+    scan_head_sized(direction, h, w, c, n, head, inputs, y);
+}
+
+/// Dispatches the common head sizes to copies of [`scan_head_core`] with a constant size (fully
+/// unrolled, the accumulators in registers).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn scan_head_sized(
+    direction: ScanDirection,
+    h: usize,
+    w: usize,
+    c: usize,
+    n: usize,
+    head: usize,
+    inputs: &ScanInputs<'_>,
+    y: &mut [f32],
+) {
+    match n {
+        16 => scan_head_core(direction, h, w, c, 16, head, inputs, y),
+        32 => scan_head_core(direction, h, w, c, 32, head, inputs, y),
+        64 => scan_head_core(direction, h, w, c, 64, head, inputs, y),
+        _ => scan_head_core(direction, h, w, c, n, head, inputs, y),
+    }
+}
+
+/// The recurrence of [`delta_scan_head`], writing `y` (`L x N`, zeroed).
+///
+/// The state is kept transposed, `st[j * n + i] = S[i, j]`, so that every step is a sequence of
+/// elementwise vector operations over the value channel `i` (no horizontal sums). One pass over
+/// the state per step: while column `j` is updated, it is accumulated into `y_p` (with `r_p[j]`)
+/// and into the next step's `sa` (with the next token's `kk[j]`), in the same order `j = 0..N`
+/// as a separate `sa = S kk` pass would.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn scan_head_core(
+    direction: ScanDirection,
+    h: usize,
+    w: usize,
+    c: usize,
+    n: usize,
+    head: usize,
+    inputs: &ScanInputs<'_>,
+    y: &mut [f32],
+) {
+    let l = h * w;
+    let mut st = vec![0.0f32; n * n];
+    // `sa = S kk` for the current step; S = 0 before the first.
     let mut sa = vec![0.0f32; n];
+    let mut sa_next = vec![0.0f32; n];
     let off = head * n;
+    let zeros = vec![0.0f32; n];
     for t in 0..l {
         let p = direction.position(t, h, w);
         let base = p * c + off;
@@ -129,22 +200,61 @@ pub fn delta_scan_head(
         let a = &inputs.a[base..base + n];
         let kt = &inputs.kt[base..base + n];
         let v = &inputs.v[base..base + n];
-        // sa = S kk
-        sa.fill(0.0);
-        for (col, &kkj) in st.chunks_exact(n).zip(kk) {
-            axpy(&mut sa, kkj, col);
-        }
-        // S[:, j] = S[:, j] lambda_j - sa (a_j kk_j) + v kt_j;  y = S r (after the update)
+        let kk_next = if t + 1 < l {
+            let q = direction.position(t + 1, h, w) * c + off;
+            if t + 2 < l {
+                prefetch_token(inputs, direction.position(t + 2, h, w) * c + off, n);
+            }
+            &inputs.kk[q..q + n]
+        } else {
+            &zeros[..]
+        };
+        // S[:, j] = S[:, j] lambda_j - sa (a_j kk_j) + v kt_j;  y = S r (after the update);
+        // sa_next = S kk_next (after the update).
         let yp = &mut y[p * n..(p + 1) * n];
+        sa_next.fill(0.0);
         for (j, col) in st.chunks_exact_mut(n).enumerate() {
-            let (lj, akkj, ktj, rj) = (lambda[j], a[j] * kk[j], kt[j], r[j]);
-            for (((s, &sai), &vi), yi) in col.iter_mut().zip(&sa).zip(v).zip(yp.iter_mut()) {
+            let (lj, akkj, ktj, rj, knj) = (lambda[j], a[j] * kk[j], kt[j], r[j], kk_next[j]);
+            for ((((s, &sai), &vi), yi), sn) in col
+                .iter_mut()
+                .zip(&sa)
+                .zip(v)
+                .zip(yp.iter_mut())
+                .zip(sa_next.iter_mut())
+            {
                 *s = *s * lj - sai * akkj + vi * ktj;
                 *yi += *s * rj;
+                *sn += knj * *s;
+            }
+        }
+        std::mem::swap(&mut sa, &mut sa_next);
+    }
+}
+
+/// Hints the cache to load the six `n`-channel input runs at flat offset `base` (a later step).
+#[inline(always)]
+fn prefetch_token(inputs: &ScanInputs<'_>, base: usize, n: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for s in [
+        inputs.r,
+        inputs.lambda,
+        inputs.kk,
+        inputs.a,
+        inputs.kt,
+        inputs.v,
+    ] {
+        let run = &s[base..base + n];
+        for line in run.chunks(16) {
+            // SAFETY: a prefetch is only a hint; the address is inside `s`.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    line.as_ptr().cast(),
+                );
             }
         }
     }
-    y
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (inputs, base, n);
 }
 
 /// The recurrence for ONE direction and all heads (in parallel): `y_d` as `L x C`.
@@ -232,17 +342,20 @@ pub fn bonus(
     check_len("bonus r_k", r_k, c);
     let n = head_size;
     let mut out = vec![0.0f32; r.len()];
-    for (p, ot) in out.chunks_mut(c).enumerate() {
-        for hd in 0..c / n {
-            let base = p * c + hd * n;
-            let mut s = 0.0f32;
-            for j in 0..n {
-                s += r[base + j] * kt[base + j] * r_k[hd * n + j];
+    out.par_chunks_mut(c)
+        .enumerate()
+        .with_min_len(64)
+        .for_each(|(p, ot)| {
+            for hd in 0..c / n {
+                let base = p * c + hd * n;
+                let mut s = 0.0f32;
+                for j in 0..n {
+                    s += r[base + j] * kt[base + j] * r_k[hd * n + j];
+                }
+                for i in 0..n {
+                    ot[hd * n + i] = s * v[base + i];
+                }
             }
-            for i in 0..n {
-                ot[hd * n + i] = s * v[base + i];
-            }
-        }
-    }
+        });
     out
 }
