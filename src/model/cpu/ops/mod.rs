@@ -34,7 +34,7 @@ pub const LEAKY_SLOPE: f32 = 0.01;
 const TOKEN_CHUNK: usize = 64;
 /// Elements per parallel work item of the elementwise layers.
 const ELEM_CHUNK: usize = 4096;
-/// Tokens (rows) per GEMM of the linear layers; each GEMM runs on one thread.
+/// Tokens (rows) per work item of the linear layers.
 const GEMM_ROWS: usize = 256;
 
 fn check_len(name: &str, slice: &[f32], expected: usize) {
@@ -165,6 +165,7 @@ fn gemm(
 }
 
 mod image;
+mod rows;
 pub(crate) mod scan;
 mod tokens;
 

@@ -116,6 +116,12 @@ pub fn delta_scan_head(
     }
     let mut y = vec![0.0f32; l * n];
     #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU supports AVX-512F (checked just above).
+        unsafe { scan_head_avx512(direction, h, w, c, n, head, inputs, &mut y) };
+        return y;
+    }
+    #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2 (checked just above).
         unsafe { scan_head_avx2(direction, h, w, c, n, head, inputs, &mut y) };
@@ -125,8 +131,25 @@ pub fn delta_scan_head(
     y
 }
 
+/// [`scan_head_sized`] compiled for AVX-512F (see [`scan_head_avx2`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn scan_head_avx512(
+    direction: ScanDirection,
+    h: usize,
+    w: usize,
+    c: usize,
+    n: usize,
+    head: usize,
+    inputs: &ScanInputs<'_>,
+    y: &mut [f32],
+) {
+    scan_head_sized(direction, h, w, c, n, head, inputs, y);
+}
+
 /// [`scan_head_sized`] compiled for AVX2: the loops are elementwise over the value channel, so the
-/// wider vectors give the same results bit for bit.
+/// wider vectors give the same results bit for bit (no fused multiply-adds).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]

@@ -315,7 +315,7 @@ fn scan_matches_matrix_form_at_unrolled_head_sizes() {
 
 #[test]
 fn scan_dispatch_is_bit_identical_to_portable_code() {
-    // On x86-64 with AVX2 `delta_scan_head` runs the AVX2 copy; it must equal the portable one.
+    // On x86-64 `delta_scan_head` runs the AVX-512 or AVX2 copy; it must equal the portable one.
     let (h, w, c, n) = (6, 5, 64, 32);
     let d = scan_data(h, w, c, n);
     let inputs = scan_inputs(&d);
@@ -384,8 +384,14 @@ fn conv_matches_formula_across_bands() {
 
 #[test]
 fn linear_and_matmul_match_formula_across_blocks() {
-    // 600 tokens: two full GEMM blocks of tokens and a short one.
-    let (l, k, n) = (600, 7, 5);
+    // 600 tokens: two full blocks of tokens and a short one; 5 columns (no full tile), 40 (tiles
+    // and a remainder), 96 (tiles only).
+    for n in [5, 40, 96] {
+        linear_and_matmul_case(600, 7, n);
+    }
+}
+
+fn linear_and_matmul_case(l: usize, k: usize, n: usize) {
     let x: Vec<f32> = (0..l * k).map(|i| ((i as f32) * 0.11).sin()).collect();
     let wt: Vec<f32> = (0..n * k).map(|i| ((i as f32) * 0.7).cos()).collect();
     let y = linear(&x, k, &wt, n);

@@ -3,7 +3,8 @@
 
 use rayon::prelude::*;
 
-use super::{ELEM_CHUNK, GEMM_ROWS, L2_EPS, Strides, TOKEN_CHUNK, check_len, gemm, sigmoid};
+use super::rows::rows_times;
+use super::{ELEM_CHUNK, L2_EPS, Strides, TOKEN_CHUNK, check_len, sigmoid};
 
 // ---------------------------------------------------------------------------------------------
 // Token-wise layers
@@ -148,34 +149,6 @@ pub fn matmul(x: &[f32], in_dim: usize, m: &[f32], out_dim: usize) -> Vec<f32> {
     );
     check_len("matmul m", m, in_dim * out_dim);
     rows_times(x, in_dim, m, Strides::row_major(out_dim), out_dim)
-}
-
-/// `x b` for `x` `L x k` (row-major) and a `k x n` matrix `b` with strides `sb`: one GEMM per
-/// [`GEMM_ROWS`] tokens, in parallel.
-fn rows_times(x: &[f32], k: usize, b: &[f32], sb: Strides, n: usize) -> Vec<f32> {
-    let l = x.len() / k;
-    let mut y = vec![0.0f32; l * n];
-    if n == 0 {
-        return y;
-    }
-    y.par_chunks_mut(n * GEMM_ROWS)
-        .zip(x.par_chunks(k * GEMM_ROWS))
-        .for_each(|(yc, xc)| {
-            let m = xc.len() / k;
-            gemm(
-                m,
-                k,
-                n,
-                xc,
-                Strides::row_major(k),
-                b,
-                sb,
-                0.0,
-                yc,
-                Strides::row_major(n),
-            );
-        });
-    y
 }
 
 /// Activation between the two matrices of a LoRA.
