@@ -140,7 +140,9 @@ fn gemm(
     if m == 0 || n == 0 {
         return;
     }
-    let s = |v: usize| isize::try_from(v).expect("ops::gemm: stride overflows isize");
+    // A stride above `isize::MAX` can only belong to a dimension of size 1, where it is never
+    // used: for any longer dimension the extent checks above bound it by a slice length.
+    let s = |v: usize| isize::try_from(v).unwrap_or(isize::MAX);
     // SAFETY: the asserts above keep every element `(i, j)` addressed through these pointers and
     // strides inside its slice; `c` is a unique borrow, so it overlaps neither `a` nor `b`, and its
     // strides address distinct elements (row-major or column-major without overlap).
