@@ -145,7 +145,95 @@ unsafe fn scan_head_avx512(
     inputs: &ScanInputs<'_>,
     y: &mut [f32],
 ) {
-    scan_head_sized(direction, h, w, c, n, head, inputs, y);
+    if n == 32 {
+        scan_head_avx512_32(direction, h, w, c, head, inputs, y);
+    } else {
+        scan_head_sized(direction, h, w, c, n, head, inputs, y);
+    }
+}
+
+/// [`scan_head_core`] for heads of 32 in AVX-512 intrinsics: each state column is two `zmm`
+/// vectors; `sa`, `v`, `y_p` and the next `sa` stay in registers. The operations are those of the
+/// portable code in the same order (multiplies and adds, no fused ones), so the results are the
+/// same bit for bit.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn scan_head_avx512_32(
+    direction: ScanDirection,
+    h: usize,
+    w: usize,
+    c: usize,
+    head: usize,
+    inputs: &ScanInputs<'_>,
+    y: &mut [f32],
+) {
+    use std::arch::x86_64::{__m512, _mm512_add_ps, _mm512_loadu_ps, _mm512_mul_ps};
+    use std::arch::x86_64::{_mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps, _mm512_sub_ps};
+    const N: usize = 32;
+    let l = h * w;
+    let mut st = vec![0.0f32; N * N];
+    let off = head * N;
+    let zero = _mm512_setzero_ps();
+    let mut sa = [zero, zero];
+    let zeros = [0.0f32; N];
+    // SAFETY (all loads and stores below): each pointer is the start of a checked slice of at
+    // least 16 (or 32) values.
+    let load2 = |s: &[f32]| -> [__m512; 2] {
+        let s = &s[..N];
+        unsafe {
+            [
+                _mm512_loadu_ps(s.as_ptr()),
+                _mm512_loadu_ps(s[16..].as_ptr()),
+            ]
+        }
+    };
+    for t in 0..l {
+        let p = direction.position(t, h, w);
+        let base = p * c + off;
+        let r = &inputs.r[base..base + N];
+        let lambda = &inputs.lambda[base..base + N];
+        let kk = &inputs.kk[base..base + N];
+        let a = &inputs.a[base..base + N];
+        let kt = &inputs.kt[base..base + N];
+        let v = load2(&inputs.v[base..base + N]);
+        let kk_next = if t + 1 < l {
+            let q = direction.position(t + 1, h, w) * c + off;
+            if t + 2 < l {
+                prefetch_token(inputs, direction.position(t + 2, h, w) * c + off, N);
+            }
+            &inputs.kk[q..q + N]
+        } else {
+            &zeros[..]
+        };
+        let mut yp = [zero, zero];
+        let mut sn = [zero, zero];
+        for (j, col) in st.chunks_exact_mut(N).enumerate() {
+            let col = &mut col[..N];
+            let lj = _mm512_set1_ps(lambda[j]);
+            let akkj = _mm512_set1_ps(a[j] * kk[j]);
+            let ktj = _mm512_set1_ps(kt[j]);
+            let rj = _mm512_set1_ps(r[j]);
+            let knj = _mm512_set1_ps(kk_next[j]);
+            for half in 0..2 {
+                let ptr = col[16 * half..].as_mut_ptr();
+                let s0 = unsafe { _mm512_loadu_ps(ptr) };
+                // s * lj - sa * akkj + v * ktj
+                let s1 = _mm512_add_ps(
+                    _mm512_sub_ps(_mm512_mul_ps(s0, lj), _mm512_mul_ps(sa[half], akkj)),
+                    _mm512_mul_ps(v[half], ktj),
+                );
+                unsafe { _mm512_storeu_ps(ptr, s1) };
+                yp[half] = _mm512_add_ps(yp[half], _mm512_mul_ps(s1, rj));
+                sn[half] = _mm512_add_ps(sn[half], _mm512_mul_ps(knj, s1));
+            }
+        }
+        let dst = &mut y[p * N..(p + 1) * N];
+        unsafe {
+            _mm512_storeu_ps(dst.as_mut_ptr(), yp[0]);
+            _mm512_storeu_ps(dst[16..].as_mut_ptr(), yp[1]);
+        }
+        sa = sn;
+    }
 }
 
 /// [`scan_head_sized`] compiled for AVX2: the loops are elementwise over the value channel, so the
