@@ -70,7 +70,7 @@ impl Probe {
 fn cache_key(ctx: &GpuContext, ck: &Checkpoint) -> String {
     let c = &ck.config;
     format!(
-        "{}|{}|{}|dim{} n{} g{} b{} f{} r{}/{}/{}/{} s{}|threads{}",
+        "{}|{}|{}|dim{} n{} g{} b{} f{} r{}/{}/{}/{} s{}|threads{}|cpu-ref{}",
         ctx.info.name,
         ctx.info.driver,
         ctx.info.driver_info,
@@ -84,7 +84,8 @@ fn cache_key(ctx: &GpuContext, ck: &Checkpoint) -> String {
         c.lora_rank_v,
         c.lora_rank_g,
         c.scale,
-        rayon::current_num_threads()
+        rayon::current_num_threads(),
+        crate::model::cpu::REVISION
     )
 }
 

@@ -9,9 +9,11 @@
 //! `block.{l}.att.{r,k,v,decay,a,gate,kk,kt,y,y_ln,out}`, `block.{l}.ffn.out`, plus the four scan
 //! directions `block.{l}.att.y{d}` (`d = 0..4`, Rust only).
 //!
-//! Parallelism: the token-wise layers split tokens over rayon's pool, convolutions split output
-//! channels, and the recurrence runs its `4 x H` (direction, head) scans in parallel. The result
-//! does not depend on the number of threads.
+//! Parallelism: the token-wise layers split tokens over rayon's pool, the linear layers are GEMMs
+//! (`matrixmultiply`) on fixed blocks of tokens, the convolutions are im2col + GEMM on fixed bands
+//! of rows, and the recurrence runs its `4 x H` (direction, head) scans in parallel (compiled for
+//! AVX2 where the CPU has it, with the same results). The result does not depend on the number of
+//! threads.
 
 pub mod ops;
 
@@ -23,6 +25,11 @@ use crate::plane::Plane;
 
 use super::checkpoint::{Checkpoint, CheckpointError};
 use ops::{ScanDirection, ScanInputs};
+
+/// Revision of the CPU reference's implementation (not of its results): part of the key under
+/// which `--device auto` caches its GPU-versus-CPU timing, so that a faster CPU reference is
+/// measured again rather than judged by an old timing. 2: GEMM linear layers and convolutions.
+pub const REVISION: u32 = 2;
 
 /// Largest accepted LR slice, in pixels (512 x 512). The forward pass keeps about twenty `L x C`
 /// float arrays alive, about 2 GiB at this size with `C = 96`.

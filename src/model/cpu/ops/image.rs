@@ -3,7 +3,12 @@
 
 use rayon::prelude::*;
 
-use super::{axpy, check_len};
+use super::{ELEM_CHUNK, Strides, check_len, gemm};
+
+/// Output pixels per im2col band of [`conv3x3`] (whole rows, at least one).
+const CONV_PIXELS: usize = 512;
+/// Tokens (or channel planes) per work item of the layout changes.
+const TRANSPOSE_BLOCK: usize = 16;
 
 // ---------------------------------------------------------------------------------------------
 // Images
@@ -29,34 +34,62 @@ pub fn conv3x3(
     check_len("conv3x3 weight", weight, c_out * c_in * 9);
     check_len("conv3x3 bias", bias, c_out);
     let mut out = vec![0.0f32; c_out * plane];
-    if plane == 0 {
+    if plane == 0 || c_out == 0 {
         return out;
     }
-    out.par_chunks_mut(plane).enumerate().for_each(|(o, dst)| {
-        dst.fill(bias[o]);
-        for i in 0..c_in {
-            let src = &input[i * plane..(i + 1) * plane];
-            let kern = &weight[(o * c_in + i) * 9..(o * c_in + i + 1) * 9];
-            for ky in 0..3 {
-                for kx in 0..3 {
-                    let wv = kern[ky * 3 + kx];
-                    for y in 0..h {
-                        // Source row y + ky - 1, zero outside the image.
-                        let Some(sy) = (y + ky).checked_sub(1).filter(|&sy| sy < h) else {
-                            continue;
-                        };
-                        let srow = &src[sy * w..(sy + 1) * w];
-                        let drow = &mut dst[y * w..(y + 1) * w];
-                        match kx {
-                            // Left neighbour: dst[x] += wv * src[x - 1] for x >= 1.
-                            0 => axpy(&mut drow[1..], wv, &srow[..w - 1]),
-                            1 => axpy(drow, wv, srow),
-                            // Right neighbour: dst[x] += wv * src[x + 1] for x <= w - 2.
-                            _ => axpy(&mut drow[..w - 1], wv, &srow[1..]),
-                        }
+    // im2col + GEMM on bands of whole rows: for each band, `col` holds the `9 c_in` shifted input
+    // rows of every output pixel (`col[(i * 9 + ky * 3 + kx) * m + pixel]`, zero outside the
+    // image) and `tile = weight col + bias` is the band's `c_out x m` output.
+    let kdim = c_in * 9;
+    let band_rows = (CONV_PIXELS / w).clamp(1, h);
+    let bands: Vec<usize> = (0..h).step_by(band_rows).collect();
+    let tiles: Vec<Vec<f32>> = bands
+        .par_iter()
+        .map(|&y0| {
+            let y1 = (y0 + band_rows).min(h);
+            let m = (y1 - y0) * w;
+            let mut col = vec![0.0f32; kdim * m];
+            for (tap, dst) in col.chunks_exact_mut(m).enumerate() {
+                let (i, ky, kx) = (tap / 9, tap % 9 / 3, tap % 3);
+                let src = &input[i * plane..(i + 1) * plane];
+                for (y, drow) in (y0..y1).zip(dst.chunks_exact_mut(w)) {
+                    // Source row y + ky - 1, zero outside the image.
+                    let Some(sy) = (y + ky).checked_sub(1).filter(|&sy| sy < h) else {
+                        continue;
+                    };
+                    let srow = &src[sy * w..(sy + 1) * w];
+                    match kx {
+                        // Left neighbour: drow[x] = src[x - 1] for x >= 1.
+                        0 => drow[1..].copy_from_slice(&srow[..w - 1]),
+                        1 => drow.copy_from_slice(srow),
+                        // Right neighbour: drow[x] = src[x + 1] for x <= w - 2.
+                        _ => drow[..w - 1].copy_from_slice(&srow[1..]),
                     }
                 }
             }
+            let mut tile = vec![0.0f32; c_out * m];
+            for (t, &b) in tile.chunks_exact_mut(m).zip(bias) {
+                t.fill(b);
+            }
+            gemm(
+                c_out,
+                kdim,
+                m,
+                weight,
+                Strides::row_major(kdim),
+                &col,
+                Strides::row_major(m),
+                1.0,
+                &mut tile,
+                Strides::row_major(m),
+            );
+            tile
+        })
+        .collect();
+    out.par_chunks_mut(plane).enumerate().for_each(|(o, dst)| {
+        for (&y0, tile) in bands.iter().zip(&tiles) {
+            let m = tile.len() / c_out;
+            dst[y0 * w..y0 * w + m].copy_from_slice(&tile[o * m..(o + 1) * m]);
         }
     });
     out
@@ -76,25 +109,31 @@ pub fn pixel_shuffle(input: &[f32], c_in: usize, h: usize, w: usize, r: usize) -
     let c = c_in / (r * r);
     let (ho, wo) = (h * r, w * r);
     let mut out = vec![0.0f32; c * ho * wo];
-    for ch in 0..c {
-        for i in 0..r {
-            for j in 0..r {
-                let src = &input[(ch * r * r + i * r + j) * h * w..][..h * w];
-                for y in 0..h {
-                    let orow = &mut out[(ch * ho + y * r + i) * wo..][..wo];
-                    for x in 0..w {
-                        orow[x * r + j] = src[y * w + x];
+    if ho * wo == 0 {
+        return out;
+    }
+    out.par_chunks_mut(ho * wo)
+        .enumerate()
+        .for_each(|(ch, oplane)| {
+            for i in 0..r {
+                for j in 0..r {
+                    let src = &input[(ch * r * r + i * r + j) * h * w..][..h * w];
+                    for y in 0..h {
+                        let orow = &mut oplane[(y * r + i) * wo..][..wo];
+                        for x in 0..w {
+                            orow[x * r + j] = src[y * w + x];
+                        }
                     }
                 }
             }
-        }
-    }
+        });
     out
 }
 
 /// LeakyReLU: `x` if `x >= 0`, else `slope * x`, elementwise.
 pub fn leaky_relu(x: &[f32], slope: f32) -> Vec<f32> {
-    x.iter()
+    x.par_iter()
+        .with_min_len(ELEM_CHUNK)
         .map(|&v| if v >= 0.0 { v } else { slope * v })
         .collect()
 }
@@ -104,11 +143,20 @@ pub fn image_to_tokens(img: &[f32], c: usize, h: usize, w: usize) -> Vec<f32> {
     check_len("image_to_tokens img", img, c * h * w);
     let l = h * w;
     let mut t = vec![0.0f32; l * c];
-    for ch in 0..c {
-        for p in 0..l {
-            t[p * c + ch] = img[ch * l + p];
-        }
+    if c == 0 {
+        return t;
     }
+    // Blocks of tokens: each reads a short run of every channel plane.
+    t.par_chunks_mut(c * TRANSPOSE_BLOCK)
+        .enumerate()
+        .for_each(|(blk, tc)| {
+            let p0 = blk * TRANSPOSE_BLOCK;
+            for ch in 0..c {
+                for (q, tt) in tc.chunks_exact_mut(c).enumerate() {
+                    tt[ch] = img[ch * l + p0 + q];
+                }
+            }
+        });
     t
 }
 
@@ -117,16 +165,29 @@ pub fn tokens_to_image(tokens: &[f32], c: usize, h: usize, w: usize) -> Vec<f32>
     check_len("tokens_to_image tokens", tokens, c * h * w);
     let l = h * w;
     let mut img = vec![0.0f32; l * c];
-    for p in 0..l {
-        for ch in 0..c {
-            img[ch * l + p] = tokens[p * c + ch];
-        }
+    if l == 0 {
+        return img;
     }
+    // Blocks of channel planes: each reads a short run of every token.
+    img.par_chunks_mut(l * TRANSPOSE_BLOCK)
+        .enumerate()
+        .for_each(|(blk, planes)| {
+            let c0 = blk * TRANSPOSE_BLOCK;
+            for (p, tok) in tokens.chunks_exact(c).enumerate() {
+                for (k, plane) in planes.chunks_exact_mut(l).enumerate() {
+                    plane[p] = tok[c0 + k];
+                }
+            }
+        });
     img
 }
 
 /// Elementwise sum `a + b` (residual connections).
 pub fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
     assert_eq!(a.len(), b.len(), "ops::add: lengths differ");
-    a.iter().zip(b).map(|(x, y)| x + y).collect()
+    a.par_iter()
+        .with_min_len(ELEM_CHUNK)
+        .zip(b)
+        .map(|(x, y)| x + y)
+        .collect()
 }

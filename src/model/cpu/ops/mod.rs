@@ -32,6 +32,10 @@ pub const LEAKY_SLOPE: f32 = 0.01;
 
 /// Tokens per parallel work item of the token-wise layers.
 const TOKEN_CHUNK: usize = 64;
+/// Elements per parallel work item of the elementwise layers.
+const ELEM_CHUNK: usize = 4096;
+/// Tokens (rows) per work item of the linear layers.
+const GEMM_ROWS: usize = 256;
 
 fn check_len(name: &str, slice: &[f32], expected: usize) {
     assert_eq!(
@@ -70,16 +74,101 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
-/// `dst += alpha * src`, elementwise.
-#[inline]
-fn axpy(dst: &mut [f32], alpha: f32, src: &[f32]) {
-    for (d, s) in dst.iter_mut().zip(src) {
-        *d += alpha * s;
+/// Strides of a matrix operand of [`gemm`]: element `(i, j)` is at `i * rows + j * cols`.
+#[derive(Clone, Copy, Debug)]
+struct Strides {
+    rows: usize,
+    cols: usize,
+}
+
+impl Strides {
+    /// Row-major with `cols` columns.
+    const fn row_major(cols: usize) -> Self {
+        Self {
+            rows: cols,
+            cols: 1,
+        }
+    }
+
+    /// Column-major with `rows` rows (a row-major matrix read transposed).
+    const fn col_major(rows: usize) -> Self {
+        Self {
+            rows: 1,
+            cols: rows,
+        }
+    }
+
+    /// Smallest slice length holding an `r x c` matrix with these strides.
+    fn extent(self, r: usize, c: usize) -> usize {
+        if r == 0 || c == 0 {
+            0
+        } else {
+            (r - 1) * self.rows + (c - 1) * self.cols + 1
+        }
+    }
+}
+
+/// `c = a b + beta c` for an `m x k` matrix `a`, a `k x n` matrix `b` and an `m x n` matrix `c`,
+/// each with its own strides (`matrixmultiply::sgemm`, on the calling thread). For a given `k`
+/// every element of `c` is the same sequence of operations whatever `m` and `n` are, so splitting
+/// the rows of `a` and `c` over threads does not change the result.
+///
+/// # Panics
+/// When a slice is too short for its matrix, or when the strides of `c` would write one element
+/// twice.
+#[allow(clippy::too_many_arguments)]
+fn gemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    sa: Strides,
+    b: &[f32],
+    sb: Strides,
+    beta: f32,
+    c: &mut [f32],
+    sc: Strides,
+) {
+    assert!(a.len() >= sa.extent(m, k), "ops::gemm: `a` is too short");
+    assert!(b.len() >= sb.extent(k, n), "ops::gemm: `b` is too short");
+    assert!(c.len() >= sc.extent(m, n), "ops::gemm: `c` is too short");
+    let (r, q) = (sc.rows, sc.cols);
+    assert!(
+        (q >= 1 && r >= n * q) || (r >= 1 && q >= m * r),
+        "ops::gemm: the strides of `c` address an element twice"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    // A stride above `isize::MAX` can only belong to a dimension of size 1, where it is never
+    // used: for any longer dimension the extent checks above bound it by a slice length.
+    let s = |v: usize| isize::try_from(v).unwrap_or(isize::MAX);
+    // SAFETY: the asserts above keep every element `(i, j)` addressed through these pointers and
+    // strides inside its slice; `c` is a unique borrow, so it overlaps neither `a` nor `b`, and its
+    // strides address distinct elements (row-major or column-major without overlap).
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            s(sa.rows),
+            s(sa.cols),
+            b.as_ptr(),
+            s(sb.rows),
+            s(sb.cols),
+            beta,
+            c.as_mut_ptr(),
+            s(sc.rows),
+            s(sc.cols),
+        );
     }
 }
 
 mod image;
-mod scan;
+mod rows;
+pub(crate) mod scan;
 mod tokens;
 
 pub use image::*;

@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::{axpy, check_len};
+use super::check_len;
 
 // ---------------------------------------------------------------------------------------------
 // The delta-rule scan
@@ -114,12 +114,194 @@ pub fn delta_scan_head(
     ] {
         check_len(name, s, l * c);
     }
-    // The state is kept transposed, `st[j * n + i] = S[i, j]`, so that every step is a sequence
-    // of elementwise vector operations over the value channel `i` (no horizontal sums).
-    let mut st = vec![0.0f32; n * n];
     let mut y = vec![0.0f32; l * n];
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU supports AVX-512F (checked just above).
+        unsafe { scan_head_avx512(direction, h, w, c, n, head, inputs, &mut y) };
+        return y;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        unsafe { scan_head_avx2(direction, h, w, c, n, head, inputs, &mut y) };
+        return y;
+    }
+    scan_head_sized(direction, h, w, c, n, head, inputs, &mut y);
+    y
+}
+
+/// [`scan_head_sized`] compiled for AVX-512F (see [`scan_head_avx2`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn scan_head_avx512(
+    direction: ScanDirection,
+    h: usize,
+    w: usize,
+    c: usize,
+    n: usize,
+    head: usize,
+    inputs: &ScanInputs<'_>,
+    y: &mut [f32],
+) {
+    if n == 32 {
+        scan_head_avx512_32(direction, h, w, c, head, inputs, y);
+    } else {
+        scan_head_sized(direction, h, w, c, n, head, inputs, y);
+    }
+}
+
+/// [`scan_head_core`] for heads of 32 in AVX-512 intrinsics: each state column is two `zmm`
+/// vectors; `sa`, `v`, `y_p` and the next `sa` stay in registers. The operations are those of the
+/// portable code in the same order (multiplies and adds, no fused ones), so the results are the
+/// same bit for bit.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn scan_head_avx512_32(
+    direction: ScanDirection,
+    h: usize,
+    w: usize,
+    c: usize,
+    head: usize,
+    inputs: &ScanInputs<'_>,
+    y: &mut [f32],
+) {
+    use std::arch::x86_64::{__m512, _mm512_add_ps, _mm512_loadu_ps, _mm512_mul_ps};
+    use std::arch::x86_64::{_mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps, _mm512_sub_ps};
+    const N: usize = 32;
+    let l = h * w;
+    let mut st = vec![0.0f32; N * N];
+    let off = head * N;
+    let zero = _mm512_setzero_ps();
+    let mut sa = [zero, zero];
+    let zeros = [0.0f32; N];
+    // SAFETY (all loads and stores below): each pointer is the start of a checked slice of at
+    // least 16 (or 32) values.
+    let load2 = |s: &[f32]| -> [__m512; 2] {
+        let s = &s[..N];
+        unsafe {
+            [
+                _mm512_loadu_ps(s.as_ptr()),
+                _mm512_loadu_ps(s[16..].as_ptr()),
+            ]
+        }
+    };
+    for t in 0..l {
+        let p = direction.position(t, h, w);
+        let base = p * c + off;
+        let r = &inputs.r[base..base + N];
+        let lambda = &inputs.lambda[base..base + N];
+        let kk = &inputs.kk[base..base + N];
+        let a = &inputs.a[base..base + N];
+        let kt = &inputs.kt[base..base + N];
+        let v = load2(&inputs.v[base..base + N]);
+        let kk_next = if t + 1 < l {
+            let q = direction.position(t + 1, h, w) * c + off;
+            if t + 2 < l {
+                prefetch_token(inputs, direction.position(t + 2, h, w) * c + off, N);
+            }
+            &inputs.kk[q..q + N]
+        } else {
+            &zeros[..]
+        };
+        let mut yp = [zero, zero];
+        let mut sn = [zero, zero];
+        for (j, col) in st.chunks_exact_mut(N).enumerate() {
+            let col = &mut col[..N];
+            let lj = _mm512_set1_ps(lambda[j]);
+            let akkj = _mm512_set1_ps(a[j] * kk[j]);
+            let ktj = _mm512_set1_ps(kt[j]);
+            let rj = _mm512_set1_ps(r[j]);
+            let knj = _mm512_set1_ps(kk_next[j]);
+            for half in 0..2 {
+                let ptr = col[16 * half..].as_mut_ptr();
+                let s0 = unsafe { _mm512_loadu_ps(ptr) };
+                // s * lj - sa * akkj + v * ktj
+                let s1 = _mm512_add_ps(
+                    _mm512_sub_ps(_mm512_mul_ps(s0, lj), _mm512_mul_ps(sa[half], akkj)),
+                    _mm512_mul_ps(v[half], ktj),
+                );
+                unsafe { _mm512_storeu_ps(ptr, s1) };
+                yp[half] = _mm512_add_ps(yp[half], _mm512_mul_ps(s1, rj));
+                sn[half] = _mm512_add_ps(sn[half], _mm512_mul_ps(knj, s1));
+            }
+        }
+        let dst = &mut y[p * N..(p + 1) * N];
+        unsafe {
+            _mm512_storeu_ps(dst.as_mut_ptr(), yp[0]);
+            _mm512_storeu_ps(dst[16..].as_mut_ptr(), yp[1]);
+        }
+        sa = sn;
+    }
+}
+
+/// [`scan_head_sized`] compiled for AVX2: the loops are elementwise over the value channel, so the
+/// wider vectors give the same results bit for bit (no fused multiply-adds).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn scan_head_avx2(
+    direction: ScanDirection,
+    h: usize,
+    w: usize,
+    c: usize,
+    n: usize,
+    head: usize,
+    inputs: &ScanInputs<'_>,
+    y: &mut [f32],
+) {
+    scan_head_sized(direction, h, w, c, n, head, inputs, y);
+}
+
+/// Dispatches the common head sizes to copies of [`scan_head_core`] with a constant size (fully
+/// unrolled, the accumulators in registers).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn scan_head_sized(
+    direction: ScanDirection,
+    h: usize,
+    w: usize,
+    c: usize,
+    n: usize,
+    head: usize,
+    inputs: &ScanInputs<'_>,
+    y: &mut [f32],
+) {
+    match n {
+        16 => scan_head_core(direction, h, w, c, 16, head, inputs, y),
+        32 => scan_head_core(direction, h, w, c, 32, head, inputs, y),
+        64 => scan_head_core(direction, h, w, c, 64, head, inputs, y),
+        _ => scan_head_core(direction, h, w, c, n, head, inputs, y),
+    }
+}
+
+/// The recurrence of [`delta_scan_head`], writing `y` (`L x N`, zeroed).
+///
+/// The state is kept transposed, `st[j * n + i] = S[i, j]`, so that every step is a sequence of
+/// elementwise vector operations over the value channel `i` (no horizontal sums). One pass over
+/// the state per step: while column `j` is updated, it is accumulated into `y_p` (with `r_p[j]`)
+/// and into the next step's `sa` (with the next token's `kk[j]`), in the same order `j = 0..N`
+/// as a separate `sa = S kk` pass would.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn scan_head_core(
+    direction: ScanDirection,
+    h: usize,
+    w: usize,
+    c: usize,
+    n: usize,
+    head: usize,
+    inputs: &ScanInputs<'_>,
+    y: &mut [f32],
+) {
+    let l = h * w;
+    let mut st = vec![0.0f32; n * n];
+    // `sa = S kk` for the current step; S = 0 before the first.
     let mut sa = vec![0.0f32; n];
+    let mut sa_next = vec![0.0f32; n];
     let off = head * n;
+    let zeros = vec![0.0f32; n];
     for t in 0..l {
         let p = direction.position(t, h, w);
         let base = p * c + off;
@@ -129,22 +311,61 @@ pub fn delta_scan_head(
         let a = &inputs.a[base..base + n];
         let kt = &inputs.kt[base..base + n];
         let v = &inputs.v[base..base + n];
-        // sa = S kk
-        sa.fill(0.0);
-        for (col, &kkj) in st.chunks_exact(n).zip(kk) {
-            axpy(&mut sa, kkj, col);
-        }
-        // S[:, j] = S[:, j] lambda_j - sa (a_j kk_j) + v kt_j;  y = S r (after the update)
+        let kk_next = if t + 1 < l {
+            let q = direction.position(t + 1, h, w) * c + off;
+            if t + 2 < l {
+                prefetch_token(inputs, direction.position(t + 2, h, w) * c + off, n);
+            }
+            &inputs.kk[q..q + n]
+        } else {
+            &zeros[..]
+        };
+        // S[:, j] = S[:, j] lambda_j - sa (a_j kk_j) + v kt_j;  y = S r (after the update);
+        // sa_next = S kk_next (after the update).
         let yp = &mut y[p * n..(p + 1) * n];
+        sa_next.fill(0.0);
         for (j, col) in st.chunks_exact_mut(n).enumerate() {
-            let (lj, akkj, ktj, rj) = (lambda[j], a[j] * kk[j], kt[j], r[j]);
-            for (((s, &sai), &vi), yi) in col.iter_mut().zip(&sa).zip(v).zip(yp.iter_mut()) {
+            let (lj, akkj, ktj, rj, knj) = (lambda[j], a[j] * kk[j], kt[j], r[j], kk_next[j]);
+            for ((((s, &sai), &vi), yi), sn) in col
+                .iter_mut()
+                .zip(&sa)
+                .zip(v)
+                .zip(yp.iter_mut())
+                .zip(sa_next.iter_mut())
+            {
                 *s = *s * lj - sai * akkj + vi * ktj;
                 *yi += *s * rj;
+                *sn += knj * *s;
+            }
+        }
+        std::mem::swap(&mut sa, &mut sa_next);
+    }
+}
+
+/// Hints the cache to load the six `n`-channel input runs at flat offset `base` (a later step).
+#[inline(always)]
+fn prefetch_token(inputs: &ScanInputs<'_>, base: usize, n: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for s in [
+        inputs.r,
+        inputs.lambda,
+        inputs.kk,
+        inputs.a,
+        inputs.kt,
+        inputs.v,
+    ] {
+        let run = &s[base..base + n];
+        for line in run.chunks(16) {
+            // SAFETY: a prefetch is only a hint; the address is inside `s`.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    line.as_ptr().cast(),
+                );
             }
         }
     }
-    y
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (inputs, base, n);
 }
 
 /// The recurrence for ONE direction and all heads (in parallel): `y_d` as `L x C`.
@@ -232,17 +453,20 @@ pub fn bonus(
     check_len("bonus r_k", r_k, c);
     let n = head_size;
     let mut out = vec![0.0f32; r.len()];
-    for (p, ot) in out.chunks_mut(c).enumerate() {
-        for hd in 0..c / n {
-            let base = p * c + hd * n;
-            let mut s = 0.0f32;
-            for j in 0..n {
-                s += r[base + j] * kt[base + j] * r_k[hd * n + j];
+    out.par_chunks_mut(c)
+        .enumerate()
+        .with_min_len(64)
+        .for_each(|(p, ot)| {
+            for hd in 0..c / n {
+                let base = p * c + hd * n;
+                let mut s = 0.0f32;
+                for j in 0..n {
+                    s += r[base + j] * kt[base + j] * r_k[hd * n + j];
+                }
+                for i in 0..n {
+                    ot[hd * n + i] = s * v[base + i];
+                }
             }
-            for i in 0..n {
-                ot[hd * n + i] = s * v[base + i];
-            }
-        }
-    }
+        });
     out
 }

@@ -232,32 +232,40 @@ fn scan_without_decay_is_a_cumulative_sum() {
     }
 }
 
-/// A naive f64 transcription of the matrix form of the recurrence.
-#[test]
-#[allow(clippy::needless_range_loop)]
-fn scan_matches_matrix_form() {
-    let (h, w, c, n) = (3, 2, 8, 4);
+/// Smooth deterministic scan inputs for an `h x w` image with `c` channels in heads of `n`.
+fn scan_data(h: usize, w: usize, c: usize, n: usize) -> [Vec<f32>; 6] {
     let l = h * w;
     let f = |s: f32, lo: f32, hi: f32| -> Vec<f32> {
         (0..l * c)
             .map(|i| lo + (hi - lo) * (0.5 + 0.5 * ((i as f32) * s).sin()))
             .collect()
     };
-    let r = f(0.7, -1.0, 1.0);
-    let lambda = f(1.1, 0.55, 1.0);
-    let kk = l2_normalize_heads(&f(1.3, -1.0, 1.0), c, n, L2_EPS);
-    let a = f(0.9, 0.0, 1.0);
-    let kt = f(2.1, -1.0, 1.0);
-    let v = f(0.37, -1.0, 1.0);
-    let inputs = ScanInputs {
-        r: &r,
-        lambda: &lambda,
-        kk: &kk,
-        a: &a,
-        kt: &kt,
-        v: &v,
-    };
-    let all = delta_scan_all(h, w, c, n, &inputs);
+    [
+        f(0.7, -1.0, 1.0),
+        f(1.1, 0.55, 1.0),
+        l2_normalize_heads(&f(1.3, -1.0, 1.0), c, n, L2_EPS),
+        f(0.9, 0.0, 1.0),
+        f(2.1, -1.0, 1.0),
+        f(0.37, -1.0, 1.0),
+    ]
+}
+
+fn scan_inputs(d: &[Vec<f32>; 6]) -> ScanInputs<'_> {
+    ScanInputs {
+        r: &d[0],
+        lambda: &d[1],
+        kk: &d[2],
+        a: &d[3],
+        kt: &d[4],
+        v: &d[5],
+    }
+}
+
+/// A naive f64 transcription of the matrix form of the recurrence, summed over the four
+/// directions.
+#[allow(clippy::needless_range_loop)]
+fn scan_reference(h: usize, w: usize, c: usize, n: usize, inputs: &ScanInputs<'_>) -> Vec<f32> {
+    let l = h * w;
     let mut sum = vec![0.0f64; l * c];
     for dir in ScanDirection::ALL {
         for hd in 0..c / n {
@@ -265,22 +273,140 @@ fn scan_matches_matrix_form() {
             let mut s = vec![vec![0.0f64; n]; n];
             for p in dir.order(h, w) {
                 let sk: Vec<f64> = (0..n)
-                    .map(|i| (0..n).map(|j| s[i][j] * g(&kk, p, j)).sum())
+                    .map(|i| (0..n).map(|j| s[i][j] * g(inputs.kk, p, j)).sum())
                     .collect();
                 for i in 0..n {
                     for j in 0..n {
-                        s[i][j] = s[i][j] * g(&lambda, p, j) - sk[i] * g(&a, p, j) * g(&kk, p, j)
-                            + g(&v, p, i) * g(&kt, p, j);
+                        s[i][j] = s[i][j] * g(inputs.lambda, p, j)
+                            - sk[i] * g(inputs.a, p, j) * g(inputs.kk, p, j)
+                            + g(inputs.v, p, i) * g(inputs.kt, p, j);
                     }
                 }
                 for i in 0..n {
-                    sum[p * c + hd * n + i] += (0..n).map(|j| s[i][j] * g(&r, p, j)).sum::<f64>();
+                    sum[p * c + hd * n + i] +=
+                        (0..n).map(|j| s[i][j] * g(inputs.r, p, j)).sum::<f64>();
                 }
             }
         }
     }
-    let expect: Vec<f32> = sum.iter().map(|&x| x as f32).collect();
-    approx(&all, &expect, 1e-5);
+    sum.iter().map(|&x| x as f32).collect()
+}
+
+#[test]
+fn scan_matches_matrix_form() {
+    let (h, w, c, n) = (3, 2, 8, 4);
+    let d = scan_data(h, w, c, n);
+    let inputs = scan_inputs(&d);
+    let all = delta_scan_all(h, w, c, n, &inputs);
+    approx(&all, &scan_reference(h, w, c, n, &inputs), 1e-5);
+}
+
+#[test]
+fn scan_matches_matrix_form_at_unrolled_head_sizes() {
+    // 16, 32 and 64 take the constant-size copies of the kernel; 24 the general one.
+    for (h, w, n) in [(5, 4, 16), (4, 3, 32), (2, 3, 64), (3, 3, 24)] {
+        let c = 2 * n;
+        let d = scan_data(h, w, c, n);
+        let inputs = scan_inputs(&d);
+        let all = delta_scan_all(h, w, c, n, &inputs);
+        approx(&all, &scan_reference(h, w, c, n, &inputs), 1e-4);
+    }
+}
+
+#[test]
+fn scan_dispatch_is_bit_identical_to_portable_code() {
+    // On x86-64 `delta_scan_head` runs the AVX-512 or AVX2 copy; it must equal the portable one.
+    let (h, w, c, n) = (6, 5, 64, 32);
+    let d = scan_data(h, w, c, n);
+    let inputs = scan_inputs(&d);
+    for dir in ScanDirection::ALL {
+        for hd in 0..c / n {
+            let fast = delta_scan_head(dir, h, w, c, n, hd, &inputs);
+            let mut portable = vec![0.0f32; h * w * n];
+            scan::scan_head_sized(dir, h, w, c, n, hd, &inputs, &mut portable);
+            assert_eq!(fast, portable, "direction {dir:?}, head {hd}");
+        }
+    }
+}
+
+/// `conv3x3` by its formula, in f64.
+fn conv_reference(
+    input: &[f32],
+    c_in: usize,
+    h: usize,
+    w: usize,
+    weight: &[f32],
+    bias: &[f32],
+    c_out: usize,
+) -> Vec<f32> {
+    let mut out = vec![0.0f32; c_out * h * w];
+    for o in 0..c_out {
+        for y in 0..h {
+            for x in 0..w {
+                let mut acc = f64::from(bias[o]);
+                for i in 0..c_in {
+                    for ky in 0..3 {
+                        for kx in 0..3 {
+                            let (sy, sx) = (y + ky, x + kx);
+                            if sy == 0 || sx == 0 || sy > h || sx > w {
+                                continue;
+                            }
+                            let wv = weight[((o * c_in + i) * 3 + ky) * 3 + kx];
+                            let iv = input[(i * h + sy - 1) * w + sx - 1];
+                            acc += f64::from(wv) * f64::from(iv);
+                        }
+                    }
+                }
+                out[(o * h + y) * w + x] = acc as f32;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn conv_matches_formula_across_bands() {
+    // 37 rows of 20 pixels: bands of 25 rows (the last one short); 3 rows of 600: one row a band;
+    // a single column.
+    for (c_in, c_out, h, w) in [(3, 5, 37, 20), (2, 3, 3, 600), (4, 2, 9, 1)] {
+        let input: Vec<f32> = (0..c_in * h * w)
+            .map(|i| ((i as f32) * 0.37).sin())
+            .collect();
+        let weight: Vec<f32> = (0..c_out * c_in * 9)
+            .map(|i| ((i as f32) * 1.3).cos() * 0.5)
+            .collect();
+        let bias: Vec<f32> = (0..c_out).map(|o| o as f32 * 0.25 - 0.5).collect();
+        let out = conv3x3(&input, c_in, h, w, &weight, &bias, c_out);
+        let expect = conv_reference(&input, c_in, h, w, &weight, &bias, c_out);
+        approx(&out, &expect, 1e-5);
+    }
+}
+
+#[test]
+fn linear_and_matmul_match_formula_across_blocks() {
+    // 600 tokens: two full blocks of tokens and a short one; 5 columns (no full tile), 40 (tiles
+    // and a remainder), 96 (tiles only).
+    for n in [5, 40, 96] {
+        linear_and_matmul_case(600, 7, n);
+    }
+}
+
+fn linear_and_matmul_case(l: usize, k: usize, n: usize) {
+    let x: Vec<f32> = (0..l * k).map(|i| ((i as f32) * 0.11).sin()).collect();
+    let wt: Vec<f32> = (0..n * k).map(|i| ((i as f32) * 0.7).cos()).collect();
+    let y = linear(&x, k, &wt, n);
+    let expect: Vec<f32> = (0..l * n)
+        .map(|e| {
+            let (p, o) = (e / n, e % n);
+            (0..k)
+                .map(|i| f64::from(x[p * k + i]) * f64::from(wt[o * k + i]))
+                .sum::<f64>() as f32
+        })
+        .collect();
+    approx(&y, &expect, 1e-5);
+    // The same numbers as an `[in, out]` matrix.
+    let m: Vec<f32> = (0..k * n).map(|e| wt[(e % n) * k + e / n]).collect();
+    approx(&matmul(&x, k, &m, n), &expect, 1e-5);
 }
 
 #[test]

@@ -3,7 +3,8 @@
 
 use rayon::prelude::*;
 
-use super::{L2_EPS, TOKEN_CHUNK, axpy, check_len, dot, sigmoid};
+use super::rows::rows_times;
+use super::{ELEM_CHUNK, L2_EPS, Strides, TOKEN_CHUNK, check_len, sigmoid};
 
 // ---------------------------------------------------------------------------------------------
 // Token-wise layers
@@ -100,9 +101,10 @@ pub fn token_shift_2d(x: &[f32], h: usize, w: usize, c: usize, head_size: usize)
 /// `d = token_shift_2d(x) - x`, the difference the interpolations use.
 pub fn token_shift_delta(x: &[f32], h: usize, w: usize, c: usize, head_size: usize) -> Vec<f32> {
     let mut d = token_shift_2d(x, h, w, c, head_size);
-    for (dv, xv) in d.iter_mut().zip(x) {
-        *dv -= xv;
-    }
+    d.par_iter_mut()
+        .with_min_len(ELEM_CHUNK)
+        .zip(x)
+        .for_each(|(dv, xv)| *dv -= xv);
     d
 }
 
@@ -135,21 +137,7 @@ pub fn linear(x: &[f32], in_dim: usize, weight: &[f32], out_dim: usize) -> Vec<f
         "ops::linear: x is not L x {in_dim}"
     );
     check_len("linear weight", weight, out_dim * in_dim);
-    let l = x.len() / in_dim;
-    let mut y = vec![0.0f32; l * out_dim];
-    if out_dim == 0 {
-        return y;
-    }
-    y.par_chunks_mut(out_dim * TOKEN_CHUNK)
-        .zip(x.par_chunks(in_dim * TOKEN_CHUNK))
-        .for_each(|(yc, xc)| {
-            for (yt, xt) in yc.chunks_mut(out_dim).zip(xc.chunks(in_dim)) {
-                for (o, yo) in yt.iter_mut().enumerate() {
-                    *yo = dot(xt, &weight[o * in_dim..(o + 1) * in_dim]);
-                }
-            }
-        });
-    y
+    rows_times(x, in_dim, weight, Strides::col_major(in_dim), out_dim)
 }
 
 /// Plain matrix product `y = x M`: `x` is `L x in_dim`, `m` is `[in_dim, out_dim]` (LoRA matrices,
@@ -160,21 +148,7 @@ pub fn matmul(x: &[f32], in_dim: usize, m: &[f32], out_dim: usize) -> Vec<f32> {
         "ops::matmul: x is not L x {in_dim}"
     );
     check_len("matmul m", m, in_dim * out_dim);
-    let l = x.len() / in_dim;
-    let mut y = vec![0.0f32; l * out_dim];
-    if out_dim == 0 {
-        return y;
-    }
-    y.par_chunks_mut(out_dim * TOKEN_CHUNK)
-        .zip(x.par_chunks(in_dim * TOKEN_CHUNK))
-        .for_each(|(yc, xc)| {
-            for (yt, xt) in yc.chunks_mut(out_dim).zip(xc.chunks(in_dim)) {
-                for (i, &xi) in xt.iter().enumerate() {
-                    axpy(yt, xi, &m[i * out_dim..(i + 1) * out_dim]);
-                }
-            }
-        });
-    y
+    rows_times(x, in_dim, m, Strides::row_major(out_dim), out_dim)
 }
 
 /// Activation between the two matrices of a LoRA.
@@ -201,8 +175,8 @@ pub fn lora(
     let mut hidden = matmul(x, c, down, rank);
     match inner {
         LoraInner::Identity => {}
-        LoraInner::Tanh => hidden.iter_mut().for_each(|v| *v = v.tanh()),
-        LoraInner::Sigmoid => hidden.iter_mut().for_each(|v| *v = sigmoid(*v)),
+        LoraInner::Tanh => par_apply(&mut hidden, f32::tanh),
+        LoraInner::Sigmoid => par_apply(&mut hidden, sigmoid),
     }
     if rank == 0 {
         // x A has no columns: the product is all zeros.
@@ -223,11 +197,9 @@ fn offset_lora(
 ) -> Vec<f32> {
     check_len("offset_lora base", base, c);
     let mut y = lora(x, c, down, rank, up, inner);
-    for yt in y.chunks_mut(c) {
-        for (v, b) in yt.iter_mut().zip(base) {
-            *v += b;
-        }
-    }
+    y.par_chunks_mut(c)
+        .with_min_len(TOKEN_CHUNK)
+        .for_each(|yt| yt.iter_mut().zip(base).for_each(|(v, b)| *v += b));
     y
 }
 
@@ -236,8 +208,7 @@ fn offset_lora(
 pub fn decay(x_w: &[f32], c: usize, w0: &[f32], w1: &[f32], rank: usize, w2: &[f32]) -> Vec<f32> {
     let scale = (-0.5f32).exp();
     let mut dd = offset_lora(x_w, c, w0, w1, rank, w2, LoraInner::Tanh);
-    dd.iter_mut()
-        .for_each(|v| *v = (-scale * sigmoid(*v)).exp());
+    par_apply(&mut dd, |v| (-scale * sigmoid(v)).exp());
     dd
 }
 
@@ -251,7 +222,7 @@ pub fn icl_rate(
     a2: &[f32],
 ) -> Vec<f32> {
     let mut a = offset_lora(x_a, c, a0, a1, rank, a2, LoraInner::Identity);
-    a.iter_mut().for_each(|v| *v = sigmoid(*v));
+    par_apply(&mut a, sigmoid);
     a
 }
 
@@ -271,7 +242,8 @@ pub fn value_residual(
     check_len("value_residual v_first", v_first, v.len());
     check_len("value_residual x_v", x_v, v.len());
     let mix = offset_lora(x_v, c, v0, v1, rank, v2, LoraInner::Identity);
-    v.iter()
+    v.par_iter()
+        .with_min_len(ELEM_CHUNK)
         .zip(v_first)
         .zip(&mix)
         .map(|((&vv, &vf), &m)| vv + (vf - vv) * sigmoid(m))
@@ -291,26 +263,29 @@ pub fn l2_normalize_heads(x: &[f32], c: usize, head_size: usize, eps: f32) -> Ve
         "ops::l2_normalize_heads: bad sizes"
     );
     let mut y = x.to_vec();
-    for hd in y.chunks_mut(head_size) {
-        let norm = hd
-            .iter()
-            .map(|&v| f64::from(v) * f64::from(v))
-            .sum::<f64>()
-            .sqrt();
-        let denom = norm.max(f64::from(eps));
-        hd.iter_mut()
-            .for_each(|v| *v = (f64::from(*v) / denom) as f32);
-    }
+    y.par_chunks_mut(head_size)
+        .with_min_len(TOKEN_CHUNK)
+        .for_each(|hd| {
+            let norm = hd
+                .iter()
+                .map(|&v| f64::from(v) * f64::from(v))
+                .sum::<f64>()
+                .sqrt();
+            let denom = norm.max(f64::from(eps));
+            hd.iter_mut()
+                .for_each(|v| *v = (f64::from(*v) / denom) as f32);
+        });
     y
 }
 
 /// Removal key of step 8: `kk = normalize(k * k_k)` per head, `L x c`.
 pub fn removal_key(k: &[f32], c: usize, head_size: usize, k_k: &[f32]) -> Vec<f32> {
     check_len("removal_key k_k", k_k, c);
-    let scaled: Vec<f32> = k
-        .chunks(c)
-        .flat_map(|kt| kt.iter().zip(k_k).map(|(a, b)| a * b))
-        .collect();
+    let mut scaled = k.to_vec();
+    scaled
+        .par_chunks_mut(c)
+        .with_min_len(TOKEN_CHUNK)
+        .for_each(|kt| kt.iter_mut().zip(k_k).for_each(|(a, b)| *a *= b));
     l2_normalize_heads(&scaled, c, head_size, L2_EPS)
 }
 
@@ -318,21 +293,26 @@ pub fn removal_key(k: &[f32], c: usize, head_size: usize, k_k: &[f32]) -> Vec<f3
 pub fn replacement_key(k: &[f32], a: &[f32], c: usize, k_a: &[f32]) -> Vec<f32> {
     check_len("replacement_key a", a, k.len());
     check_len("replacement_key k_a", k_a, c);
-    k.chunks(c)
-        .zip(a.chunks(c))
-        .flat_map(|(kt, at)| {
-            kt.iter()
-                .zip(at)
-                .zip(k_a)
-                .map(|((&kv, &av), &ka)| kv * (1.0 + (av - 1.0) * ka))
-        })
-        .collect()
+    let mut out = k.to_vec();
+    out.par_chunks_mut(c)
+        .with_min_len(TOKEN_CHUNK)
+        .zip(a.par_chunks(c))
+        .for_each(|(kt, at)| {
+            for ((kv, &av), &ka) in kt.iter_mut().zip(at).zip(k_a) {
+                *kv *= 1.0 + (av - 1.0) * ka;
+            }
+        });
+    out
 }
 
 /// Elementwise product `a * b` (the output gate).
 pub fn mul(a: &[f32], b: &[f32]) -> Vec<f32> {
     assert_eq!(a.len(), b.len(), "ops::mul: lengths differ");
-    a.iter().zip(b).map(|(x, y)| x * y).collect()
+    a.par_iter()
+        .with_min_len(ELEM_CHUNK)
+        .zip(b)
+        .map(|(x, y)| x * y)
+        .collect()
 }
 
 /// The channel mix: `d = shift(x) - x`, `x_k = x + d * mu_k`,
@@ -359,8 +339,15 @@ pub fn channel_mix(
 
 /// `relu(x)^2`, elementwise, in place.
 pub fn relu_squared_in_place(x: &mut [f32]) {
-    x.iter_mut().for_each(|v| {
+    par_apply(x, |v| {
         let r = v.max(0.0);
-        *v = r * r;
+        r * r
     });
+}
+
+/// `x[i] = f(x[i])` for every element, in parallel chunks of [`ELEM_CHUNK`].
+fn par_apply(x: &mut [f32], f: impl Fn(f32) -> f32 + Sync) {
+    x.par_iter_mut()
+        .with_min_len(ELEM_CHUNK)
+        .for_each(|v| *v = f(*v));
 }
