@@ -461,18 +461,7 @@ impl Jobs {
                 waker();
             };
             // A panic (a bug) is reported as the failure of the operation.
-            let last = catch_unwind(AssertUnwindSafe(|| f(&send))).unwrap_or_else(|p| {
-                let message = p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "unknown panic".into());
-                tracing::error!("{what} panicked: {message}");
-                PacsEvent::Failed(JobError::Panicked {
-                    what: what.to_string(),
-                    message,
-                })
-            });
+            let last = guarded(what, || Ok(f(&send))).unwrap_or_else(PacsEvent::Failed);
             send(last);
         });
     }
