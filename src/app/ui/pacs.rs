@@ -171,53 +171,90 @@ pub fn pacs_window(v: &mut Viewer, ctx: &egui::Context) {
     }
 }
 
+/// One scrollable, striped grid of C-FIND matches (`grid`: its id, height and column headers): a
+/// button per row (`button` gives its label and, for a selectable one, whether it shows as
+/// selected), then the text cells `cells` gives. Returns the index of the row whose button was
+/// clicked.
+fn match_grid(
+    ui: &mut Ui,
+    (id, max_height, headers): (&str, f32, &[&str]),
+    rows: &[Match],
+    idle: bool,
+    button: impl Fn(&Match) -> (&'static str, Option<bool>),
+    cells: impl Fn(&Match) -> Vec<String>,
+) -> Option<usize> {
+    let mut chosen = None;
+    egui::ScrollArea::vertical()
+        .id_salt(id)
+        .max_height(max_height)
+        .show(ui, |ui| {
+            egui::Grid::new((id, "grid"))
+                .num_columns(headers.len() + 1)
+                .striped(true)
+                .show(ui, |ui| {
+                    ui.label("");
+                    for h in headers {
+                        ui.label(RichText::new(*h).weak());
+                    }
+                    ui.end_row();
+                    for (i, m) in rows.iter().enumerate() {
+                        let b = match button(m) {
+                            (label, Some(on)) => egui::Button::selectable(on, label),
+                            (label, None) => egui::Button::new(label),
+                        };
+                        if ui.add_enabled(idle, b).clicked() {
+                            chosen = Some(i);
+                        }
+                        for c in cells(m) {
+                            ui.label(c);
+                        }
+                        ui.end_row();
+                    }
+                });
+        });
+    chosen
+}
+
 fn studies_table(v: &mut Viewer, ui: &mut Ui, idle: bool) {
     let studies: Vec<Match> = v.pacs().studies.clone();
     if studies.is_empty() {
         return;
     }
     ui.label(RichText::new("Studies").strong());
-    let mut chosen = None;
-    egui::ScrollArea::vertical()
-        .id_salt("pacs studies")
-        .max_height(200.0)
-        .show(ui, |ui| {
-            egui::Grid::new("pacs studies grid")
-                .num_columns(7)
-                .striped(true)
-                .show(ui, |ui| {
-                    for h in [
-                        "",
-                        "date",
-                        "patient ID",
-                        "patient",
-                        "description",
-                        "modalities",
-                    ] {
-                        ui.label(RichText::new(h).weak());
-                    }
-                    ui.label(RichText::new("images").weak());
-                    ui.end_row();
-                    for s in &studies {
-                        let current = v.pacs().study.as_deref() == Some(&s.study_instance_uid);
-                        if ui
-                            .add_enabled(idle, egui::Button::selectable(current, "series"))
-                            .clicked()
-                        {
-                            chosen = Some(s.study_instance_uid.clone());
-                        }
-                        ui.label(date(&s.study_date));
-                        ui.label(or_dash(&s.patient_id));
-                        ui.label(or_dash(&s.patient_name));
-                        ui.label(or_dash(&s.study_description));
-                        ui.label(or_dash(&s.modality));
-                        ui.label(count(s.instances));
-                        ui.end_row();
-                    }
-                });
-        });
-    if let Some(uid) = chosen {
-        v.pacs_list_series(&uid);
+    let current = v.pacs().study.clone();
+    let chosen = match_grid(
+        ui,
+        (
+            "pacs studies",
+            200.0,
+            &[
+                "date",
+                "patient ID",
+                "patient",
+                "description",
+                "modalities",
+                "images",
+            ],
+        ),
+        &studies,
+        idle,
+        |s| {
+            let on = current.as_deref() == Some(s.study_instance_uid.as_str());
+            ("series", Some(on))
+        },
+        |s| {
+            vec![
+                date(&s.study_date),
+                or_dash(&s.patient_id),
+                or_dash(&s.patient_name),
+                or_dash(&s.study_description),
+                or_dash(&s.modality),
+                count(s.instances),
+            ]
+        },
+    );
+    if let Some(i) = chosen {
+        v.pacs_list_series(&studies[i].study_instance_uid);
     }
 }
 
@@ -228,37 +265,29 @@ fn series_table(v: &mut Viewer, ui: &mut Ui, idle: bool) {
         ui.weak("(none)");
         return;
     }
-    let mut chosen = None;
-    egui::ScrollArea::vertical()
-        .id_salt("pacs series")
-        .max_height(220.0)
-        .show(ui, |ui| {
-            egui::Grid::new("pacs series grid")
-                .num_columns(6)
-                .striped(true)
-                .show(ui, |ui| {
-                    for h in ["", "number", "description", "modality", "date", "images"] {
-                        ui.label(RichText::new(h).weak());
-                    }
-                    ui.end_row();
-                    for s in &series {
-                        if ui.add_enabled(idle, egui::Button::new("Open")).clicked() {
-                            chosen = s.series_instance_uid.clone();
-                        }
-                        ui.label(
-                            s.series_number
-                                .map(|n| n.to_string())
-                                .unwrap_or_else(|| "-".into()),
-                        );
-                        ui.label(or_dash(&s.series_description));
-                        ui.label(or_dash(&s.modality));
-                        ui.label(date(&s.date));
-                        ui.label(count(s.instances));
-                        ui.end_row();
-                    }
-                });
-        });
-    if let Some(uid) = chosen {
+    let chosen = match_grid(
+        ui,
+        (
+            "pacs series",
+            220.0,
+            &["number", "description", "modality", "date", "images"],
+        ),
+        &series,
+        idle,
+        |_| ("Open", None),
+        |s| {
+            vec![
+                s.series_number
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                or_dash(&s.series_description),
+                or_dash(&s.modality),
+                date(&s.date),
+                count(s.instances),
+            ]
+        },
+    );
+    if let Some(uid) = chosen.and_then(|i| series[i].series_instance_uid.clone()) {
         v.pacs_retrieve(&uid);
     }
 }
