@@ -6,7 +6,11 @@ Pipeline per step (see README.md, "Training"):
    random slices along random axes of the prepared training volumes, flips and rotates them by
    multiples of 90 degrees (HR only);
 2. on the device: mild intensity augmentation (gamma, scale) and Gaussian noise on the HR crop;
-3. degradation of the augmented HR crop (k-space truncation by default, bicubic optional), then
+   optionally (``--p-contrast``, ``--p-bias``) a random contrast and a bias field
+   (``dwkv.acquire``, SynthSR-style domain randomisation);
+3. degradation of the augmented HR crop (k-space truncation by default, bicubic optional; with
+   ``--p-realistic`` a realistic acquisition for part of the batch: k-space noise, apodisation,
+   partial Fourier, magnitude), then
    the central ``lr_crop`` LR window and the matching HR window are cut out, so the LR pixels the
    loss sees are free of the crop's wrap-around (the DFT treats a crop as periodic);
 4. L1 loss, AdamW, linear warm-up + cosine learning rate, gradient clipping, bf16 autocast with
@@ -201,8 +205,34 @@ class Trainer:
             return torch.from_numpy(x.astype(np.float32)).to(self.device).view(B, 1, 1, 1)
 
         hr = hr.clamp_min(0).pow(col(gamma)) * col(gain)
+        # issue 17: domain randomisation (random contrast per intensity cluster, bias field) and
+        # realistic acquisition of the LR (k-space noise, apodisation, partial Fourier), each on a
+        # random subset of the batch; parameters from a generator seeded by np_rng, so that a
+        # resumed run draws the same ones
+        realistic = None
+        if max(a.p_contrast, a.p_bias, a.p_realistic) > 0:
+            from dwkv import acquire
+
+            g = torch.Generator().manual_seed(int(rng.integers(2**62)))
+            pick = {k: torch.rand(B, generator=g) < p
+                    for k, p in (("contrast", a.p_contrast), ("bias", a.p_bias),
+                                 ("realistic", a.p_realistic))}
+            on = {k: v.to(self.device).view(B, 1, 1, 1) for k, v in pick.items()}
+            if pick["contrast"].any():
+                hr = torch.where(on["contrast"], acquire.random_contrast(hr, g), hr)
+            if pick["bias"].any():
+                field = acquire.bias_field(hr.shape, g, a.bias_strength, self.device)
+                hr = torch.where(on["bias"], (hr * field).clamp(0.0, 1.0), hr)
+            if pick["realistic"].any():
+                realistic = (on["realistic"], acquire.draw_acquisition(
+                    B, g, a.kspace_noise_max, a.p_window, a.p_partial_fourier), g)
         hr = hr + col(sigma) * torch.randn_like(hr)
         lr_big = degrade_batch(hr, s, self.cfg.degradation)
+        if realistic is not None:
+            if self.cfg.degradation != "kspace":
+                raise SystemExit("--p-realistic needs --degradation kspace")
+            mask, params, g = realistic
+            lr_big = torch.where(mask, acquire.acquire_lr(hr, s, *params, g), lr_big)
         lr = lr_big[:, :, m:m + P, m:m + P]
         hr = hr[:, :, m * s:(m + P) * s, m * s:(m + P) * s]
         return lr.contiguous(), hr.contiguous()
@@ -686,6 +716,21 @@ def parse_args(argv=None):
     ap.add_argument("--p-noise", type=float, default=0.5)
     ap.add_argument("--p-noise-avg", type=float, default=0.9)
     ap.add_argument("--noise-max", type=float, default=0.02)
+    ap.add_argument("--p-contrast", type=float, default=0.0,
+                    help="fraction of crops given a random contrast (dwkv.acquire)")
+    ap.add_argument("--p-bias", type=float, default=0.0,
+                    help="fraction of crops given a random smooth bias field")
+    ap.add_argument("--bias-strength", type=float, default=0.3,
+                    help="largest |log| of the bias field")
+    ap.add_argument("--p-realistic", type=float, default=0.0,
+                    help="fraction of LR crops acquired realistically (k-space noise, window, "
+                         "partial Fourier) instead of plain k-space truncation")
+    ap.add_argument("--kspace-noise-max", type=float, default=0.03,
+                    help="largest image-domain noise std of a realistic acquisition")
+    ap.add_argument("--p-window", type=float, default=0.5,
+                    help="fraction of realistic acquisitions with a Tukey k-space window")
+    ap.add_argument("--p-partial-fourier", type=float, default=0.3,
+                    help="fraction of realistic acquisitions with partial Fourier")
     ap.add_argument("--val-every", type=int, default=500)
     ap.add_argument("--val-batch", type=int, default=8)
     ap.add_argument("--log-every", type=int, default=25)
