@@ -22,6 +22,10 @@ Normalisation (the definition the Rust ``deltawkv eval`` follows): ``robust_max`
 percentile (NumPy's default linear interpolation) of all finite voxels of the 3-D volume, zeros
 included; the normalised volume is ``clip(x / robust_max, 0, 1)``, non-finite voxels set to 0.
 
+Every distinct frame of a 4-D file is a training volume (``<file>#frame<t>`` past the first;
+frames within ``MIN_FRAME_DIFFERENCE`` of an earlier one are dropped), the file's weight shared as
+``weight / sqrt(frames)``.
+
 Per-volume weights: averaged volumes (Colin27, an average of 27 scans, and the MNI templates,
 averages of 152 subjects) are smooth and would teach the network to over-smooth, so they are
 weighted down; the three b=0 EPI volumes of one subject share one subject's weight.
@@ -60,6 +64,32 @@ def load_first_volume(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
         data = data[..., None]
     zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
     return data, zooms
+
+
+# A further frame of a 4-D file is a training volume of its own when its mean absolute difference
+# to every frame kept before it is at least this fraction of the file's robust maximum (cine and
+# fMRI frames differ by 0.5-6 %; a repeated frame adds nothing).
+MIN_FRAME_DIFFERENCE = 0.002
+
+
+def load_frames(path: Path) -> tuple[list[np.ndarray], tuple[float, ...]]:
+    """Every distinct 3-D frame of a NIfTI file (scaling applied, float64; a 3-D file is one
+    frame; frames past the 4th dimension's are flattened), and the voxel size."""
+    import nibabel as nib
+
+    img = nib.load(str(path))
+    data = np.asanyarray(img.dataobj).astype(np.float64)
+    while data.ndim < 3:
+        data = data[..., None]
+    frames4 = data.reshape(data.shape[:3] + (-1,))
+    zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
+    rm = robust_max(frames4[..., 0])
+    kept: list[np.ndarray] = []
+    for t in range(frames4.shape[3]):
+        f = frames4[..., t]
+        if all(np.mean(np.abs(np.nan_to_num(f - k))) >= MIN_FRAME_DIFFERENCE * rm for k in kept):
+            kept.append(f)
+    return kept, zooms
 
 
 def robust_max(data: np.ndarray) -> float:
@@ -112,9 +142,15 @@ def prepare_train(src: Path) -> tuple[dict, dict]:
         raise SystemExit(f"no NIfTI files under {src}")
     arrays: dict[str, np.ndarray] = {}
     vols = []
-    for i, path in enumerate(files):
+    entries = []
+    for path in files:
         rel = str(path.relative_to(src))
-        data, zooms = load_first_volume(path)
+        frames, zooms = load_frames(path)
+        for t, data in enumerate(frames):
+            # the frames of one file share its weight (sqrt: more real variation, not n-fold)
+            name = rel if t == 0 else f"{rel}#frame{t}"
+            entries.append((name, data, zooms, volume_weight(rel) / np.sqrt(len(frames))))
+    for i, (rel, data, zooms, weight) in enumerate(entries):
         rm = robust_max(data)
         norm = normalise(data, rm)
         bb = foreground_bbox(norm)
@@ -134,7 +170,7 @@ def prepare_train(src: Path) -> tuple[dict, dict]:
                 "source_shape": list(data.shape),
                 "shape": list(q.shape),
                 "voxel_mm": list(zooms),
-                "weight": volume_weight(rel),
+                "weight": float(weight),
                 "foreground_voxels": fg_vox,
                 "usable_slices": usable,
             }
