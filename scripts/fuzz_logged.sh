@@ -20,7 +20,7 @@ esac
 flags+=(-print_final_stats=1)
 mkdir -p "$out" "fuzz/corpus/$target"
 log="$out/$target.log"
-dirty=$(git status --porcelain -- src fuzz ':!fuzz/corpus' ':!fuzz/artifacts' | head -c 2000)
+dirty=$(git status --porcelain -- src fuzz ':!fuzz/corpus' ':!fuzz/artifacts' ':!fuzz/logs' | head -c 2000)
 {
   echo "# command (in fuzz/): RUSTC_BOOTSTRAP=1 cargo fuzz run -a $target corpus/$target seeds/$target -- ${flags[*]}"
   echo "# code at: $(git rev-parse HEAD)${dirty:+ (working tree changes: $dirty)}"
