@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the committed seed corpora of the nifti, dicom and dicom_pixels fuzz targets
 (fuzz/seeds/<target>/), small by design (a few KB each). The checkpoint seeds are written by
-`cargo test --test malformed_checkpoint -- --ignored write_fuzz_seeds` (they need the Rust
+`cargo test --test model -- --ignored write_fuzz_seeds` (they need the Rust
 checkpoint writer). Run from the repository root: python3 fuzz/make_seeds.py"""
 import gzip
 import math
