@@ -43,6 +43,8 @@
 //!
 //! All arithmetic is in f64; planes are f32. Inputs with NaN or infinite values are rejected.
 
+pub mod realistic;
+
 use rustfft::FftPlanner;
 use rustfft::num_complex::Complex64;
 
