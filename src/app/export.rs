@@ -257,8 +257,14 @@ pub fn sr_volume(prepared: Option<&Prepared>, run: Option<&SrRun>) -> Result<Vol
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "volume".into());
     v.meta.source_path = None;
+    // Data consistency as `deltawkv upscale --data-consistency` applies it.
+    let dc = if run.consistent_shown {
+        ", data-consistent"
+    } else {
+        ""
+    };
     v.meta.series_description = Some(format!(
-        "deltawkv SR x{} ({}) of {src}",
+        "deltawkv SR x{} ({}{dc}) of {src}",
         p.params.scale, run.checkpoint
     ));
     Ok(v)

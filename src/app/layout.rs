@@ -19,10 +19,19 @@ pub enum MapKind {
     Signed,
     /// Per-voxel SSIM.
     Ssim,
+    /// Consistency residual `|result - DC(result)|` of the result as shown against the LR
+    /// (see [`crate::consistency`]): what the result's central k-space says that the measured LR
+    /// does not. Needs no ground truth (upscale mode has it too); k-space LR only.
+    Residual,
 }
 
 impl MapKind {
-    pub const ALL: [MapKind; 3] = [MapKind::AbsDiff, MapKind::Signed, MapKind::Ssim];
+    pub const ALL: [MapKind; 4] = [
+        MapKind::AbsDiff,
+        MapKind::Signed,
+        MapKind::Ssim,
+        MapKind::Residual,
+    ];
 
     /// Name shown to the user.
     pub fn label(self) -> &'static str {
@@ -30,7 +39,13 @@ impl MapKind {
             MapKind::AbsDiff => "|error|",
             MapKind::Signed => "signed error",
             MapKind::Ssim => "SSIM map",
+            MapKind::Residual => "consistency residual",
         }
+    }
+
+    /// Whether the map compares with the ground truth (simulate mode only).
+    pub fn needs_gt(self) -> bool {
+        self != MapKind::Residual
     }
 }
 
@@ -57,6 +72,7 @@ impl PaneKind {
                 MapKind::AbsDiff => format!("|{} - GT|", r.label()),
                 MapKind::Signed => format!("{} - GT", r.label()),
                 MapKind::Ssim => format!("SSIM({}, GT)", r.label()),
+                MapKind::Residual => format!("|{0} - DC({0})|", r.label()),
             },
         }
     }
@@ -82,7 +98,7 @@ pub fn layout(
         top.push(PaneKind::Gt);
     }
     let mut rows = vec![top];
-    if let (Some(m), Mode::Simulate) = (map, mode) {
+    if let Some(m) = map.filter(|m| mode == Mode::Simulate || !m.needs_gt()) {
         let mut bottom = vec![
             PaneKind::Map(m, ResultId::Baseline(map_baseline)),
             PaneKind::Map(m, ResultId::Sr(Slot::A)),
@@ -115,6 +131,22 @@ pub fn result_volume<'a>(
             .and_then(|r| r.as_ref())
             .map(|r| &r.volume),
         ResultId::Baseline(b) => prepared.baseline(b),
+    }
+}
+
+/// The consistency residual volume of a result id (`None`: no run, or no residual because the
+/// LR is not k-space).
+pub fn residual_volume<'a>(
+    prepared: &'a Prepared,
+    runs: &'a [Option<SrRun>; 2],
+    id: ResultId,
+) -> Option<&'a Volume> {
+    match id {
+        ResultId::Sr(slot) => runs
+            .get(slot.index())
+            .and_then(|r| r.as_ref())
+            .and_then(|r| r.residual.as_ref()),
+        ResultId::Baseline(b) => prepared.baseline_residual(b),
     }
 }
 
@@ -162,6 +194,27 @@ pub fn pane_plane(
                 return Err(PaneEmpty::Pending);
             }
             run.volume.slice(axis, index).ok_or_else(missing)
+        }
+        PaneKind::Map(MapKind::Residual, id) => {
+            if let ResultId::Sr(slot) = id {
+                let run = runs
+                    .get(slot.index())
+                    .and_then(|r| r.as_ref())
+                    .ok_or(PaneEmpty::NoRun)?;
+                if axis == prepared.sr_axis && !run.done.get(index).copied().unwrap_or(false) {
+                    return Err(PaneEmpty::Pending);
+                }
+            }
+            residual_volume(prepared, runs, id)
+                .ok_or_else(|| {
+                    PaneEmpty::Error(format!(
+                        "no consistency residual: data consistency needs k-space LR (this LR \
+                         is {})",
+                        prepared.params.degradation.as_str()
+                    ))
+                })?
+                .slice(axis, index)
+                .ok_or_else(missing)
         }
         PaneKind::Map(map, id) => {
             let gt = prepared
@@ -230,6 +283,9 @@ pub fn map_plane(
                 .map(|r| r.map)
                 .map_err(|e| PaneEmpty::Error(format!("SSIM map: {e}")))
         }
+        MapKind::Residual => Err(PaneEmpty::Error(
+            "the consistency residual is not a map against the GT".into(),
+        )),
     }
 }
 
