@@ -337,6 +337,74 @@ mod tests {
     }
 
     #[test]
+    fn consistency_residual_pane_and_toggle() {
+        use crate::app::runs::SliceConsistency;
+        let v = phantom([16, 16, 2], [1.0, 1.0, 2.0]);
+        for mode in [Mode::Simulate, Mode::Upscale] {
+            let p = prepare(&v, "RAS", params(mode, 2), &|| false).expect("prepare");
+            assert_eq!(
+                layout(mode, false, Some(MapKind::Residual), Baseline::Bicubic)[1],
+                vec![
+                    PaneKind::Map(MapKind::Residual, ResultId::Baseline(Baseline::Bicubic)),
+                    PaneKind::Map(MapKind::Residual, ResultId::Sr(Slot::A)),
+                ],
+                "{mode:?}"
+            );
+            let mut runs: [Option<SrRun>; 2] = [Some(SrRun::new(Slot::A, 1, "t".into(), &p)), None];
+            let kind = PaneKind::Map(MapKind::Residual, ResultId::Sr(Slot::A));
+            let plane = |runs: &[Option<SrRun>; 2], kind| {
+                pane_plane(&p, runs, kind, Axis::Axial, 0, Baseline::Nearest)
+            };
+            assert_eq!(plane(&runs, kind), Err(PaneEmpty::Pending));
+            // An "SR" that is the nearest upsampling of the LR: not consistent.
+            let lr = p.lr_plane(0).expect("lr");
+            let sr = crate::degrade::nearest_upsample(&lr, 2, Degradation::Kspace).expect("up");
+            let c =
+                SliceConsistency::compute(&sr, &lr, 2, Degradation::Kspace, mode == Mode::Simulate)
+                    .expect("dc")
+                    .expect("k-space");
+            let run = runs[0].as_mut().expect("run");
+            assert!(run.apply_consistency(&p, 0, &c));
+            assert_eq!(run.apply_stored_slice(&p, 0, &sr), Some(0));
+            let net = plane(&runs, kind).expect("residual");
+            let net_sr = plane(&runs, PaneKind::Sr(Slot::A)).expect("sr");
+            assert!(net.data.iter().any(|&x| x > 1e-3));
+            let run = runs[0].as_mut().expect("run");
+            assert!(run.show_consistent(true));
+            assert!(!run.show_consistent(true), "already shown");
+            let dc = plane(&runs, kind).expect("residual");
+            assert_ne!(plane(&runs, PaneKind::Sr(Slot::A)).expect("sr"), net_sr);
+            let sum = |p: &Plane| p.data.iter().map(|&x| f64::from(x)).sum::<f64>();
+            assert!(sum(&dc) < 0.1 * sum(&net), "{} vs {}", sum(&dc), sum(&net));
+            // The baselines' residuals exist for k-space LR.
+            assert!(
+                plane(
+                    &runs,
+                    PaneKind::Map(MapKind::Residual, ResultId::Baseline(Baseline::Zerofill))
+                )
+                .is_ok()
+            );
+        }
+        // Bicubic LR: no residual, said so; the toggle changes nothing.
+        let mut bp = params(Mode::Simulate, 2);
+        bp.degradation = Degradation::Bicubic;
+        let p = prepare(&v, "RAS", bp, &|| false).expect("prepare");
+        assert!(p.baseline_residuals.is_empty());
+        let mut run = SrRun::new(Slot::A, 1, "t".into(), &p);
+        assert!(!run.show_consistent(true));
+        let runs = [Some(run), None];
+        let e = pane_plane(
+            &p,
+            &runs,
+            PaneKind::Map(MapKind::Residual, ResultId::Baseline(Baseline::Bicubic)),
+            Axis::Axial,
+            0,
+            Baseline::Nearest,
+        );
+        assert!(matches!(e, Err(PaneEmpty::Error(m)) if m.contains("k-space")));
+    }
+
+    #[test]
     fn pane_planes_and_pending_slices() {
         let v = phantom([16, 16, 3], [1.0, 1.0, 2.0]);
         let p = prepare(&v, "RAS", params(Mode::Simulate, 2), &|| false).expect("prepare");

@@ -262,3 +262,148 @@ def degrade_torch(hr, s: int, degradation: str = KSPACE):
     if degradation == BICUBIC:
         return bicubic_downsample_torch(hr, s)
     raise ValueError(f"unknown degradation {degradation!r} (expected kspace or bicubic)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Realistic acquisition: the twin of `src/degrade/realistic.rs` (`deltawkv eval --realistic`).
+#
+# For a (cropped) HR image ``x``, HR ``H x W``, LR ``h x w``:
+# 1. sampling: the LR frequencies of ``fft2(x)`` as ``kspace_truncate``; on the lone Nyquist
+#    row/column of an even side the average of the ``-n/2`` and ``+n/2`` coefficients (without
+#    noise, filter and partial Fourier the result is exactly ``|kspace_truncate(x)|``);
+# 2. noise: complex Gaussian noise on every acquired sample, scaled so that each of the real and
+#    imaginary parts of the unfiltered LR image has standard deviation ``noise`` (normalised
+#    units: 1.0 is the GT's 99.5th percentile);
+# 3. partial Fourier ``p`` in [0.5, 1]: only the ``ceil(p h)`` lowest vertical (row, phase-encoding)
+#    frequencies from ``-(h // 2)`` upwards are acquired, the rest are zero;
+# 4. Tukey apodisation ``a`` in [0, 1] (0: none, 1: Hann), separable, over ``|k| / (n / 2)``;
+# 5. magnitude of the inverse DFT with the ``1 / s**2`` intensity factor.
+# The noise streams differ (numpy/torch generators here, SplitMix64 in Rust); the definitions
+# are the same. Training draws the parameters at random (``random_realistic_torch``).
+
+
+def _nyquist_twin_index(n: int, big: int) -> np.ndarray:
+    """Like ``_freq_index``, with the lone Nyquist frequency ``-n/2`` of an even ``n`` moved to
+    ``+n/2``."""
+    f = np.round(np.fft.fftfreq(n) * n).astype(np.int64)
+    if n % 2 == 0:
+        f = np.where(f == -(n // 2), n // 2, f)
+    return f % big
+
+
+def tukey_window(n: int, a: float) -> np.ndarray:
+    """The Tukey window over the ``n`` frequencies ``fftfreq(n) * n`` (``a = 0``: ones)."""
+    t = np.abs(_freq(n)) / (n / 2.0)
+    if a <= 0:
+        return np.ones(n)
+    return np.where(t <= 1.0 - a, 1.0, 0.5 * (1.0 + np.cos(np.pi * (t - 1.0 + a) / a)))
+
+
+def _check_realistic(noise: float, tukey: float, partial_fourier: float):
+    if not (math.isfinite(noise) and noise >= 0):
+        raise ValueError(f"noise must be a finite number >= 0, got {noise}")
+    if not 0.0 <= tukey <= 1.0:
+        raise ValueError(f"the Tukey parameter must be in [0, 1], got {tukey}")
+    if not 0.5 <= partial_fourier <= 1.0:
+        raise ValueError(f"the partial-Fourier fraction must be in [0.5, 1], got {partial_fourier}")
+
+
+def realistic_lr(hr, s: int, noise: float = 0.02, tukey: float = 0.25,
+                 partial_fourier: float = 1.0, rng=None) -> np.ndarray:
+    """A realistic LR acquisition of ``hr`` (see above); ``rng`` a ``numpy.random.Generator``
+    (default: a fresh unseeded one). Returns float32."""
+    _check_realistic(noise, tukey, partial_fourier)
+    rng = np.random.default_rng() if rng is None else rng
+    a = crop_to_multiple(_check(hr, s), s)
+    big_h, big_w = a.shape
+    h, w = big_h // s, big_w // s
+    spec = np.fft.fft2(a)
+    small = 0.5 * (spec[np.ix_(_freq_index(h, big_h), _freq_index(w, big_w))]
+                   + spec[np.ix_(_nyquist_twin_index(h, big_h), _nyquist_twin_index(w, big_w))])
+    sigma_k = noise * big_h * big_w / math.sqrt(h * w)
+    small = small + sigma_k * (rng.standard_normal((h, w)) + 1j * rng.standard_normal((h, w)))
+    rows = min(max(math.ceil(partial_fourier * h), 1), h)
+    acquired = _freq(h) <= -(h // 2) + rows - 1
+    small = small * acquired[:, None] * tukey_window(h, tukey)[:, None] * tukey_window(w, tukey)[None, :]
+    out = np.abs(np.fft.ifft2(small)) * (h * w) / (big_h * big_w)
+    return out.astype(np.float32)
+
+
+def realistic_torch(hr, s: int, noise, tukey, partial_fourier, generator=None):
+    """``realistic_lr`` of a batch ``[B, ..., H, W]`` (real tensor, any device) with per-image
+    parameters: ``noise``, ``tukey`` and ``partial_fourier`` are floats or tensors of shape
+    ``[B]``. Noise from ``torch.randn`` with ``generator`` (on the input's device). Returns the
+    input dtype."""
+    import torch
+
+    x = crop_to_multiple(hr, s)
+    big_h, big_w = x.shape[-2], x.shape[-1]
+    h, w = big_h // s, big_w // s
+    b = x.shape[0]
+    lead = (b,) + (1,) * (x.dim() - 1)
+
+    def per_image(v):
+        t = torch.as_tensor(v, dtype=torch.float64, device=x.device)
+        return (t.expand(b) if t.dim() == 0 else t).reshape(lead)
+
+    noise, tukey, pf = per_image(noise), per_image(tukey), per_image(partial_fourier)
+    for name, t, lo, hi in (("noise", noise, 0.0, math.inf), ("tukey", tukey, 0.0, 1.0),
+                            ("partial_fourier", pf, 0.5, 1.0)):
+        if not bool(((t >= lo) & (t <= hi)).all()):
+            raise ValueError(f"{name} must be in [{lo}, {hi}]")
+    real = torch.float64 if x.dtype == torch.float64 else torch.float32
+    spec = torch.fft.fft2(x.to(real))
+    dev = x.device
+    iy, ix = (torch.as_tensor(_freq_index(h, big_h), device=dev),
+              torch.as_tensor(_freq_index(w, big_w), device=dev))
+    ty, tx = (torch.as_tensor(_nyquist_twin_index(h, big_h), device=dev),
+              torch.as_tensor(_nyquist_twin_index(w, big_w), device=dev))
+    small = 0.5 * (spec.index_select(-2, iy).index_select(-1, ix)
+                   + spec.index_select(-2, ty).index_select(-1, tx))
+    shape = small.shape
+    sigma_k = (noise * (big_h * big_w / math.sqrt(h * w))).to(real)
+    nr = torch.randn(shape, generator=generator, device=dev, dtype=real)
+    ni = torch.randn(shape, generator=generator, device=dev, dtype=real)
+    small = small + torch.complex(nr * sigma_k, ni * sigma_k)
+    fy = torch.as_tensor(_freq(h), dtype=torch.float64, device=dev)
+    fx = torch.as_tensor(_freq(w), dtype=torch.float64, device=dev)
+    rows = torch.clamp(torch.ceil(pf * h), 1, h)
+    acquired = (fy.reshape((1,) * (x.dim() - 2) + (h, 1)) <= -(h // 2) + rows - 1)
+
+    def window(f, n, a):
+        t = f.abs() / (n / 2.0)
+        safe = torch.where(a > 0, a, torch.ones_like(a))
+        taper = 0.5 * (1.0 + torch.cos(math.pi * (t - 1.0 + a) / safe))
+        return torch.where((a <= 0) | (t <= 1.0 - a), torch.ones_like(taper), taper)
+
+    wy = window(fy.reshape((1,) * (x.dim() - 2) + (h, 1)), h, tukey)
+    wx = window(fx.reshape((1,) * (x.dim() - 2) + (1, w)), w, tukey)
+    filt = (acquired.to(torch.float64) * wy * wx).to(real)
+    out = torch.fft.ifft2(small * filt).abs() * ((h * w) / (big_h * big_w))
+    return out.to(hr.dtype)
+
+
+def random_realistic_torch(hr, s: int, generator=None, noise=(0.0, 0.05), tukey=(0.0, 0.5),
+                           partial_fourier_prob=0.25, partial_fourier=(0.5625, 0.875)):
+    """``realistic_torch`` with parameters drawn per image: noise uniform in ``noise``, Tukey
+    uniform in ``tukey``, partial Fourier with probability ``partial_fourier_prob``, its fraction
+    uniform in ``partial_fourier`` (else 1). Returns ``(lr, parameters)`` with the drawn
+    ``[B]`` tensors."""
+    import torch
+
+    b, dev = hr.shape[0], hr.device
+
+    def uniform(lo, hi):
+        return lo + (hi - lo) * torch.rand(b, generator=generator, device=dev, dtype=torch.float64)
+
+    params = {
+        "noise": uniform(*noise),
+        "tukey": uniform(*tukey),
+        "partial_fourier": torch.where(
+            torch.rand(b, generator=generator, device=dev, dtype=torch.float64) < partial_fourier_prob,
+            uniform(*partial_fourier),
+            torch.ones(b, dtype=torch.float64, device=dev)),
+    }
+    lr = realistic_torch(hr, s, params["noise"], params["tukey"], params["partial_fourier"],
+                         generator=generator)
+    return lr, params
