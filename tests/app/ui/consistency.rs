@@ -90,11 +90,10 @@ fn the_toggle_swaps_in_the_consistent_sr_and_the_residual_map_follows() {
         .volume(ResultId::Sr(Slot::A))
         .expect("SR metrics after the toggle")
         .psnr;
-    eprintln!(
-        "MEASURE res_dc {} dep_dc {dep_dc} psnr {psnr_net} -> {psnr_dc}",
-        mean(&res_dc)
+    assert!(
+        psnr_dc > psnr_net + 3.0,
+        "the metrics follow the SR shown: {psnr_net} -> {psnr_dc}"
     );
-    assert_ne!(psnr_dc, psnr_net, "the metrics follow the SR shown");
 
     // Off again: the network's SR and its residual, exactly.
     h.key_press(Key::D);
