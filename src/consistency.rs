@@ -105,7 +105,7 @@ fn lift_f64(r: &[f64], w: usize, h: usize, scale: usize) -> Vec<f64> {
     // HR index of LR frequency `j` of an `n`-point axis, and of its Nyquist twin `+n/2`.
     let place = |j: usize, n: usize, big: usize| -> (usize, usize) {
         let f = degrade::freq(j, n);
-        let twin = if n % 2 == 0 && f == -((n / 2) as isize) {
+        let twin = if n.is_multiple_of(2) && f == -((n / 2) as isize) {
             (n / 2) as isize
         } else {
             f

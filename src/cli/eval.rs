@@ -13,6 +13,11 @@
 //!    Every output is clamped to [0, 1].
 //! 4. Metrics against the cropped normalised GT with data range 1.0: volume PSNR from the MSE over
 //!    all evaluated voxels, SSIM the mean of the slices' SSIMs (see [`crate::metrics`]).
+//!
+//! `--data-consistency` adds the row `sr_dc`: each SR slice made consistent with its LR
+//! ([`crate::consistency`]) before the clamp, and the RMS of the removed residual.
+//! `--realistic` runs steps 2-4 once more on a realistic acquisition of the same slices
+//! ([`crate::degrade::realistic`]), reported beside the standard protocol (unchanged).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -270,7 +275,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                 a,
                 s,
                 degradation,
-                up.as_deref_mut(),
+                up,
                 &args,
                 "SR (realistic)",
             )?)

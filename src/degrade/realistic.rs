@@ -166,7 +166,7 @@ pub fn realistic_lr(
     // HR indices of LR frequency j (the Nyquist twin is +n/2 for the lone -n/2).
     let place = |j: usize, n: usize, big: usize| -> (usize, usize) {
         let f = freq(j, n);
-        let twin = if n % 2 == 0 && f == -((n / 2) as isize) {
+        let twin = if n.is_multiple_of(2) && f == -((n / 2) as isize) {
             -f
         } else {
             f
