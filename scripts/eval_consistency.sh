@@ -8,7 +8,8 @@
 #
 # Environment:
 #   DELTAWKV   the binary (default target/release/deltawkv, else `deltawkv` on PATH)
-#   DATA       the val folder (default ../shared/data/val)
+#   DATA       the folder of volumes (default: shared/data/val, else ../shared/data/val; point it
+#              at the test split to report that the same way)
 #   DEVICE     eval --device (default gpu)
 #   SCALES     scales (default "2 4")
 #   SLICES_FILE  optional lines "FILE_NAME A:B": evaluate only those slices of that file
@@ -18,7 +19,9 @@
 # fails (the others still run; failures are listed).
 set -u
 OUT=${1:-eval_consistency_out}
-DATA=${DATA:-../shared/data/val}
+if [ -z "${DATA:-}" ]; then
+    if [ -d shared/data/val ]; then DATA=shared/data/val; else DATA=../shared/data/val; fi
+fi
 DEVICE=${DEVICE:-gpu}
 SCALES=${SCALES:-"2 4"}
 SLICES_FILE=${SLICES_FILE:-}
