@@ -53,6 +53,7 @@ fn the_toggle_swaps_in_the_consistent_sr_and_the_residual_map_follows() {
     );
     assert!(h.query_by_label("pane |SR - DC(SR)|").is_some());
     assert!(h.query_by_label("pane |bicubic - DC(bicubic)|").is_some());
+    h.snapshot_options("app_consistency_residual", &snapshot_options());
     let sr_net = image(&mut h, PaneKind::Sr(Slot::A));
     let res_net = image(&mut h, SR_RESIDUAL);
     let dep_net = departure(&h.state().viewer);
