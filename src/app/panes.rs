@@ -246,6 +246,11 @@ fn draw_pane(
     if kind == PaneKind::Lr {
         title = format!("LR ({})", v.settings().lr_interp.as_str());
     }
+    if let PaneKind::Sr(s) = kind
+        && v.run(s).is_some_and(|r| r.consistent_shown)
+    {
+        title.push_str(" + DC");
+    }
     if v.navigation().flip() && kind == PaneKind::Gt && !presentation {
         title.push_str("  (flipped: F)");
     }
