@@ -172,14 +172,19 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     // On the network's scale, before the intensities go back to the input's.
     let residual_rms = if args.data_consistency {
-        let mut residuals = Vec::with_capacity(outputs.len());
-        for (k, (sr, lr)) in outputs.iter_mut().zip(&prepared.planes).enumerate() {
-            let p =
-                crate::consistency::project_with_residual(sr, lr, args.network.scale, degradation)
+        use rayon::prelude::*;
+        let scale = args.network.scale;
+        let residuals = outputs
+            .par_iter_mut()
+            .zip(prepared.planes.par_iter())
+            .enumerate()
+            .map(|(k, (sr, lr))| {
+                let p = crate::consistency::project_with_residual(sr, lr, scale, degradation)
                     .with_context(|| format!("data consistency of slice {k}"))?;
-            *sr = p.consistent;
-            residuals.push(p.residual);
-        }
+                *sr = p.consistent;
+                Ok(p.residual)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         Some(crate::consistency::rms(&residuals))
     } else {
         None
