@@ -203,34 +203,9 @@ class Trainer:
         hr = hr.clamp_min(0).pow(col(gamma)) * col(gain)
         hr = hr + col(sigma) * torch.randn_like(hr)
         lr_big = degrade_batch(hr, s, self.cfg.degradation)
-        if a.p_realistic > 0 and self.cfg.degradation == "kspace":
-            lr_big = self.realistic(hr, lr_big, rng)
         lr = lr_big[:, :, m:m + P, m:m + P]
         hr = hr[:, :, m * s:(m + P) * s, m * s:(m + P) * s]
         return lr.contiguous(), hr.contiguous()
-
-    def realistic(self, hr, lr_big, rng):
-        """Replaces the LR of a random ``--p-realistic`` share of the batch by a realistic
-        acquisition (``dwkv.degrade.realistic_torch``, the definitions of ``deltawkv eval
-        --realistic``) with parameters drawn per image: noise uniform in [0, --realistic-noise-max],
-        Tukey uniform in [0, 0.5], partial Fourier (fraction uniform in [0.5625, 0.875]) with
-        probability 0.25. Parameters come from the numpy generator, the noise from torch's."""
-        from dwkv import degrade
-
-        pick = np.nonzero(rng.random(lr_big.shape[0]) < self.args.p_realistic)[0]
-        if pick.size == 0:
-            return lr_big
-        n = pick.size
-        noise = rng.uniform(0.0, self.args.realistic_noise_max, n)
-        tukey = rng.uniform(0.0, 0.5, n)
-        pf = np.where(rng.random(n) < 0.25, rng.uniform(0.5625, 0.875, n), 1.0)
-        idx = torch.from_numpy(pick).to(lr_big.device)
-        real = degrade.realistic_torch(hr.index_select(0, idx), self.cfg.scale,
-                                       torch.from_numpy(noise), torch.from_numpy(tukey),
-                                       torch.from_numpy(pf))
-        out = lr_big.clone()
-        out[idx] = real.to(out.dtype)
-        return out
 
     # ---- training ------------------------------------------------------------------------
 
@@ -711,11 +686,6 @@ def parse_args(argv=None):
     ap.add_argument("--p-noise", type=float, default=0.5)
     ap.add_argument("--p-noise-avg", type=float, default=0.9)
     ap.add_argument("--noise-max", type=float, default=0.02)
-    ap.add_argument("--p-realistic", type=float, default=0.0,
-                    help="share of each batch whose LR is a realistic acquisition (k-space "
-                         "noise, Tukey filter, partial Fourier; kspace degradation only)")
-    ap.add_argument("--realistic-noise-max", type=float, default=0.05,
-                    help="largest noise of --p-realistic (fraction of the 99.5th percentile)")
     ap.add_argument("--val-every", type=int, default=500)
     ap.add_argument("--val-batch", type=int, default=8)
     ap.add_argument("--log-every", type=int, default=25)

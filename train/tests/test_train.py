@@ -138,21 +138,3 @@ def test_restart_schedule_and_init_from(tmp_path):
     assert x4.init_note["kept_init"] == ["upsample.1.weight", "upsample.1.bias"]
     src = torch.load(tmp_path / "first" / "model.pt", weights_only=False)["model"]
     assert torch.equal(x4.model.state_dict()["conv_first.weight"], src["conv_first.weight"])
-
-
-def test_realistic_share_of_the_batch(tmp_path):
-    """--p-realistic 1 replaces every LR by a realistic acquisition (different from the clean
-    k-space LR of the same HR, same shape); 0 (the default) leaves the batch as it was."""
-    write_random_data(tmp_path)
-    clean = train.Trainer(tiny_args(tmp_path, "c"))
-    real = train.Trainer(tiny_args(tmp_path, "r", p_realistic=1.0, realistic_noise_max=0.1))
-    for t in (clean, real):
-        t.setup_data(tmp_path)
-    torch.manual_seed(0)
-    lr0, hr0 = clean.batch()
-    torch.manual_seed(0)
-    lr1, hr1 = real.batch()
-    assert torch.equal(hr0, hr1), "the same HR crops"
-    assert lr0.shape == lr1.shape
-    assert not torch.allclose(lr0, lr1, atol=1e-3)
-    assert bool((lr1 >= 0).all()), "a magnitude image"
