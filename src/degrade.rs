@@ -43,6 +43,8 @@
 //!
 //! All arithmetic is in f64; planes are f32. Inputs with NaN or infinite values are rejected.
 
+pub mod realistic;
+
 use rustfft::FftPlanner;
 use rustfft::num_complex::Complex64;
 
@@ -106,7 +108,7 @@ pub fn hr_to_lr(degradation: Degradation, x: f64, s: f64) -> f64 {
     (x - degradation.lr_to_hr(0.0, s)) / s
 }
 
-fn check_plane(p: &Plane, scale: usize) -> Result<(), DegradeError> {
+pub(crate) fn check_plane(p: &Plane, scale: usize) -> Result<(), DegradeError> {
     if scale == 0 {
         return Err(DegradeError::BadScale(scale));
     }
@@ -194,7 +196,7 @@ pub fn upsample(
 /// Index in an `big`-point spectrum of the frequency stored at index `j` of an `n`-point
 /// spectrum (numpy's `fftfreq(n) * n`), and that signed frequency.
 #[inline]
-fn freq(j: usize, n: usize) -> isize {
+pub(crate) fn freq(j: usize, n: usize) -> isize {
     if j < n.div_ceil(2) {
         j as isize
     } else {
@@ -203,12 +205,18 @@ fn freq(j: usize, n: usize) -> isize {
 }
 
 #[inline]
-fn freq_index(j: usize, n: usize, big: usize) -> usize {
+pub(crate) fn freq_index(j: usize, n: usize, big: usize) -> usize {
     freq(j, n).rem_euclid(big as isize) as usize
 }
 
 /// In-place unnormalised 2-D DFT of a row-major `w x h` buffer (rows, then columns).
-fn fft2(planner: &mut FftPlanner<f64>, buf: &mut [Complex64], w: usize, h: usize, inverse: bool) {
+pub(crate) fn fft2(
+    planner: &mut FftPlanner<f64>,
+    buf: &mut [Complex64],
+    w: usize,
+    h: usize,
+    inverse: bool,
+) {
     let row_fft = if inverse {
         planner.plan_fft_inverse(w)
     } else {
@@ -234,22 +242,27 @@ fn fft2(planner: &mut FftPlanner<f64>, buf: &mut [Complex64], w: usize, h: usize
     }
 }
 
-fn to_complex(p: &Plane) -> Vec<Complex64> {
-    p.data
-        .iter()
-        .map(|&v| Complex64::new(f64::from(v), 0.0))
-        .collect()
-}
-
 /// k-space truncation by `scale`: keeps the central `1/scale` of k-space in each axis (see the
 /// module docs). LR voxel `i` sits at HR voxel `scale * i`.
 pub fn kspace_truncate(hr: &Plane, scale: usize) -> Result<Plane, DegradeError> {
     check_plane(hr, scale)?;
     let hr = crop_to_multiple(hr, scale)?;
-    let (big_w, big_h) = (hr.width, hr.height);
+    let (w, h) = (hr.width / scale, hr.height / scale);
+    let small = kspace_truncate_f64(&to_f64(&hr), hr.width, hr.height, scale);
+    Ok(from_f64(w, h, small))
+}
+
+/// [`kspace_truncate`] of a row-major `big_w x big_h` f64 image whose sides are multiples of
+/// `scale` (unchecked), in f64: the `big_w/scale x big_h/scale` LR image.
+pub(crate) fn kspace_truncate_f64(
+    hr: &[f64],
+    big_w: usize,
+    big_h: usize,
+    scale: usize,
+) -> Vec<f64> {
     let (w, h) = (big_w / scale, big_h / scale);
     let mut planner = FftPlanner::new();
-    let mut spec = to_complex(&hr);
+    let mut spec: Vec<Complex64> = hr.iter().map(|&v| Complex64::new(v, 0.0)).collect();
     fft2(&mut planner, &mut spec, big_w, big_h, false);
     let cols: Vec<usize> = (0..w).map(|j| freq_index(j, w, big_w)).collect();
     let mut small = Vec::with_capacity(w * h);
@@ -261,11 +274,7 @@ pub fn kspace_truncate(hr: &Plane, scale: usize) -> Result<Plane, DegradeError> 
     fft2(&mut planner, &mut small, w, h, true);
     // Inverse normalisation 1/(w h) times the intensity factor (w h)/(W H).
     let norm = 1.0 / (big_w * big_h) as f64;
-    Ok(Plane {
-        width: w,
-        height: h,
-        data: small.iter().map(|c| (c.re * norm) as f32).collect(),
-    })
+    small.iter().map(|c| c.re * norm).collect()
 }
 
 /// Zero-filled k-space interpolation of `lr` by `scale`, for an LR image with the sampling
@@ -277,10 +286,17 @@ pub fn zerofill_upsample(
 ) -> Result<Plane, DegradeError> {
     check_plane(lr, scale)?;
     let (w, h) = (lr.width, lr.height);
-    let (big_w, big_h) = (w * scale, h * scale);
     let offset = geometry.lr_to_hr(0.0, scale as f64);
+    let big = zerofill_f64(&to_f64(lr), w, h, scale, offset);
+    Ok(from_f64(w * scale, h * scale, big))
+}
+
+/// [`zerofill_upsample`] of a row-major `w x h` f64 image, in f64, for the geometry offset
+/// `offset` (`Degradation::lr_to_hr(0, scale)`): the `scale w x scale h` image.
+pub(crate) fn zerofill_f64(lr: &[f64], w: usize, h: usize, scale: usize, offset: f64) -> Vec<f64> {
+    let (big_w, big_h) = (w * scale, h * scale);
     let mut planner = FftPlanner::new();
-    let mut spec = to_complex(lr);
+    let mut spec: Vec<Complex64> = lr.iter().map(|&v| Complex64::new(v, 0.0)).collect();
     fft2(&mut planner, &mut spec, w, h, false);
     let phase = |f: isize, big: usize| -> Complex64 {
         let ang = -2.0 * std::f64::consts::PI * f as f64 * offset / big as f64;
@@ -299,11 +315,7 @@ pub fn zerofill_upsample(
     }
     fft2(&mut planner, &mut big, big_w, big_h, true);
     let norm = 1.0 / (w * h) as f64;
-    Ok(Plane {
-        width: big_w,
-        height: big_h,
-        data: big.iter().map(|c| (c.re * norm) as f32).collect(),
-    })
+    big.iter().map(|c| c.re * norm).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -406,11 +418,11 @@ fn resample2(
     dst
 }
 
-fn to_f64(p: &Plane) -> Vec<f64> {
+pub(crate) fn to_f64(p: &Plane) -> Vec<f64> {
     p.data.iter().map(|&v| f64::from(v)).collect()
 }
 
-fn from_f64(width: usize, height: usize, data: Vec<f64>) -> Plane {
+pub(crate) fn from_f64(width: usize, height: usize, data: Vec<f64>) -> Plane {
     Plane {
         width,
         height,

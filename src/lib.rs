@@ -6,6 +6,7 @@
 //! - [`model`]: the network definition, checkpoint loading and the CPU reference forward pass.
 //! - [`metrics`]: PSNR and SSIM.
 //! - [`degrade`]: LR simulation (k-space truncation, bicubic) and the interpolation baselines.
+//! - [`consistency`]: data consistency of an SR with its k-space LR (projection and residual).
 //! - [`engine`]: the interface every backend offers (a leaf: it knows neither engine).
 //! - [`upscale`]: volume <-> network intensities and the upscaled output grid (CLI and viewer).
 //! - [`evaluation`]: the evaluation pipeline (normalise, crop, degrade, baselines, clamp, score)
@@ -26,6 +27,7 @@ pub mod batch;
 pub mod budget;
 pub mod checkpoints;
 pub mod cli;
+pub mod consistency;
 pub mod degrade;
 pub mod engine;
 pub mod evaluation;

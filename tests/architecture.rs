@@ -18,6 +18,7 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         "metrics",
         "volume",
         "degrade",
+        "consistency",
         "upscale",
         "evaluation",
         "checkpoints",
@@ -30,10 +31,19 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
     m.insert("metrics", with(&["engine"]));
     m.insert("volume", with(&["engine", "model"]));
     m.insert("degrade", with(&["engine", "model"]));
+    // Data consistency: a projection built on the degradation's k-space operators.
+    m.insert("consistency", with(&["engine", "model", "degrade"]));
     for layer5 in ["upscale", "evaluation", "checkpoints"] {
         m.insert(
             layer5,
-            with(&["engine", "model", "metrics", "volume", "degrade"]),
+            with(&[
+                "engine",
+                "model",
+                "metrics",
+                "volume",
+                "degrade",
+                "consistency",
+            ]),
         );
     }
     m.insert("gpu", with(&["engine", "model"]));

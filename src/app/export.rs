@@ -144,6 +144,8 @@ pub struct MetricsReport {
     pub checkpoint_a: Option<String>,
     pub checkpoint_b: Option<String>,
     pub engine_a: Option<String>,
+    /// Whether the SR results are the data-consistent ones (the viewer's D toggle).
+    pub data_consistency: bool,
     pub volume: Vec<VolumeRow>,
     pub slices: Vec<SliceRow>,
 }
@@ -214,6 +216,7 @@ pub fn metrics_report(src: &ReportSource<'_>) -> Result<MetricsReport, ExportErr
         checkpoint_a: run(Slot::A).map(|r| r.checkpoint.clone()),
         checkpoint_b: run(Slot::B).map(|r| r.checkpoint.clone()),
         engine_a: run(Slot::A).and_then(|r| r.engine.clone()),
+        data_consistency: run(Slot::A).is_some_and(|r| r.consistent_shown),
         volume,
         slices,
     })
@@ -257,8 +260,14 @@ pub fn sr_volume(prepared: Option<&Prepared>, run: Option<&SrRun>) -> Result<Vol
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "volume".into());
     v.meta.source_path = None;
+    // Data consistency as `deltawkv upscale --data-consistency` applies it.
+    let dc = if run.consistent_shown {
+        ", data-consistent"
+    } else {
+        ""
+    };
     v.meta.series_description = Some(format!(
-        "deltawkv SR x{} ({}) of {src}",
+        "deltawkv SR x{} ({}{dc}) of {src}",
         p.params.scale, run.checkpoint
     ));
     Ok(v)
@@ -474,6 +483,7 @@ mod tests {
             checkpoint_a: Some("a.safetensors".into()),
             checkpoint_b: None,
             engine_a: None,
+            data_consistency: false,
             volume: vec![VolumeRow {
                 result: "sr_a",
                 label: "SR".into(),

@@ -54,6 +54,11 @@ pub enum JobError {
         got: (usize, usize),
         want: (usize, usize),
     },
+    #[error("slice {slice}: data consistency: {error}")]
+    Consistency {
+        slice: usize,
+        error: crate::consistency::ConsistencyError,
+    },
     #[error("slice {slice}: the network produced {count} non-finite values")]
     NonFinite { slice: usize, count: usize },
     #[error(transparent)]
@@ -122,6 +127,12 @@ pub enum SrEvent {
     EngineReady(String),
     /// Something the user should know, the run goes on.
     Warning(String),
+    /// The data-consistent variant of stored slice `index` and the residuals (k-space LR
+    /// only), sent just before its [`SrEvent::Slice`].
+    Consistency {
+        index: usize,
+        consistency: Box<super::runs::SliceConsistency>,
+    },
     /// One slice is done.
     Slice {
         index: usize,
@@ -707,6 +718,21 @@ fn run_inference(job: &InferenceJob, send: &dyn Fn(SrEvent)) -> Result<bool, Job
         }
         for n in engine.take_notices() {
             send(SrEvent::Warning(n));
+        }
+        // Data consistency on this worker, not the UI thread: a few FFTs per slice.
+        let consistency = super::runs::SliceConsistency::compute(
+            &plane,
+            &input,
+            job.prepared.params.scale,
+            job.prepared.params.degradation,
+            job.prepared.gt.is_some(),
+        )
+        .map_err(|error| JobError::Consistency { slice: k, error })?;
+        if let Some(c) = consistency {
+            send(SrEvent::Consistency {
+                index: k,
+                consistency: Box::new(c),
+            });
         }
         send(SrEvent::Slice {
             index: k,

@@ -120,7 +120,9 @@ fn pane_display(v: &Viewer, kind: PaneKind) -> ((f32, f32), Colormap) {
     let (nav, settings) = (v.navigation(), v.settings());
     let diff = nav.diff_scale();
     match kind {
-        PaneKind::Map(MapKind::AbsDiff, _) => ((0.0, diff), settings.map_colormap),
+        PaneKind::Map(MapKind::AbsDiff | MapKind::Residual, _) => {
+            ((0.0, diff), settings.map_colormap)
+        }
         PaneKind::Map(MapKind::Signed, _) => ((-diff, diff), Colormap::CoolWarm),
         PaneKind::Map(MapKind::Ssim, _) => ((0.0, 1.0), settings.map_colormap),
         _ => (nav.window().range(), settings.intensity_colormap),
@@ -244,6 +246,11 @@ fn draw_pane(
     if kind == PaneKind::Lr {
         title = format!("LR ({})", v.settings().lr_interp.as_str());
     }
+    if let PaneKind::Sr(s) = kind
+        && v.run(s).is_some_and(|r| r.consistent_shown)
+    {
+        title.push_str(" + DC");
+    }
     if v.navigation().flip() && kind == PaneKind::Gt && !presentation {
         title.push_str("  (flipped: F)");
     }
@@ -347,7 +354,7 @@ fn interact(
     if resp.dragged_by(PointerButton::Secondary) {
         let d = resp.drag_delta();
         match kind {
-            PaneKind::Map(MapKind::AbsDiff | MapKind::Signed, _) => {
+            PaneKind::Map(MapKind::AbsDiff | MapKind::Signed | MapKind::Residual, _) => {
                 v.navigation_mut().drag_diff_scale(d.x, d.y);
             }
             PaneKind::Map(MapKind::Ssim, _) => {}
@@ -455,6 +462,10 @@ fn colour_bar(v: &Viewer, ui: &mut Ui, rect: Rect, kind: PaneKind) {
         PaneKind::Map(MapKind::Signed, _) => {
             ("error", Box::new(move |x: f32| format!("{:+.0}", x * norm)))
         }
+        PaneKind::Map(MapKind::Residual, _) => (
+            "|x - DC(x)|",
+            Box::new(move |x: f32| format!("{:.0}", x * norm)),
+        ),
         _ => (
             "|error|",
             Box::new(move |x: f32| format!("{:.0}", x * norm)),

@@ -148,6 +148,9 @@ pub struct Prepared {
     pub lr: Volume,
     /// Interpolation baselines on the display grid, indexed like [`Baseline::ALL`].
     pub baselines: Vec<(Baseline, Volume)>,
+    /// Consistency residuals `|b - DC(b)|` of the baselines against the LR, on the display grid
+    /// (empty when the LR is not k-space: data consistency is not defined for it).
+    pub baseline_residuals: Vec<(Baseline, Volume)>,
     /// Intensity percentiles of the reference (GT in simulate mode, LR otherwise).
     pub summary: IntensitySummary,
     /// Automatic scale of the |error| maps: the 99th percentile of |bicubic - GT|.
@@ -165,6 +168,19 @@ impl Prepared {
     /// The baseline volume of `b`.
     pub fn baseline(&self, b: Baseline) -> Option<&Volume> {
         self.baselines.iter().find(|(x, _)| *x == b).map(|(_, v)| v)
+    }
+
+    /// The consistency residual of baseline `b` ([`Self::baseline_residuals`]).
+    pub fn baseline_residual(&self, b: Baseline) -> Option<&Volume> {
+        self.baseline_residuals
+            .iter()
+            .find(|(x, _)| *x == b)
+            .map(|(_, v)| v)
+    }
+
+    /// Whether data consistency (and the consistency residual) is defined for this LR.
+    pub fn consistency_defined(&self) -> bool {
+        self.params.degradation == Degradation::Kspace
     }
 
     /// Number of SR slices (slices along the SR axis).
@@ -237,6 +253,11 @@ pub enum PrepareError {
         slice: usize,
         got: (usize, usize),
         want: (usize, usize),
+    },
+    #[error("consistency residual of slice {slice}: {error}")]
+    Consistency {
+        slice: usize,
+        error: crate::consistency::ConsistencyError,
     },
     #[error(
         "{method} upsampling of slice {slice} gave {}x{}, expected {}x{}",
@@ -358,8 +379,11 @@ pub fn prepare(
     };
 
     let mut baselines = Vec::new();
+    let mut baseline_residuals = Vec::new();
+    let with_residuals = params.degradation == Degradation::Kspace;
     for b in Baseline::ALL {
         let mut out = grid.filled(0.0, &meta);
+        let mut residual = with_residuals.then(|| grid.filled(0.0, &meta));
         for k in 0..n_slices {
             if cancelled() {
                 return Err(PrepareError::Cancelled);
@@ -377,8 +401,16 @@ pub fn prepare(
                     want: (grid.dims[ca], grid.dims[ra]),
                 });
             }
+            if let Some(res) = residual.as_mut() {
+                let r = crate::consistency::residual_magnitude(&up, &low, s, params.degradation)
+                    .map_err(|error| PrepareError::Consistency { slice: k, error })?;
+                res.set_slice(axis, k, &r);
+            }
         }
         baselines.push((b, out.to_canonical()));
+        if let Some(res) = residual {
+            baseline_residuals.push((b, res.to_canonical()));
+        }
     }
 
     let lr_stored_dims = lr.dims;
@@ -429,6 +461,7 @@ pub fn prepare(
         gt,
         lr: lr_canonical,
         baselines,
+        baseline_residuals,
         summary,
         diff_scale,
         notes,

@@ -39,6 +39,8 @@ pub struct Settings {
     pub map: Option<MapKind>,
     /// Baseline shown in the map row next to the SR map.
     pub map_baseline: Baseline,
+    /// Show the data-consistent SR (central k-space replaced by the LR's; k-space LR only).
+    pub data_consistency: bool,
     /// Colour map of |error| and SSIM maps.
     pub map_colormap: Colormap,
     /// Colour map of the intensity panes.
@@ -176,6 +178,7 @@ impl Default for Settings {
             convention: Convention::Radiological,
             map: None,
             map_baseline: Baseline::Bicubic,
+            data_consistency: false,
             map_colormap: Colormap::Inferno,
             intensity_colormap: Colormap::Gray,
             window_preset: WindowPreset::Robust,
@@ -195,13 +198,14 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// Cycles the map row: off, |error|, signed, SSIM.
+    /// Cycles the map row: off, |error|, signed, SSIM, consistency residual.
     pub fn cycle_map(&mut self) {
         self.map = match self.map {
             None => Some(MapKind::AbsDiff),
             Some(MapKind::AbsDiff) => Some(MapKind::Signed),
             Some(MapKind::Signed) => Some(MapKind::Ssim),
-            Some(MapKind::Ssim) => None,
+            Some(MapKind::Ssim) => Some(MapKind::Residual),
+            Some(MapKind::Residual) => None,
         };
     }
 
@@ -326,7 +330,11 @@ pub const SHORTCUTS: &[Shortcut] = &[
     },
     Shortcut {
         keys: "M",
-        action: "map row: off / absolute error / signed error / SSIM map",
+        action: "map row: off / absolute error / signed error / SSIM map / consistency residual",
+    },
+    Shortcut {
+        keys: "D",
+        action: "data consistency: SR with the LR's central k-space / the network's SR",
     },
     Shortcut {
         keys: "B",

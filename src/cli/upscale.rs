@@ -40,6 +40,12 @@ pub struct UpscaleArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Data consistency: replace each upscaled slice's central k-space by the input slice's (the
+    /// measured LR), so that k-space truncation of the output gives the input back (up to float
+    /// rounding and the zeroing of negative values of a non-negative input). Needs a checkpoint
+    /// trained on k-space truncation; see the `consistency` module.
+    #[arg(long)]
+    pub data_consistency: bool,
     #[command(flatten)]
     pub memory: super::MemoryArgs,
 }
@@ -113,6 +119,13 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
         Reach::Install,
     )?;
     let degradation = ck.config.degradation;
+    if args.data_consistency && degradation != crate::model::Degradation::Kspace {
+        bail!(
+            "--data-consistency: {} (checkpoint {})",
+            crate::consistency::ConsistencyError::Unsupported(degradation),
+            weights_path.display()
+        );
+    }
     let opts = LoadOptions {
         volume: args.volume,
         series: args.series.clone(),
@@ -152,11 +165,30 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
     let bar = progress_bar(n, "upscaling", "slices");
     let report = |done: usize, _total: usize| bar.set_position(done as u64);
     let t = Instant::now();
-    let outputs = upscaler
+    let mut outputs = upscaler
         .upscale(&prepared.planes, &report, &AtomicBool::new(false))
         .context("upscaling failed")?;
     let net_seconds = t.elapsed().as_secs_f64();
     bar.finish_and_clear();
+    // On the network's scale, before the intensities go back to the input's.
+    let residual_rms = if args.data_consistency {
+        use rayon::prelude::*;
+        let scale = args.network.scale;
+        let residuals = outputs
+            .par_iter_mut()
+            .zip(prepared.planes.par_iter())
+            .enumerate()
+            .map(|(k, (sr, lr))| {
+                let p = crate::consistency::project_with_residual(sr, lr, scale, degradation)
+                    .with_context(|| format!("data consistency of slice {k}"))?;
+                *sr = p.consistent;
+                Ok(p.residual)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Some(crate::consistency::rms(&residuals))
+    } else {
+        None
+    };
     let notices = upscaler.take_notices();
     if !args.json {
         for msg in &notices {
@@ -166,9 +198,14 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
 
     // The input's own voxel order, in-plane axes upscaled; the viewer's export uses the same grid.
     let note = format!(
-        "upscaled x{} in-plane ({axis:?}) by Delta-WKV ({}) on {backend}",
+        "upscaled x{} in-plane ({axis:?}) by Delta-WKV ({}) on {backend}{}",
         args.network.scale,
-        weights_path.display()
+        weights_path.display(),
+        if args.data_consistency {
+            ", data-consistent (central k-space from the input)"
+        } else {
+            ""
+        }
     );
     let out = upscale::assemble(
         &vol,
@@ -212,6 +249,8 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
             "total_seconds": total_seconds,
             "notices": notices,
             "format": if written.is_some() { "dicom" } else { "nifti" },
+            "data_consistency": args.data_consistency,
+            "consistency_residual_rms": residual_rms,
             "series": written,
         });
         println!("{obj}");
@@ -228,6 +267,12 @@ pub fn run(args: UpscaleArgs) -> anyhow::Result<()> {
             net_seconds,
             if n > 0 { net_seconds / n as f64 } else { 0.0 },
         );
+        if let Some(rms) = residual_rms {
+            println!(
+                "data consistency applied: RMS of the removed residual {rms:.5} (x {factor} in \
+                 file units)"
+            );
+        }
         if let Some(w) = &written {
             println!(
                 "DICOM series {} ({} files, SeriesNumber {}) in study {}",

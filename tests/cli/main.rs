@@ -6,6 +6,7 @@
 mod common;
 
 mod batch;
+mod consistency;
 mod dicom_out;
 mod faults;
 mod info;

@@ -111,6 +111,9 @@ pub fn menu_bar(v: &mut Viewer, ui: &mut Ui, req: &mut FrameRequests) {
             ui.checkbox(&mut v.settings_mut().show_side_panel, "Side panel");
             ui.checkbox(&mut v.settings_mut().show_plot, "Per-slice PSNR plot");
             ui.checkbox(&mut v.settings_mut().smooth_display, "Smooth display (S)");
+            ui.separator();
+            consistency_controls(v, ui);
+            ui.separator();
             if ui.button("Presentation mode  (F11 / P)").clicked() {
                 req.toggle_presentation = true;
             }
@@ -130,6 +133,33 @@ pub fn menu_bar(v: &mut Viewer, ui: &mut Ui, req: &mut FrameRequests) {
             }
         });
     });
+}
+
+/// The data-consistency toggle and the consistency residual map (View menu, side panel).
+pub fn consistency_controls(v: &mut Viewer, ui: &mut Ui) {
+    let mut dc = v.settings().data_consistency;
+    if ui
+        .checkbox(&mut dc, "Data consistency (D)")
+        .on_hover_text(
+            "show the SR with its central k-space replaced by the measured LR's (k-space LR \
+             only), so that degrading it gives the LR back exactly; off: the network's own SR",
+        )
+        .changed()
+    {
+        v.set_data_consistency(dc);
+    }
+    let on = v.settings().map == Some(MapKind::Residual);
+    if ui
+        .selectable_label(on, "Consistency residual map")
+        .on_hover_text(
+            "map row: |result - DC(result)| of each result as shown, against the LR: what its \
+             central k-space says that the measured LR does not (zero for a data-consistent \
+             result)",
+        )
+        .clicked()
+    {
+        v.settings_mut().map = if on { None } else { Some(MapKind::Residual) };
+    }
 }
 
 fn checkpoint_menu(v: &mut Viewer, ui: &mut Ui) {
@@ -242,7 +272,8 @@ pub fn toolbar(v: &mut Viewer, ui: &mut Ui) {
             ui.separator();
             ui.label("Maps");
             ui.selectable_value(&mut v.settings_mut().map, None, "off");
-            for m in MapKind::ALL {
+            // The consistency residual is in View and the side panel (and M cycles to it).
+            for m in MapKind::ALL.into_iter().filter(|m| m.needs_gt()) {
                 ui.selectable_value(&mut v.settings_mut().map, Some(m), m.label());
             }
             if ui

@@ -148,6 +148,10 @@ pub fn shortcuts(v: &mut Viewer, ui: &Ui, req: &mut FrameRequests) {
     if consume(none, Key::B) {
         v.settings_mut().cycle_map_baseline();
     }
+    if consume(none, Key::D) {
+        let on = !v.settings().data_consistency;
+        v.set_data_consistency(on);
+    }
     if consume(none, Key::C) {
         let all = Colormap::UNSIGNED;
         let s = v.settings_mut();

@@ -196,6 +196,7 @@ fn display_controls(v: &mut Viewer, ui: &mut Ui) {
             }
         });
     }
+    super::menus::consistency_controls(v, ui);
     let mut axis_choice = v.settings().sr_axis;
     egui::ComboBox::from_label("SR slices")
         .selected_text(match axis_choice {

@@ -251,7 +251,9 @@ impl Viewer {
         };
         let run_id = inf.next_run_id;
         inf.next_run_id += 1;
-        inf.runs[slot.index()] = Some(SrRun::new(slot, run_id, source.label(), &p));
+        let mut run = SrRun::new(slot, run_id, source.label(), &p);
+        run.show_consistent(self.settings.data_consistency);
+        inf.runs[slot.index()] = Some(run);
         self.metrics.invalidate_result(ResultId::Sr(slot));
         let cancel = Arc::new(AtomicBool::new(false));
         let (ptx, prx) = crossbeam_channel::unbounded();
@@ -291,6 +293,14 @@ impl Viewer {
                 }
             }
             SrEvent::Warning(w) => self.info(w),
+            SrEvent::Consistency { index, consistency } => {
+                // Stored before the slice's own report, which counts it as done.
+                if !run.apply_consistency(&p, index, &consistency) {
+                    self.error(format!(
+                        "the data-consistent SR slice {index} does not fit the SR grid"
+                    ));
+                }
+            }
             SrEvent::Slice { index, plane, secs } => {
                 if let Some(canonical) = run.apply_stored_slice(&p, index, &plane) {
                     run.slice_secs.push(secs);
@@ -317,6 +327,32 @@ impl Viewer {
                 let label = if slot == Slot::A { "SR" } else { "SR (B)" };
                 self.error(format!("{label} failed: {e}"));
             }
+        }
+    }
+
+    /// Shows the data-consistent SR (the SR's central k-space replaced by the LR's, see
+    /// [`crate::consistency`]) in the SR panes, maps, metrics and exports, or the network's own.
+    /// Both are computed as slices arrive (on the inference worker), so this only swaps them.
+    pub fn set_data_consistency(&mut self, on: bool) {
+        self.settings.data_consistency = on;
+        let mut changed = false;
+        for slot in Slot::ALL {
+            if let Some(run) = self.inference.runs[slot.index()].as_mut()
+                && run.show_consistent(on)
+            {
+                self.metrics.invalidate_result(ResultId::Sr(slot));
+                changed = true;
+            }
+        }
+        if on
+            && !changed
+            && let Some(p) = &self.doc.prepared
+            && !p.consistency_defined()
+        {
+            self.info(format!(
+                "data consistency needs k-space LR; this LR is {}: the SR stays the network's",
+                p.params.degradation.as_str()
+            ));
         }
     }
 

@@ -460,6 +460,7 @@ fn assert_sr_export_matches_the_viewer(v: &deltawkv::app::Viewer, back: &deltawk
     assert_eq!(checked, p.grid.dims.iter().product::<usize>());
 }
 
+mod consistency;
 mod device;
 mod files;
 mod input;
