@@ -8,17 +8,23 @@ Realistic acquisition (``acquire_lr``)
     The LR is the centre of the HR's k-space, as ``degrade.kspace_truncate`` defines it (same
     frequencies, same ``1 / s**2`` intensity factor), then, per sample:
 
-    * a separable Tukey window over the kept frequencies (``alpha`` = the tapered fraction of each
-      axis, 0: none, 1: Hann), applied as MR scanners apodise to reduce ringing;
-    * partial Fourier along one axis: the fraction ``pf`` of that axis's lines is dropped, all of
-      them the highest frequencies of one side (``pf`` = 0.25 is "6/8 partial Fourier", 0.125
-      "7/8"), and reconstructed by zero filling (no homodyne), as the simplest scanners do;
-    * complex Gaussian noise in k-space: each kept coefficient gets independent real and imaginary
-      parts of standard deviation ``sigma * sqrt(h * w)`` (spectrum units), so that the noise of the
-      complex LR image has standard deviation ``sigma`` per channel in image units (1 = the
-      normalised intensity range);
-    * the magnitude of the inverse DFT (Rician noise where the signal is small; the noise-free,
-      unwindowed magnitude equals ``kspace_truncate`` up to the tiny imaginary part it drops).
+    * complex Gaussian noise in k-space on the acquired samples, before the window: independent
+      real and imaginary parts of standard deviation ``sigma * sqrt(h * w)`` (spectrum units), so
+      that the noise of the unfiltered complex LR image has standard deviation ``sigma`` per
+      channel in image units (1 = the normalised intensity range);
+    * partial Fourier along one axis: the fraction ``pf`` of that axis's lines is not acquired,
+      all of them the highest frequencies of one side (``pf`` = 0.25 is "6/8 partial Fourier",
+      0.125 "7/8"), and reconstructed by zero filling (no homodyne), as the simplest scanners do;
+    * a separable Tukey window over the acquired data, noise included (``alpha`` = the tapered
+      fraction of each axis, 0: none, 1: Hann), as MR scanners apodise to reduce ringing;
+    * the magnitude of the inverse DFT (Rician noise where the signal is small).
+
+    This is the definition of ``deltawkv eval --realistic`` (``src/degrade/realistic.rs``, whose
+    ``partial_fourier = p`` is ``pf = 1 - p`` here, on the rows from the negative side; here the
+    axis and side are drawn, which rotations and flips of the crops make equivalent), with the
+    Nyquist line symmetrised as there, so the noise-free, unfiltered, fully acquired magnitude is
+    exactly ``|kspace_truncate(hr)|``. The noise streams differ (torch's generator here,
+    SplitMix64 there).
 
 Domain randomisation (``random_contrast``, ``bias_field``)
     SynthSR-style generalisation across contrasts with little data: intensity clusters of the HR
@@ -57,49 +63,64 @@ def tukey(n: int, alpha: float) -> np.ndarray:
 
 
 def partial_fourier_mask(n: int, pf: float, keep_positive: bool = True) -> np.ndarray:
-    """Mask over ``n`` frequencies in FFT order that zeroes ``round(pf * n)`` of them (``pf`` <
-    0.5), the highest frequencies of the negative side (``keep_positive``) or of the positive
-    side."""
+    """Mask over ``n`` frequencies in FFT order that acquires ``ceil((1 - pf) n)`` of them: all of
+    the positive side and the lowest negative ones (``keep_positive``), or all of the negative
+    side and the lowest positive ones, which is ``src/degrade/realistic.rs``'s ``ceil(p h)`` rows
+    from ``-floor(h/2)`` upwards with ``p = 1 - pf``."""
     k = np.round(np.fft.fftfreq(n) * n)
-    d = int(round(pf * n))
-    m = np.ones(n)
-    if d > 0:
-        order = np.argsort(k if keep_positive else -k, kind="stable")
-        m[order[:d]] = 0.0
+    kept = min(max(math.ceil((1.0 - pf) * n - 1e-9), 1), n)
+    order = np.argsort(-k if keep_positive else k, kind="stable")
+    m = np.zeros(n)
+    m[order[:kept]] = 1.0
     return m
+
+
+def _nyquist_twin_index(n: int, big: int) -> np.ndarray:
+    """``degrade._freq_index`` with the lone Nyquist frequency ``-n/2`` of an even ``n`` moved to
+    ``+n/2`` (the twin averaged with it, as the standard truncation's real part does)."""
+    f = np.round(np.fft.fftfreq(n) * n).astype(np.int64)
+    if n % 2 == 0:
+        f = np.where(f == -(n // 2), n // 2, f)
+    return f % big
 
 
 def acquire_lr(hr, s: int, sigma, alpha, pf, pf_axis, pf_side, g):
     """Realistic LR acquisition of a batch ``hr [B, 1, H, W]`` (float32) by scale ``s``, with
     per-sample ``sigma``, ``alpha``, ``pf`` (float tensors ``[B]``), ``pf_axis`` (0: rows, 1:
-    columns) and ``pf_side`` (bool: keep the positive side) tensors, noise drawn from ``g``.
-    Returns the LR magnitude ``[B, 1, H // s, W // s]`` in the input dtype."""
+    columns) and ``pf_side`` (bool: ``keep_positive`` of ``partial_fourier_mask``) tensors,
+    noise drawn from ``g``. The definition of ``deltawkv eval --realistic``
+    (``src/degrade/realistic.rs``): Nyquist-symmetrised sampling, noise on the acquired samples,
+    partial Fourier, Tukey window, magnitude; here the partial-Fourier axis and side are drawn
+    (there: the rows, from the negative side). Returns ``[B, 1, H // s, W // s]``."""
     import torch
 
     x = degrade.crop_to_multiple(hr, s)
     big_h, big_w = x.shape[-2], x.shape[-1]
     h, w = big_h // s, big_w // s
     spec = torch.fft.fft2(x.to(torch.float32))
-    iy = torch.as_tensor(degrade._freq_index(h, big_h), device=x.device)
-    ix = torch.as_tensor(degrade._freq_index(w, big_w), device=x.device)
-    small = spec.index_select(-2, iy).index_select(-1, ix) * (1.0 / (s * s))
+    dev = x.device
+    iy = torch.as_tensor(degrade._freq_index(h, big_h), device=dev)
+    ix = torch.as_tensor(degrade._freq_index(w, big_w), device=dev)
+    ty = torch.as_tensor(_nyquist_twin_index(h, big_h), device=dev)
+    tx = torch.as_tensor(_nyquist_twin_index(w, big_w), device=dev)
+    small = 0.5 * (spec.index_select(-2, iy).index_select(-1, ix)
+                   + spec.index_select(-2, ty).index_select(-1, tx)) * (1.0 / (s * s))
     B = x.shape[0]
+    acquired = np.ones((B, 1, h, w), dtype=np.float32)
     win = np.ones((B, 1, h, w), dtype=np.float32)
     for b in range(B):
         a = float(alpha[b])
-        wy, wx = tukey(h, a), tukey(w, a)
-        m = np.outer(wy, wx)
+        win[b, 0] = np.outer(tukey(h, a), tukey(w, a))
         p = float(pf[b])
         if p > 0:
             if int(pf_axis[b]) == 0:
-                m *= partial_fourier_mask(h, p, bool(pf_side[b]))[:, None]
+                acquired[b, 0] *= partial_fourier_mask(h, p, bool(pf_side[b]))[:, None]
             else:
-                m *= partial_fourier_mask(w, p, bool(pf_side[b]))[None, :]
-        win[b, 0] = m
-    small = small * torch.from_numpy(win).to(x.device)
-    noise = torch.randn((B, 1, h, w, 2), generator=g, dtype=torch.float32).to(x.device)
-    amp = (sigma.to(torch.float32) * math.sqrt(h * w)).view(B, 1, 1, 1).to(x.device)
+                acquired[b, 0] *= partial_fourier_mask(w, p, bool(pf_side[b]))[None, :]
+    noise = torch.randn((B, 1, h, w, 2), generator=g, dtype=torch.float32).to(dev)
+    amp = (sigma.to(torch.float32) * math.sqrt(h * w)).view(B, 1, 1, 1).to(dev)
     small = small + torch.complex(noise[..., 0], noise[..., 1]) * amp
+    small = small * torch.from_numpy(acquired * win).to(dev)
     return torch.fft.ifft2(small).abs().to(hr.dtype)
 
 
