@@ -31,9 +31,17 @@ if [ -z "${DELTAWKV:-}" ]; then
 fi
 mkdir -p "$OUT"
 failed=()
-mapfile -t files < <(find "$DATA" -name '*.nii.gz' -o -name '*.nii' | sort)
+if [ -n "${SPLIT_FILE:-}" ]; then
+    # a split listed as a Markdown table whose first column is a path under shared/data
+    # (weights/test-split.md); DATA is then shared/data itself
+    DATA=${SHARED:-../shared/data}
+    mapfile -t files < <(awk -F'|' -v d="$DATA" \
+        '/^\| *(fixtures|train|val)\// { gsub(/ /, "", $2); print d "/" $2 }' "$SPLIT_FILE")
+else
+    mapfile -t files < <(find "$DATA" -name '*.nii.gz' -o -name '*.nii' | sort)
+fi
 for f in "${files[@]}"; do
-    name=$(basename "$f"); name=${name%.gz}; name=${name%.nii}
+    name=$(basename "$f"); name=${name%.gz}; name=${name%.nii}; name=${name%.dcm}
     slices=()
     if [ -n "$SLICES_FILE" ]; then
         sel=$(awk -v n="$(basename "$f")" '$1 == n { print $2 }' "$SLICES_FILE")
