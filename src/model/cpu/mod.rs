@@ -9,11 +9,12 @@
 //! `block.{l}.att.{r,k,v,decay,a,gate,kk,kt,y,y_ln,out}`, `block.{l}.ffn.out`, plus the four scan
 //! directions `block.{l}.att.y{d}` (`d = 0..4`, Rust only).
 //!
-//! Parallelism: the token-wise layers split tokens over rayon's pool, the linear layers are GEMMs
-//! (`matrixmultiply`) on fixed blocks of tokens, the convolutions are im2col + GEMM on fixed bands
-//! of rows, and the recurrence runs its `4 x H` (direction, head) scans in parallel (compiled for
-//! AVX2 where the CPU has it, with the same results). The result does not depend on the number of
-//! threads.
+//! Parallelism: the token-wise layers split tokens over rayon's pool, the linear layers run a
+//! register-blocked kernel on fixed blocks of tokens, the convolutions are im2col + GEMM on fixed
+//! bands of rows, and the recurrence runs its `4 x H` (direction, head) scans in parallel. The
+//! result does not depend on the number of threads. The blocks run on a workspace allocated once
+//! per forward pass (`workspace`), with the elementwise layers fused into the passes that produce
+//! or consume their values (`ops::fused`, the same values bit for bit as the layer functions).
 
 pub mod ops;
 mod workspace;
@@ -30,10 +31,12 @@ use workspace::Workspace;
 /// Revision of the CPU reference's implementation (not of its results): part of the key under
 /// which `--device auto` caches its GPU-versus-CPU timing, so that a faster CPU reference is
 /// measured again rather than judged by an old timing. 2: GEMM linear layers and convolutions.
-pub const REVISION: u32 = 2;
+/// 3: a workspace reused by all blocks, fused elementwise passes, the FMA scan on packed heads.
+pub const REVISION: u32 = 3;
 
-/// Largest accepted LR slice, in pixels (512 x 512). The forward pass keeps about twenty `L x C`
-/// float arrays alive, about 2 GiB at this size with `C = 96`.
+/// Largest accepted LR slice, in pixels (512 x 512). The forward pass keeps about twenty-six
+/// `L x C` float arrays alive (its workspace, the tokens, the scans' packed inputs), about
+/// 2.5 GiB at this size with `C = 96`.
 pub const MAX_INPUT_PIXELS: usize = 512 * 512;
 
 /// Named intermediate values of a forward pass (see the module documentation for the names).
@@ -300,7 +303,10 @@ pub fn forward_with(
     let (h, w, c) = (input.height, input.width, cfg.dim);
     let t = |name: &str| data(ckpt, name);
 
-    let f0 = ops::conv3x3(
+    // The convolutions up to the body run on tokens (an `L x 1` plane is its own token array).
+    let noop = |_: usize, _: &mut [f32]| {};
+    let mut f0 = vec![0.0f32; h * w * c];
+    ops::conv3x3_tokens_into(
         &input.data,
         1,
         h,
@@ -308,22 +314,33 @@ pub fn forward_with(
         t("conv_first.weight")?,
         t("conv_first.bias")?,
         c,
+        &mut f0,
+        noop,
     );
-    record(&mut trace, || "conv_first".into(), &f0);
-    let mut tokens = ops::layer_norm(
-        &ops::image_to_tokens(&f0, c, h, w),
+    if trace.is_some() {
+        record(
+            &mut trace,
+            || "conv_first".into(),
+            &ops::tokens_to_image(&f0, c, h, w),
+        );
+    }
+    let mut tokens = vec![0.0f32; f0.len()];
+    ops::fused::layer_norm_into(
+        &f0,
         c,
         t("patch_norm.weight")?,
         t("patch_norm.bias")?,
         ops::LN_EPS,
+        &mut tokens,
     );
     record(&mut trace, || "patch_norm".into(), &tokens);
 
     let mut ws = Workspace::new(cfg, h * w);
     let mut xn = vec![0.0f32; tokens.len()];
+    let mut t_in = vec![0.0f32; tokens.len()];
     let mut v_first: Option<Vec<f32>> = None;
     for g in 0..cfg.groups {
-        let t_in = tokens.clone();
+        t_in.copy_from_slice(&tokens);
         for b in 0..cfg.blocks_per_group {
             if cancelled() {
                 return Err(ForwardError::Cancelled);
@@ -347,33 +364,53 @@ pub fn forward_with(
             }
             record(&mut trace, || format!("block.{layer}"), &tokens);
         }
-        let conv = ops::conv3x3(
-            &ops::tokens_to_image(&tokens, c, h, w),
+        // tokens = conv(tokens) + t_in, through `ws.out`.
+        ops::conv3x3_tokens_into(
+            &tokens,
             c,
             h,
             w,
             t(&format!("groups.{g}.conv.weight"))?,
             t(&format!("groups.{g}.conv.bias"))?,
             c,
+            &mut ws.out,
+            |t0, band| {
+                let src = &t_in[t0 * c..t0 * c + band.len()];
+                band.iter_mut().zip(src).for_each(|(v, r)| *v += r);
+            },
         );
-        tokens = ops::add(&ops::image_to_tokens(&conv, c, h, w), &t_in);
+        std::mem::swap(&mut tokens, &mut ws.out);
         record(&mut trace, || format!("group.{g}"), &tokens);
     }
     if cancelled() {
         return Err(ForwardError::Cancelled);
     }
-    let tokens = ops::layer_norm(&tokens, c, t("norm.weight")?, t("norm.bias")?, ops::LN_EPS);
-    record(&mut trace, || "norm".into(), &tokens);
-    let body = ops::conv3x3(
-        &ops::tokens_to_image(&tokens, c, h, w),
+    ops::fused::layer_norm_into(
+        &tokens,
+        c,
+        t("norm.weight")?,
+        t("norm.bias")?,
+        ops::LN_EPS,
+        &mut xn,
+    );
+    record(&mut trace, || "norm".into(), &xn);
+    // fd = conv_after_body(norm) + f0, back to an image for the upsampler.
+    ops::conv3x3_tokens_into(
+        &xn,
         c,
         h,
         w,
         t("conv_after_body.weight")?,
         t("conv_after_body.bias")?,
         c,
+        &mut tokens,
+        |t0, band| {
+            let src = &f0[t0 * c..t0 * c + band.len()];
+            band.iter_mut().zip(src).for_each(|(v, r)| *v += r);
+        },
     );
-    let fd = ops::add(&body, &f0);
+    drop(ws);
+    let fd = ops::tokens_to_image(&tokens, c, h, w);
     record(&mut trace, || "body".into(), &fd);
     let up_c = 64;
     let mut y = ops::leaky_relu(

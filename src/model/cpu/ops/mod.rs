@@ -67,8 +67,10 @@ pub fn exp_f32(x: f32) -> f32 {
     } else {
         x
     };
-    // k = round(x / ln 2), by the 1.5 * 2^23 rounding trick (round half to even).
-    let k = (x * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
+    // k = round(x / ln 2), by the 1.5 * 2^23 rounding trick (round half to even): `kf` is
+    // 1.5 * 2^23 + k, whose bits are those of 1.5 * 2^23 plus k.
+    let kf = x * std::f32::consts::LOG2_E + 12_582_912.0;
+    let k = kf - 12_582_912.0;
     // r = x - k ln 2 with ln 2 = C1 + C2, C1 exact in 9 bits (k C1 is exact).
     let r = (x - k * 0.693_359_4) - k * -2.121_944_4e-4;
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
@@ -76,8 +78,10 @@ pub fn exp_f32(x: f32) -> f32 {
         * r
         + 5.000_000_1e-1;
     let e = p * (r * r) + r + 1.0;
-    // 2^k for k in [-126, 127]: a normal float built from its exponent bits.
-    e * f32::from_bits(((k as i32 + 127) as u32) << 23)
+    // 2^k for k in [-126, 127]: a normal float built from its exponent bits (integer
+    // arithmetic on the bits of `kf`, no float-to-integer conversion, so that it vectorises).
+    let biased = kf.to_bits().wrapping_sub(0x4B40_0000).wrapping_add(127);
+    e * f32::from_bits(biased << 23)
 }
 
 /// Dot product of two equal-length slices (8 partial sums, so the compiler can vectorise it).

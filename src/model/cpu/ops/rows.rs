@@ -106,6 +106,50 @@ pub(crate) fn rows_times_into<E>(
         });
 }
 
+/// A `k x n` matrix packed once for several products [`PackedB::times_into`] (the convolutions'
+/// bands).
+pub(crate) struct PackedB {
+    isa: Isa,
+    k: usize,
+    n: usize,
+    bt: Vec<f32>,
+}
+
+impl PackedB {
+    /// Packs `b` (`k x n`, strides `sb`) for the detected instruction set.
+    pub(crate) fn new(b: &[f32], sb: Strides, k: usize, n: usize) -> Self {
+        let isa = Isa::detect();
+        Self {
+            isa,
+            k,
+            n,
+            bt: pack(b, sb, k, n, isa.tile()),
+        }
+    }
+
+    /// `y = x b` on the calling thread: `x` is `m x k` row-major, `y` `m x n` (every value
+    /// written); the same values as [`rows_times`].
+    pub(crate) fn times_into(&self, x: &[f32], y: &mut [f32]) {
+        let (k, n) = (self.k, self.n);
+        assert!(
+            k > 0 && x.len().is_multiple_of(k),
+            "ops::PackedB: x is not m x {k}"
+        );
+        assert_eq!(y.len(), x.len() / k * n, "ops::PackedB: y is not m x {n}");
+        if n == 0 || x.is_empty() {
+            return;
+        }
+        match self.isa {
+            // SAFETY: `Isa::detect` found the features these copies are compiled for.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { rows_avx512(x, k, &self.bt, n, y) },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { rows_avx2(x, k, &self.bt, n, y) },
+            Isa::Portable => rows_core::<4, 16, false>(x, k, &self.bt, n, y),
+        }
+    }
+}
+
 /// Packs `b` (`k x n`, strides `sb`) as full column tiles of width `tile`, `[tile][i][t]`, followed
 /// by the remaining `n mod tile` columns as a row-major `k x rem` matrix.
 fn pack(b: &[f32], sb: Strides, k: usize, n: usize, tile: usize) -> Vec<f32> {
