@@ -59,14 +59,8 @@ pub fn sigmoid(x: f32) -> f32 {
 /// the low end; NaN stays NaN.
 #[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
-    // Comparisons, not `max`/`min`: a NaN passes through (and gives NaN below).
-    let x = if x < -87.33 {
-        -87.33
-    } else if x > 88.37 {
-        88.37
-    } else {
-        x
-    };
+    // `clamp`, not `max`/`min`: a NaN passes through (and gives NaN below).
+    let x = x.clamp(-87.33, 88.37);
     // k = round(x / ln 2), by the 1.5 * 2^23 rounding trick (round half to even): `kf` is
     // 1.5 * 2^23 + k, whose bits are those of 1.5 * 2^23 plus k.
     let kf = x * std::f32::consts::LOG2_E + 12_582_912.0;
@@ -76,7 +70,7 @@ pub fn exp_f32(x: f32) -> f32 {
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
-        + 5.000_000_1e-1;
+        + 0.5;
     let e = p * (r * r) + r + 1.0;
     // 2^k for k in [-126, 127]: a normal float built from its exponent bits (integer
     // arithmetic on the bits of `kf`, no float-to-integer conversion, so that it vectorises).
