@@ -9,13 +9,15 @@
 //! `block.{l}.att.{r,k,v,decay,a,gate,kk,kt,y,y_ln,out}`, `block.{l}.ffn.out`, plus the four scan
 //! directions `block.{l}.att.y{d}` (`d = 0..4`, Rust only).
 //!
-//! Parallelism: the token-wise layers split tokens over rayon's pool, the linear layers are GEMMs
-//! (`matrixmultiply`) on fixed blocks of tokens, the convolutions are im2col + GEMM on fixed bands
-//! of rows, and the recurrence runs its `4 x H` (direction, head) scans in parallel (compiled for
-//! AVX2 where the CPU has it, with the same results). The result does not depend on the number of
-//! threads.
+//! Parallelism: the token-wise layers split tokens over rayon's pool, the linear layers run a
+//! register-blocked kernel on fixed blocks of tokens, the convolutions are im2col + GEMM on fixed
+//! bands of rows, and the recurrence runs its `4 x H` (direction, head) scans in parallel. The
+//! result does not depend on the number of threads. The blocks run on a workspace allocated once
+//! per forward pass (`workspace`), with the elementwise layers fused into the passes that produce
+//! or consume their values (`ops::fused`, the same values bit for bit as the layer functions).
 
 pub mod ops;
+mod workspace;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,15 +26,17 @@ use crate::engine::{EngineError, Progress, Upscaler};
 use crate::plane::Plane;
 
 use super::checkpoint::{Checkpoint, CheckpointError};
-use ops::{ScanDirection, ScanInputs};
+use workspace::Workspace;
 
 /// Revision of the CPU reference's implementation (not of its results): part of the key under
 /// which `--device auto` caches its GPU-versus-CPU timing, so that a faster CPU reference is
 /// measured again rather than judged by an old timing. 2: GEMM linear layers and convolutions.
-pub const REVISION: u32 = 2;
+/// 3: a workspace reused by all blocks, fused elementwise passes, the FMA scan on packed heads.
+pub const REVISION: u32 = 3;
 
-/// Largest accepted LR slice, in pixels (512 x 512). The forward pass keeps about twenty `L x C`
-/// float arrays alive, about 2 GiB at this size with `C = 96`.
+/// Largest accepted LR slice, in pixels (512 x 512). The forward pass keeps about twenty-six
+/// `L x C` float arrays alive (its workspace, the tokens, the scans' packed inputs), about
+/// 2.5 GiB at this size with `C = 96`.
 pub const MAX_INPUT_PIXELS: usize = 512 * 512;
 
 /// Named intermediate values of a forward pass (see the module documentation for the names).
@@ -181,88 +185,22 @@ pub fn spatial_mix(
 ) -> Result<SpatialMixOutput, ForwardError> {
     let wts = BlockWeights::new(ckpt, layer)?;
     check_tokens(x, h, w, ckpt.config.dim)?;
-    spatial_mix_inner(ckpt, &wts, layer, x, h, w, v_first, &mut None)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn spatial_mix_inner(
-    ckpt: &Checkpoint,
-    wts: &BlockWeights<'_>,
-    layer: usize,
-    x: &[f32],
-    h: usize,
-    w: usize,
-    v_first: Option<&[f32]>,
-    trace: &mut Option<&mut Trace>,
-) -> Result<SpatialMixOutput, ForwardError> {
-    let cfg = &ckpt.config;
-    let (c, n) = (cfg.dim, cfg.head_size);
-    let pre = |s: &str| format!("block.{layer}.att.{s}");
-
-    let d = ops::token_shift_delta(x, h, w, c, n);
-    let x_r = ops::lerp_mix(x, &d, wts.mu_r, c);
-    let x_w = ops::lerp_mix(x, &d, wts.mu_w, c);
-    let x_k = ops::lerp_mix(x, &d, wts.mu_k, c);
-    let x_v = ops::lerp_mix(x, &d, wts.mu_v, c);
-    let x_a = ops::lerp_mix(x, &d, wts.mu_a, c);
-    let x_g = ops::lerp_mix(x, &d, wts.mu_g, c);
-    drop(d);
-
-    let r = ops::linear(&x_r, c, wts.w_r, c);
-    let k = ops::linear(&x_k, c, wts.w_k, c);
-    let mut v = ops::linear(&x_v, c, wts.w_v, c);
-    let lambda = ops::decay(&x_w, c, wts.w0, wts.w1, cfg.lora_rank_w, wts.w2);
-    let a = ops::icl_rate(&x_a, c, wts.a0, wts.a1, cfg.lora_rank_a, wts.a2);
-    if let Some((v0, v1, v2)) = wts.v_res {
-        let vf = v_first.ok_or_else(|| ForwardError::BadInput {
-            width: w,
-            height: h,
-            reason: format!("block {layer} needs v_first from block 0"),
-        })?;
-        check_tokens(vf, h, w, c)?;
-        v = ops::value_residual(&v, vf, &x_v, c, v0, v1, cfg.lora_rank_v, v2);
-    }
-    let gate = ops::gate(&x_g, c, wts.g1, cfg.lora_rank_g, wts.g2);
-    record(trace, || pre("r"), &r);
-    record(trace, || pre("k"), &k);
-    record(trace, || pre("v"), &v);
-    record(trace, || pre("decay"), &lambda);
-    record(trace, || pre("a"), &a);
-    record(trace, || pre("gate"), &gate);
-
-    let kk = ops::removal_key(&k, c, n, wts.k_k);
-    let kt = ops::replacement_key(&k, &a, c, wts.k_a);
-    record(trace, || pre("kk"), &kk);
-    record(trace, || pre("kt"), &kt);
-
-    let inputs = ScanInputs {
-        r: &r,
-        lambda: &lambda,
-        kk: &kk,
-        a: &a,
-        kt: &kt,
-        v: &v,
-    };
-    let y = if trace.is_some() {
-        // Keep each direction for the trace; same sum order as `delta_scan_all`.
-        let mut sum = vec![0.0f32; x.len()];
-        for dir in ScanDirection::ALL {
-            let yd = ops::delta_scan(dir, h, w, c, n, &inputs);
-            record(trace, || pre(&format!("y{}", dir.index())), &yd);
-            sum.iter_mut().zip(&yd).for_each(|(s, v)| *s += v);
-        }
-        sum
-    } else {
-        ops::delta_scan_all(h, w, c, n, &inputs)
-    };
-    record(trace, || pre("y"), &y);
-    let mut y = ops::group_norm(&y, c, n, wts.lnx_w, wts.lnx_b, ops::GN_EPS);
-    record(trace, || pre("y_ln"), &y);
-    let bonus = ops::bonus(&r, &kt, &v, wts.r_k, c, n);
-    y.iter_mut().zip(&bonus).for_each(|(a, b)| *a += b);
-    let out = ops::linear(&ops::mul(&y, &gate), c, wts.w_o, c);
-    record(trace, || pre("out"), &out);
-    Ok(SpatialMixOutput { out, v })
+    let mut ws = Workspace::new(&ckpt.config, h * w);
+    workspace::spatial_mix_ws(
+        &mut ws,
+        &ckpt.config,
+        &wts,
+        layer,
+        x,
+        h,
+        w,
+        v_first,
+        &mut None,
+    )?;
+    Ok(SpatialMixOutput {
+        out: ws.out,
+        v: ws.v,
+    })
 }
 
 /// The channel mix of global block `layer` on normalised tokens `x` (`L x C`, the output of
@@ -276,28 +214,9 @@ pub fn channel_mix(
 ) -> Result<Vec<f32>, ForwardError> {
     let wts = BlockWeights::new(ckpt, layer)?;
     check_tokens(x, h, w, ckpt.config.dim)?;
-    Ok(channel_mix_inner(ckpt, &wts, x, h, w))
-}
-
-fn channel_mix_inner(
-    ckpt: &Checkpoint,
-    wts: &BlockWeights<'_>,
-    x: &[f32],
-    h: usize,
-    w: usize,
-) -> Vec<f32> {
-    let cfg = &ckpt.config;
-    ops::channel_mix(
-        x,
-        h,
-        w,
-        cfg.dim,
-        cfg.head_size,
-        wts.ffn_mu_k,
-        wts.ffn_key,
-        wts.ffn_value,
-        cfg.ffn_hidden(),
-    )
+    let mut ws = Workspace::new(&ckpt.config, h * w);
+    workspace::channel_mix_ws(&mut ws, &ckpt.config, &wts, x, h, w);
+    Ok(ws.out)
 }
 
 /// One block (global index `layer`): `T += spatial_mix(ln1(T))`, `T += channel_mix(ln2(T))`.
@@ -312,29 +231,22 @@ pub fn block(
 ) -> Result<(Vec<f32>, Vec<f32>), ForwardError> {
     let wts = BlockWeights::new(ckpt, layer)?;
     check_tokens(tokens, h, w, ckpt.config.dim)?;
-    block_inner(ckpt, &wts, layer, tokens, h, w, v_first, &mut None)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn block_inner(
-    ckpt: &Checkpoint,
-    wts: &BlockWeights<'_>,
-    layer: usize,
-    tokens: &[f32],
-    h: usize,
-    w: usize,
-    v_first: Option<&[f32]>,
-    trace: &mut Option<&mut Trace>,
-) -> Result<(Vec<f32>, Vec<f32>), ForwardError> {
-    let c = ckpt.config.dim;
-    let xn = ops::layer_norm(tokens, c, wts.ln1_w, wts.ln1_b, ops::LN_EPS);
-    record(trace, || format!("block.{layer}.ln1"), &xn);
-    let sm = spatial_mix_inner(ckpt, wts, layer, &xn, h, w, v_first, trace)?;
-    let t = ops::add(tokens, &sm.out);
-    let xn = ops::layer_norm(&t, c, wts.ln2_w, wts.ln2_b, ops::LN_EPS);
-    let ffn = channel_mix_inner(ckpt, wts, &xn, h, w);
-    record(trace, || format!("block.{layer}.ffn.out"), &ffn);
-    Ok((ops::add(&t, &ffn), sm.v))
+    let mut ws = Workspace::new(&ckpt.config, h * w);
+    let mut t = tokens.to_vec();
+    let mut xn = vec![0.0f32; t.len()];
+    workspace::block_ws(
+        &mut ws,
+        &ckpt.config,
+        &wts,
+        layer,
+        &mut t,
+        &mut xn,
+        h,
+        w,
+        v_first,
+        &mut None,
+    )?;
+    Ok((t, ws.v))
 }
 
 /// Runs the network on one LR plane (values normalised to about [0, 1]); returns the
@@ -391,7 +303,10 @@ pub fn forward_with(
     let (h, w, c) = (input.height, input.width, cfg.dim);
     let t = |name: &str| data(ckpt, name);
 
-    let f0 = ops::conv3x3(
+    // The convolutions up to the body run on tokens (an `L x 1` plane is its own token array).
+    let noop = |_: usize, _: &mut [f32]| {};
+    let mut f0 = vec![0.0f32; h * w * c];
+    ops::conv3x3_tokens_into(
         &input.data,
         1,
         h,
@@ -399,69 +314,103 @@ pub fn forward_with(
         t("conv_first.weight")?,
         t("conv_first.bias")?,
         c,
+        &mut f0,
+        noop,
     );
-    record(&mut trace, || "conv_first".into(), &f0);
-    let mut tokens = ops::layer_norm(
-        &ops::image_to_tokens(&f0, c, h, w),
+    if trace.is_some() {
+        record(
+            &mut trace,
+            || "conv_first".into(),
+            &ops::tokens_to_image(&f0, c, h, w),
+        );
+    }
+    let mut tokens = vec![0.0f32; f0.len()];
+    ops::fused::layer_norm_into(
+        &f0,
         c,
         t("patch_norm.weight")?,
         t("patch_norm.bias")?,
         ops::LN_EPS,
+        &mut tokens,
     );
     record(&mut trace, || "patch_norm".into(), &tokens);
 
+    let mut ws = Workspace::new(cfg, h * w);
+    let mut xn = vec![0.0f32; tokens.len()];
+    let mut t_in = vec![0.0f32; tokens.len()];
     let mut v_first: Option<Vec<f32>> = None;
     for g in 0..cfg.groups {
-        let t_in = tokens.clone();
+        t_in.copy_from_slice(&tokens);
         for b in 0..cfg.blocks_per_group {
             if cancelled() {
                 return Err(ForwardError::Cancelled);
             }
             let layer = g * cfg.blocks_per_group + b;
             let wts = BlockWeights::new(ckpt, layer)?;
-            let (next, v) = block_inner(
-                ckpt,
+            workspace::block_ws(
+                &mut ws,
+                cfg,
                 &wts,
                 layer,
-                &tokens,
+                &mut tokens,
+                &mut xn,
                 h,
                 w,
                 v_first.as_deref(),
                 &mut trace,
             )?;
-            tokens = next;
             if layer == 0 {
-                v_first = Some(v);
+                v_first = Some(ws.v.clone());
             }
             record(&mut trace, || format!("block.{layer}"), &tokens);
         }
-        let conv = ops::conv3x3(
-            &ops::tokens_to_image(&tokens, c, h, w),
+        // tokens = conv(tokens) + t_in, through `ws.out`.
+        ops::conv3x3_tokens_into(
+            &tokens,
             c,
             h,
             w,
             t(&format!("groups.{g}.conv.weight"))?,
             t(&format!("groups.{g}.conv.bias"))?,
             c,
+            &mut ws.out,
+            |t0, band| {
+                let src = &t_in[t0 * c..t0 * c + band.len()];
+                band.iter_mut().zip(src).for_each(|(v, r)| *v += r);
+            },
         );
-        tokens = ops::add(&ops::image_to_tokens(&conv, c, h, w), &t_in);
+        std::mem::swap(&mut tokens, &mut ws.out);
         record(&mut trace, || format!("group.{g}"), &tokens);
     }
     if cancelled() {
         return Err(ForwardError::Cancelled);
     }
-    let tokens = ops::layer_norm(&tokens, c, t("norm.weight")?, t("norm.bias")?, ops::LN_EPS);
-    record(&mut trace, || "norm".into(), &tokens);
-    let body = ops::conv3x3(
-        &ops::tokens_to_image(&tokens, c, h, w),
+    ops::fused::layer_norm_into(
+        &tokens,
+        c,
+        t("norm.weight")?,
+        t("norm.bias")?,
+        ops::LN_EPS,
+        &mut xn,
+    );
+    record(&mut trace, || "norm".into(), &xn);
+    // fd = conv_after_body(norm) + f0, back to an image for the upsampler.
+    ops::conv3x3_tokens_into(
+        &xn,
         c,
         h,
         w,
         t("conv_after_body.weight")?,
         t("conv_after_body.bias")?,
         c,
+        &mut tokens,
+        |t0, band| {
+            let src = &f0[t0 * c..t0 * c + band.len()];
+            band.iter_mut().zip(src).for_each(|(v, r)| *v += r);
+        },
     );
-    let fd = ops::add(&body, &f0);
+    drop(ws);
+    let fd = ops::tokens_to_image(&tokens, c, h, w);
     record(&mut trace, || "body".into(), &fd);
     let up_c = 64;
     let mut y = ops::leaky_relu(

@@ -3,6 +3,7 @@
 
 use rayon::prelude::*;
 
+use super::rows::PackedB;
 use super::{ELEM_CHUNK, Strides, check_len, gemm};
 
 /// Output pixels per im2col band of [`conv3x3`] (whole rows, at least one).
@@ -93,6 +94,90 @@ pub fn conv3x3(
         }
     });
     out
+}
+
+/// Pixels per work item of [`conv3x3_tokens_into`].
+const CONV_TOKENS: usize = 128;
+
+/// [`conv3x3`] on tokens: `x` is `L x c_in` tokens of an `h x w` image, the result `L x c_out`
+/// tokens into `y` (every value written), then `epilogue(first_token, rows)` on each band of
+/// finished tokens. Each band of [`CONV_TOKENS`] pixels is an im2col of whole pixels (a pixel's
+/// nine taps of `c_in` values contiguous, tap-major, zero outside the image) times the reordered
+/// weights on the token-rows kernel of the linear layers, plus the bias. The same sum as
+/// [`conv3x3`] in another order (taps outer, channels inner; the bias last), so the values agree
+/// to rounding, not bit for bit.
+#[allow(clippy::too_many_arguments)]
+pub fn conv3x3_tokens_into<E>(
+    x: &[f32],
+    c_in: usize,
+    h: usize,
+    w: usize,
+    weight: &[f32],
+    bias: &[f32],
+    c_out: usize,
+    y: &mut [f32],
+    epilogue: E,
+) where
+    E: Fn(usize, &mut [f32]) + Sync,
+{
+    let l = h * w;
+    check_len("conv3x3_tokens x", x, l * c_in);
+    check_len("conv3x3_tokens weight", weight, c_out * c_in * 9);
+    check_len("conv3x3_tokens bias", bias, c_out);
+    check_len("conv3x3_tokens y", y, l * c_out);
+    if l == 0 || c_out == 0 || c_in == 0 {
+        y.fill(0.0);
+        for (t0, band) in y.chunks_mut(CONV_TOKENS * c_out.max(1)).enumerate() {
+            for yt in band.chunks_mut(c_out.max(1)) {
+                yt.copy_from_slice(&bias[..yt.len()]);
+            }
+            epilogue(t0 * CONV_TOKENS, band);
+        }
+        return;
+    }
+    let kdim = 9 * c_in;
+    // Weights as `[c_out][tap][c_in]` (a linear layer's `[out, in]` with `in = kdim`).
+    let mut wp = vec![0.0f32; c_out * kdim];
+    for (o, wo) in wp.chunks_exact_mut(kdim).enumerate() {
+        for i in 0..c_in {
+            for tap in 0..9 {
+                wo[tap * c_in + i] = weight[(o * c_in + i) * 9 + tap];
+            }
+        }
+    }
+    let pb = PackedB::new(&wp, Strides::col_major(kdim), kdim, c_out);
+    y.par_chunks_mut(CONV_TOKENS * c_out)
+        .enumerate()
+        .for_each_init(
+            || vec![0.0f32; CONV_TOKENS * kdim],
+            |col, (band, yc)| {
+                let p0 = band * CONV_TOKENS;
+                let m = yc.len() / c_out;
+                let col = &mut col[..m * kdim];
+                for (q, patch) in col.chunks_exact_mut(kdim).enumerate() {
+                    let p = p0 + q;
+                    let (row, cx) = (p / w, p % w);
+                    for (tap, dst) in patch.chunks_exact_mut(c_in).enumerate() {
+                        let (sy, sx) = (
+                            (row + tap / 3).checked_sub(1),
+                            (cx + tap % 3).checked_sub(1),
+                        );
+                        match (sy, sx) {
+                            (Some(sy), Some(sx)) if sy < h && sx < w => {
+                                let s = sy * w + sx;
+                                dst.copy_from_slice(&x[s * c_in..(s + 1) * c_in]);
+                            }
+                            _ => dst.fill(0.0),
+                        }
+                    }
+                }
+                pb.times_into(col, yc);
+                for yt in yc.chunks_exact_mut(c_out) {
+                    yt.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+                }
+                epilogue(p0, yc);
+            },
+        );
 }
 
 /// PyTorch `PixelShuffle(r)`: CHW `[c_in, h, w]` with `c_in = c * r * r` to `[c, h * r, w * r]`,

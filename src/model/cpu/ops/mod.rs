@@ -46,10 +46,36 @@ fn check_len(name: &str, slice: &[f32], expected: usize) {
     );
 }
 
-/// Logistic sigmoid `1 / (1 + exp(-x))`.
+/// Logistic sigmoid `1 / (1 + exp(-x))` (with [`exp_f32`]).
 #[inline]
 pub fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+    1.0 / (1.0 + exp_f32(-x))
+}
+
+/// `e^x` in `f32`, within 2 ulp of the exact value (Cephes' `expf`: Cody-Waite reduction by
+/// `ln 2` and a degree-7 polynomial; the unit test checks the bound against `f64`). Without
+/// branches or calls, so that loops over slices vectorise, unlike the C library's `expf`. `x` is
+/// clamped to `[-87.33, 88.37]`: the result stays a normal float (no infinity), about 1.2e-38 at
+/// the low end; NaN stays NaN.
+#[inline(always)]
+pub fn exp_f32(x: f32) -> f32 {
+    // `clamp`, not `max`/`min`: a NaN passes through (and gives NaN below).
+    let x = x.clamp(-87.33, 88.37);
+    // k = round(x / ln 2), by the 1.5 * 2^23 rounding trick (round half to even): `kf` is
+    // 1.5 * 2^23 + k, whose bits are those of 1.5 * 2^23 plus k.
+    let kf = x * std::f32::consts::LOG2_E + 12_582_912.0;
+    let k = kf - 12_582_912.0;
+    // r = x - k ln 2 with ln 2 = C1 + C2, C1 exact in 9 bits (k C1 is exact).
+    let r = (x - k * 0.693_359_4) - k * -2.121_944_4e-4;
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
+        + 1.666_666_5e-1)
+        * r
+        + 0.5;
+    let e = p * (r * r) + r + 1.0;
+    // 2^k for k in [-126, 127]: a normal float built from its exponent bits (integer
+    // arithmetic on the bits of `kf`, no float-to-integer conversion, so that it vectorises).
+    let biased = kf.to_bits().wrapping_sub(0x4B40_0000).wrapping_add(127);
+    e * f32::from_bits(biased << 23)
 }
 
 /// Dot product of two equal-length slices (8 partial sums, so the compiler can vectorise it).
@@ -166,6 +192,7 @@ fn gemm(
     }
 }
 
+pub mod fused;
 mod image;
 mod rows;
 pub(crate) mod scan;

@@ -61,22 +61,93 @@ impl Isa {
 pub(super) fn rows_times(x: &[f32], k: usize, b: &[f32], sb: Strides, n: usize) -> Vec<f32> {
     let l = x.len() / k;
     let mut y = vec![0.0f32; l * n];
+    rows_times_into(x, k, b, sb, n, &mut y, |_, _| {});
+    y
+}
+
+/// [`rows_times`] into `y` (`L x n`, any contents: every value is written), then
+/// `epilogue(first_row, rows)` on each block of [`GEMM_ROWS`] finished rows (`rows` is the
+/// block's part of `y`, `first_row` its first token), while the block is still in cache.
+pub(crate) fn rows_times_into<E>(
+    x: &[f32],
+    k: usize,
+    b: &[f32],
+    sb: Strides,
+    n: usize,
+    y: &mut [f32],
+    epilogue: E,
+) where
+    E: Fn(usize, &mut [f32]) + Sync,
+{
+    assert!(
+        k > 0 && x.len().is_multiple_of(k),
+        "ops::rows_times: x is not L x {k}"
+    );
+    let l = x.len() / k;
+    assert_eq!(y.len(), l * n, "ops::rows_times: y is not {l} x {n}");
     if n == 0 || l == 0 {
-        return y;
+        return;
     }
     let isa = Isa::detect();
     let bt = pack(b, sb, k, n, isa.tile());
     y.par_chunks_mut(n * GEMM_ROWS)
         .zip(x.par_chunks(k * GEMM_ROWS))
-        .for_each(|(yc, xc)| match isa {
+        .enumerate()
+        .for_each(|(blk, (yc, xc))| {
+            match isa {
+                // SAFETY: `Isa::detect` found the features these copies are compiled for.
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => unsafe { rows_avx512(xc, k, &bt, n, yc) },
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => unsafe { rows_avx2(xc, k, &bt, n, yc) },
+                Isa::Portable => rows_core::<4, 16, false>(xc, k, &bt, n, yc),
+            }
+            epilogue(blk * GEMM_ROWS, yc);
+        });
+}
+
+/// A `k x n` matrix packed once for several products [`PackedB::times_into`] (the convolutions'
+/// bands).
+pub(crate) struct PackedB {
+    isa: Isa,
+    k: usize,
+    n: usize,
+    bt: Vec<f32>,
+}
+
+impl PackedB {
+    /// Packs `b` (`k x n`, strides `sb`) for the detected instruction set.
+    pub(crate) fn new(b: &[f32], sb: Strides, k: usize, n: usize) -> Self {
+        let isa = Isa::detect();
+        Self {
+            isa,
+            k,
+            n,
+            bt: pack(b, sb, k, n, isa.tile()),
+        }
+    }
+
+    /// `y = x b` on the calling thread: `x` is `m x k` row-major, `y` `m x n` (every value
+    /// written); the same values as [`rows_times`].
+    pub(crate) fn times_into(&self, x: &[f32], y: &mut [f32]) {
+        let (k, n) = (self.k, self.n);
+        assert!(
+            k > 0 && x.len().is_multiple_of(k),
+            "ops::PackedB: x is not m x {k}"
+        );
+        assert_eq!(y.len(), x.len() / k * n, "ops::PackedB: y is not m x {n}");
+        if n == 0 || x.is_empty() {
+            return;
+        }
+        match self.isa {
             // SAFETY: `Isa::detect` found the features these copies are compiled for.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => unsafe { rows_avx512(xc, k, &bt, n, yc) },
+            Isa::Avx512 => unsafe { rows_avx512(x, k, &self.bt, n, y) },
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { rows_avx2(xc, k, &bt, n, yc) },
-            Isa::Portable => rows_core::<4, 16, false>(xc, k, &bt, n, yc),
-        });
-    y
+            Isa::Avx2 => unsafe { rows_avx2(x, k, &self.bt, n, y) },
+            Isa::Portable => rows_core::<4, 16, false>(x, k, &self.bt, n, y),
+        }
+    }
 }
 
 /// Packs `b` (`k x n`, strides `sb`) as full column tiles of width `tile`, `[tile][i][t]`, followed
@@ -102,11 +173,27 @@ fn pack(b: &[f32], sb: Strides, k: usize, n: usize, tile: usize) -> Vec<f32> {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
 fn rows_avx512(x: &[f32], k: usize, bt: &[f32], n: usize, y: &mut [f32]) {
+    use std::arch::x86_64::{__m512, _mm512_loadu_ps};
     const T: usize = 32;
     let m = x.len() / k;
     let tiles = n / T;
+    // The tiles as aligned vectors: the kernel reads them as plain values (an unaligned load
+    // intrinsic costs a copy through the stack and checks in debug builds).
+    let vt: Vec<[__m512; 2]> = bt[..tiles * k * T]
+        .chunks_exact(T)
+        .map(|run| {
+            let run = &run[..T];
+            // SAFETY: `run` holds 32 values, two unaligned 16-lane loads.
+            unsafe {
+                [
+                    _mm512_loadu_ps(run.as_ptr()),
+                    _mm512_loadu_ps(run[16..].as_ptr()),
+                ]
+            }
+        })
+        .collect();
     for tj in 0..tiles {
-        let tile = &bt[tj * k * T..(tj + 1) * k * T];
+        let tile = &vt[tj * k..(tj + 1) * k];
         let mut p = 0;
         while p + 6 <= m {
             block_avx512::<6>(x, k, tile, p, n, tj * T, y);
@@ -126,37 +213,40 @@ fn rows_avx512(x: &[f32], k: usize, bt: &[f32], n: usize, y: &mut [f32]) {
 fn block_avx512<const R: usize>(
     x: &[f32],
     k: usize,
-    tile: &[f32],
+    tile: &[[std::arch::x86_64::__m512; 2]],
     p: usize,
     n: usize,
     j0: usize,
     y: &mut [f32],
 ) {
-    use std::arch::x86_64::{__m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps};
+    use std::arch::x86_64::{__m512, _mm_load_ss, _mm512_broadcastss_ps, _mm512_fmadd_ps};
     use std::arch::x86_64::{_mm512_setzero_ps, _mm512_storeu_ps};
-    let rows: [&[f32]; R] = std::array::from_fn(|r| &x[(p + r) * k..(p + r + 1) * k]);
-    let mut acc: [[__m512; 2]; R] = [[_mm512_setzero_ps(); 2]; R];
-    for (i, brow) in tile.chunks_exact(32).enumerate() {
-        let brow = &brow[..32];
-        // SAFETY: `brow` holds 32 values, two unaligned 16-lane loads.
-        let (b0, b1) = unsafe {
-            (
-                _mm512_loadu_ps(brow.as_ptr()),
-                _mm512_loadu_ps(brow[16..].as_ptr()),
-            )
-        };
-        for r in 0..R {
-            let xv = _mm512_set1_ps(rows[r][i]);
-            acc[r][0] = _mm512_fmadd_ps(xv, b0, acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(xv, b1, acc[r][1]);
+    // The raw reads and writes below stay inside these bounds.
+    assert!(
+        (p + R) * k <= x.len() && tile.len() == k,
+        "rows: block out of range"
+    );
+    assert!(
+        (p + R - 1) * n + j0 + 32 <= y.len(),
+        "rows: block out of range"
+    );
+    // SAFETY: row `p + r` of `x` is `x[(p + r) k .. (p + r + 1) k]`, inside `x`; each output run
+    // `y[(p + r) n + j0 ..][..32]` is inside `y` (asserted above). (`wrapping_add` and the load
+    // intrinsic: no debug-build checks in the inner loop.)
+    unsafe {
+        let rows: [*const f32; R] = std::array::from_fn(|r| x.as_ptr().wrapping_add((p + r) * k));
+        let mut acc: [[__m512; 2]; R] = [[_mm512_setzero_ps(); 2]; R];
+        for (i, b) in tile.iter().enumerate() {
+            for r in 0..R {
+                let xv = _mm512_broadcastss_ps(_mm_load_ss(rows[r].wrapping_add(i)));
+                acc[r][0] = _mm512_fmadd_ps(xv, b[0], acc[r][0]);
+                acc[r][1] = _mm512_fmadd_ps(xv, b[1], acc[r][1]);
+            }
         }
-    }
-    for (r, a) in acc.iter().enumerate() {
-        let dst = &mut y[(p + r) * n + j0..(p + r) * n + j0 + 32];
-        // SAFETY: `dst` holds 32 values, two unaligned 16-lane stores.
-        unsafe {
-            _mm512_storeu_ps(dst.as_mut_ptr(), a[0]);
-            _mm512_storeu_ps(dst[16..].as_mut_ptr(), a[1]);
+        for (r, a) in acc.iter().enumerate() {
+            let dst = y.as_mut_ptr().wrapping_add((p + r) * n + j0);
+            _mm512_storeu_ps(dst, a[0]);
+            _mm512_storeu_ps(dst.wrapping_add(16), a[1]);
         }
     }
 }

@@ -314,18 +314,48 @@ fn scan_matches_matrix_form_at_unrolled_head_sizes() {
 }
 
 #[test]
-fn scan_dispatch_is_bit_identical_to_portable_code() {
-    // On x86-64 `delta_scan_head` runs the AVX-512 or AVX2 copy; it must equal the portable one.
-    let (h, w, c, n) = (6, 5, 64, 32);
-    let d = scan_data(h, w, c, n);
-    let inputs = scan_inputs(&d);
-    for dir in ScanDirection::ALL {
-        for hd in 0..c / n {
-            let fast = delta_scan_head(dir, h, w, c, n, hd, &inputs);
-            let mut portable = vec![0.0f32; h * w * n];
-            scan::scan_head_sized(dir, h, w, c, n, hd, &inputs, &mut portable);
-            assert_eq!(fast, portable, "direction {dir:?}, head {hd}");
+fn scan_dispatch_is_bit_identical_to_generic_fused_code() {
+    // On x86-64 with FMA `delta_scan_head` runs the AVX-512 or AVX2 copy; it must equal the
+    // generic fused code bit for bit.
+    if scan::ScanIsa::detect() == scan::ScanIsa::Portable {
+        return;
+    }
+    let (h, w) = (6, 5);
+    for n in [32, 16, 24] {
+        let c = 2 * n;
+        let d = scan_data(h, w, c, n);
+        let inputs = scan_inputs(&d);
+        for dir in ScanDirection::ALL {
+            for hd in 0..c / n {
+                let fast = delta_scan_head(dir, h, w, c, n, hd, &inputs);
+                let mut generic = vec![f32::NAN; h * w * n];
+                scan::scan_head_sized::<true>(dir, h, w, c, n, hd, &inputs, &mut generic);
+                assert_eq!(fast, generic, "n {n}, direction {dir:?}, head {hd}");
+            }
         }
+    }
+}
+
+#[test]
+fn scan_portable_fallback_matches_matrix_form() {
+    // The copy without fused multiply-adds (CPUs without FMA), summed over the directions.
+    for (h, w, n) in [(5, 4, 16), (4, 3, 32), (3, 3, 24)] {
+        let c = 2 * n;
+        let d = scan_data(h, w, c, n);
+        let inputs = scan_inputs(&d);
+        let mut sum = vec![0.0f32; h * w * c];
+        for dir in ScanDirection::ALL {
+            for hd in 0..c / n {
+                let mut y = vec![f32::NAN; h * w * n];
+                scan::scan_head_sized::<false>(dir, h, w, c, n, hd, &inputs, &mut y);
+                for (p, yt) in y.chunks(n).enumerate() {
+                    for (i, v) in yt.iter().enumerate() {
+                        sum[p * c + hd * n + i] += v;
+                    }
+                }
+            }
+        }
+        approx(&sum, &scan_reference(h, w, c, n, &inputs), 1e-4);
     }
 }
 
@@ -437,4 +467,222 @@ fn channel_mix_small() {
 #[test]
 fn leaky() {
     approx(&leaky_relu(&[-2.0, 3.0], LEAKY_SLOPE), &[-0.02, 3.0], 1e-7);
+}
+
+/// Deterministic `len` values in about [-1, 1].
+fn wave(len: usize, s: f32) -> Vec<f32> {
+    (0..len).map(|i| ((i as f32) * s + 0.3).sin()).collect()
+}
+
+#[test]
+fn fused_layers_equal_the_layer_functions_bit_for_bit() {
+    // 7x9 tokens (more than one parallel chunk of tokens), heads of 8 and of 6.
+    for (h, w, c, n) in [(7, 9, 16, 8), (5, 3, 12, 6)] {
+        let l = h * w;
+        let x = wave(l * c, 0.37);
+        let wt = wave(c, 1.3);
+        let bs = wave(c, 0.7);
+        // LayerNorm, and residual + LayerNorm.
+        let mut y = vec![f32::NAN; l * c];
+        fused::layer_norm_into(&x, c, &wt, &bs, LN_EPS, &mut y);
+        assert_eq!(y, layer_norm(&x, c, &wt, &bs, LN_EPS));
+        let add_v = wave(l * c, 0.11);
+        let mut t = x.clone();
+        fused::add_layer_norm(&mut t, &add_v, c, &wt, &bs, LN_EPS, &mut y);
+        let t_ref = add(&x, &add_v);
+        assert_eq!(t, t_ref);
+        assert_eq!(y, layer_norm(&t_ref, c, &wt, &bs, LN_EPS));
+        let mut t = x.clone();
+        fused::add_in_place(&mut t, &add_v);
+        assert_eq!(t, t_ref);
+        // Token shift and interpolations.
+        let mus = [wave(c, 0.5), wave(c, 0.9)];
+        let mut o0 = vec![f32::NAN; l * c];
+        let mut o1 = vec![f32::NAN; l * c];
+        fused::shift_mix_into(
+            &x,
+            h,
+            w,
+            c,
+            n,
+            &[&mus[0], &mus[1]],
+            &mut [&mut o0[..], &mut o1[..]],
+        );
+        let d = token_shift_delta(&x, h, w, c, n);
+        assert_eq!(o0, lerp_mix(&x, &d, &mus[0], c));
+        assert_eq!(o1, lerp_mix(&x, &d, &mus[1], c));
+        // Keys.
+        let a: Vec<f32> = wave(l * c, 0.23).iter().map(|v| 0.5 + 0.5 * v).collect();
+        let (k_k, k_a) = (wave(c, 0.31), wave(c, 0.17));
+        let mut kk = vec![f32::NAN; l * c];
+        let mut kt = vec![f32::NAN; l * c];
+        fused::keys_into(&x, &a, c, n, &k_k, &k_a, &mut kk, &mut kt);
+        assert_eq!(kk, removal_key(&x, c, n, &k_k));
+        assert_eq!(kt, replacement_key(&x, &a, c, &k_a));
+        // Read-out: directions summed, GroupNorm, bonus, gate.
+        let heads = c / n;
+        let scans: Vec<Vec<f32>> = (0..4 * heads)
+            .map(|j| wave(l * n, 0.05 + 0.03 * j as f32))
+            .collect();
+        let (r, v, gate_v, r_k) = (
+            wave(l * c, 0.41),
+            wave(l * c, 0.29),
+            wave(l * c, 0.61),
+            wave(c, 0.8),
+        );
+        let ro = fused::ReadoutInputs {
+            lnx_w: &wt,
+            lnx_b: &bs,
+            r: &r,
+            kt: &kt,
+            v: &v,
+            r_k: &r_k,
+            gate: &gate_v,
+        };
+        let refs: Vec<&[f32]> = scans.iter().map(Vec::as_slice).collect();
+        let mut g = vec![f32::NAN; l * c];
+        let mut ty = vec![f32::NAN; l * c];
+        let mut tln = vec![f32::NAN; l * c];
+        fused::readout_into(&refs, c, n, &ro, &mut g, Some((&mut ty[..], &mut tln[..])));
+        let mut y_ref = vec![0.0f32; l * c];
+        for d in 0..4 {
+            for hd in 0..heads {
+                for p in 0..l {
+                    for i in 0..n {
+                        y_ref[p * c + hd * n + i] += scans[d * heads + hd][p * n + i];
+                    }
+                }
+            }
+        }
+        assert_eq!(ty, y_ref);
+        let mut y_ln = group_norm(&y_ref, c, n, &wt, &bs, GN_EPS);
+        assert_eq!(tln, y_ln);
+        let b = bonus(&r, &kt, &v, &r_k, c, n);
+        y_ln.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+        assert_eq!(g, mul(&y_ln, &gate_v));
+        let mut g2 = vec![f32::NAN; l * c];
+        fused::readout_into(&refs, c, n, &ro, &mut g2, None);
+        assert_eq!(g2, g);
+        // Linear and LoRA with epilogues.
+        let wl = wave(c * c, 0.13);
+        let mut lin = vec![f32::NAN; l * c];
+        fused::linear_into(&x, c, &wl, c, &mut lin, |_, b| {
+            b.iter_mut().for_each(|v| *v = sigmoid(*v));
+        });
+        let mut want = linear(&x, c, &wl, c);
+        want.iter_mut().for_each(|v| *v = sigmoid(*v));
+        assert_eq!(lin, want);
+        let rank = 3;
+        let (down, up, base) = (wave(c * rank, 0.19), wave(rank * c, 0.07), wave(c, 0.9));
+        let mut hid = vec![f32::NAN; l * rank];
+        fused::matmul_into(&x, c, &down, rank, &mut hid, |_, b| {
+            b.iter_mut().for_each(|v| *v = v.tanh());
+        });
+        let mut lam = vec![f32::NAN; l * c];
+        fused::matmul_into(&hid, rank, &up, c, &mut lam, |_, b| {
+            fused::offset_apply(b, &base, fused::decay_of);
+        });
+        assert_eq!(lam, decay(&x, c, &base, &down, rank, &up));
+    }
+}
+
+#[test]
+fn scan_visit_order_matches_positions() {
+    for (h, w) in [(3, 5), (4, 1), (1, 4), (6, 6)] {
+        for d in ScanDirection::ALL {
+            assert_eq!(scan::visit_order(d, h, w), d.order(h, w), "{d:?} {h}x{w}");
+        }
+    }
+}
+
+#[test]
+fn scan_packing_of_all_heads_equals_packing_each_head() {
+    for (h, w, c, n) in [(5, 19, 64, 32), (17, 3, 48, 16)] {
+        let d = scan_data(h, w, c, n);
+        let inputs = scan_inputs(&d);
+        let rec = scan::PACKED * n * h * w;
+        for cols in [false, true] {
+            let mut all = vec![f32::NAN; rec * (c / n)];
+            scan::pack_heads(&inputs, h, w, c, n, cols, &mut all);
+            for hd in 0..c / n {
+                let mut one = vec![f32::NAN; rec];
+                scan::pack_head(&inputs, h, w, c, n, hd, cols, &mut one);
+                assert_eq!(
+                    &all[hd * rec..(hd + 1) * rec],
+                    &one[..],
+                    "cols {cols}, head {hd}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn exp_f32_is_within_two_ulp() {
+    let mut worst = 0.0f64;
+    let mut x = -87.3f32;
+    while x < 87.8 {
+        for dx in [0.0f32, 1e-3, 0.371, 0.5] {
+            let v = x + dx;
+            let got = f64::from(exp_f32(v));
+            let want = f64::from(v).exp();
+            // One ulp of the f32 nearest the exact value.
+            let ulp = f64::from((want as f32).abs().next_up() - (want as f32).abs());
+            worst = worst.max((got - want).abs() / ulp);
+        }
+        x += 0.173;
+    }
+    for v in [-1e-6f32, 0.0, 1e-6, 1e-30, -1e-30, 0.5, -0.5, 1.0, -1.0] {
+        let ulp = f64::from((v.exp()).next_up() - v.exp());
+        worst = worst.max((f64::from(exp_f32(v)) - f64::from(v).exp()).abs() / ulp);
+    }
+    assert!(worst <= 2.0, "worst error {worst} ulp");
+    assert_eq!(exp_f32(0.0), 1.0);
+    assert!(exp_f32(-200.0) > 0.0 && exp_f32(-200.0) < 1.3e-38);
+    assert!(exp_f32(200.0).is_finite());
+    assert!(exp_f32(f32::NAN).is_nan());
+    assert!((sigmoid(0.0) - 0.5).abs() < 1e-7);
+}
+
+#[test]
+fn conv_on_tokens_matches_conv_on_images() {
+    // More than one band of tokens, edges on every side, one and several input channels.
+    for (c_in, h, w, c_out) in [(3, 13, 17, 5), (1, 9, 20, 4), (4, 1, 3, 2)] {
+        let img = wave(c_in * h * w, 0.21);
+        let wt = wave(c_out * c_in * 9, 0.37);
+        let bias = wave(c_out, 0.9);
+        let want = conv3x3(&img, c_in, h, w, &wt, &bias, c_out);
+        let mut y = vec![f32::NAN; h * w * c_out];
+        let x = image_to_tokens(&img, c_in, h, w);
+        fused_conv_check(&x, c_in, h, w, &wt, &bias, c_out, &mut y);
+        approx(&tokens_to_image(&y, c_out, h, w), &want, 1e-5);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fused_conv_check(
+    x: &[f32],
+    c_in: usize,
+    h: usize,
+    w: usize,
+    wt: &[f32],
+    bias: &[f32],
+    c_out: usize,
+    y: &mut [f32],
+) {
+    // The epilogue sees each band once, at its first token.
+    let seen = std::sync::Mutex::new(Vec::new());
+    conv3x3_tokens_into(x, c_in, h, w, wt, bias, c_out, y, |t0, band| {
+        if let Ok(mut s) = seen.lock() {
+            s.push((t0, band.len() / c_out));
+        }
+    });
+    let mut seen = seen.into_inner().unwrap_or_default();
+    seen.sort_unstable();
+    let mut next = 0;
+    for (t0, m) in seen {
+        assert_eq!(t0, next);
+        next += m;
+    }
+    assert_eq!(next, h * w);
 }

@@ -42,27 +42,41 @@ pub fn group_norm(
         .zip(x.par_chunks(c * TOKEN_CHUNK))
         .for_each(|(yc, xc)| {
             for (yt, xt) in yc.chunks_mut(c).zip(xc.chunks(c)) {
-                for g in (0..c).step_by(group_size) {
-                    let xs = &xt[g..g + group_size];
-                    let n = group_size as f64;
-                    let mean = xs.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
-                    let var = xs
-                        .iter()
-                        .map(|&v| {
-                            let d = f64::from(v) - mean;
-                            d * d
-                        })
-                        .sum::<f64>()
-                        / n;
-                    let inv = 1.0 / (var + f64::from(eps)).sqrt();
-                    for j in 0..group_size {
-                        let norm = ((f64::from(xs[j]) - mean) * inv) as f32;
-                        yt[g + j] = norm * weight[g + j] + bias[g + j];
-                    }
-                }
+                norm_token(xt, yt, group_size, weight, bias, eps);
             }
         });
     y
+}
+
+/// [`group_norm`] of one token `xt` (`c` channels) into `yt`.
+#[inline]
+pub(super) fn norm_token(
+    xt: &[f32],
+    yt: &mut [f32],
+    group_size: usize,
+    weight: &[f32],
+    bias: &[f32],
+    eps: f32,
+) {
+    let c = xt.len();
+    for g in (0..c).step_by(group_size) {
+        let xs = &xt[g..g + group_size];
+        let n = group_size as f64;
+        let mean = xs.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+        let var = xs
+            .iter()
+            .map(|&v| {
+                let d = f64::from(v) - mean;
+                d * d
+            })
+            .sum::<f64>()
+            / n;
+        let inv = 1.0 / (var + f64::from(eps)).sqrt();
+        for j in 0..group_size {
+            let norm = ((f64::from(xs[j]) - mean) * inv) as f32;
+            yt[g + j] = norm * weight[g + j] + bias[g + j];
+        }
+    }
 }
 
 /// The 2-D token shift of the spec: returns `xs` where, for channel `c` with `j = c mod N` and
@@ -208,7 +222,7 @@ fn offset_lora(
 pub fn decay(x_w: &[f32], c: usize, w0: &[f32], w1: &[f32], rank: usize, w2: &[f32]) -> Vec<f32> {
     let scale = (-0.5f32).exp();
     let mut dd = offset_lora(x_w, c, w0, w1, rank, w2, LoraInner::Tanh);
-    par_apply(&mut dd, |v| (-scale * sigmoid(v)).exp());
+    par_apply(&mut dd, |v| super::exp_f32(-scale * sigmoid(v)));
     dd
 }
 
