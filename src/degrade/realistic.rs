@@ -25,13 +25,10 @@
 //!    factor), then the modulus of each complex voxel.
 //!
 //! Relation to the training-side acquisition (`train/dwkv/acquire.py`, `acquire_lr`): the same
-//! Tukey window (checked numerically to 8e-16), the same noise scale (per real/imaginary part of
-//! the image, normalised units) and the same magnitude reconstruction; `partial_fourier = p` here
-//! is `pf = 1 - p` there on the rows (there the axis and side are drawn at random; the side does
-//! not change a noise-free magnitude). Two differences: here the noise is added before the
-//! filter and only on acquired samples (as a scanner measures, then reconstructs), there after
-//! the window and on every kept coefficient; and here the Nyquist line is symmetrised as in
-//! [`super::kspace_truncate`], there it is not (a tiny imaginary part).
+//! definition (Nyquist line symmetrised, noise on the acquired samples before the Tukey window,
+//! the same noise scale, magnitude), with `partial_fourier = p` here written `pf = 1 - p` there,
+//! where the parameters, the partial-Fourier axis and its side are drawn at random per crop. Only
+//! the noise streams differ.
 //!
 //! Noise is drawn from a SplitMix64 stream seeded with `seed` and the slice number (Box-Muller:
 //! one complex sample per acquired coefficient, in row-major order of the LR spectrum), so the
