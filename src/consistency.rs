@@ -215,6 +215,7 @@ pub fn rms(residuals: &[Plane]) -> f64 {
 mod tests {
     use super::*;
     use crate::degrade::kspace_truncate;
+    use crate::degrade::tests::max_abs_diff;
 
     /// A deterministic textured image in [0, 1] with edges (not band-limited).
     fn phantom(w: usize, h: usize, seed: u64) -> Plane {
@@ -237,15 +238,6 @@ mod tests {
             }
         }
         p
-    }
-
-    fn max_abs_diff(a: &Plane, b: &Plane) -> f64 {
-        assert_eq!((a.width, a.height), (b.width, b.height));
-        a.data
-            .iter()
-            .zip(&b.data)
-            .map(|(x, y)| f64::from((x - y).abs()))
-            .fold(0.0, f64::max)
     }
 
     fn l2(a: &Plane, b: &Plane) -> f64 {

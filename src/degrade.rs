@@ -496,7 +496,7 @@ pub fn nearest_upsample(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn plane(w: usize, h: usize, f: impl Fn(f64, f64) -> f64) -> Plane {
@@ -509,7 +509,9 @@ mod tests {
         p
     }
 
-    fn max_abs_diff(a: &Plane, b: &Plane) -> f64 {
+    /// The largest absolute difference of two planes of one size (also used by the tests of
+    /// `crate::consistency`).
+    pub(crate) fn max_abs_diff(a: &Plane, b: &Plane) -> f64 {
         assert_eq!((a.width, a.height), (b.width, b.height));
         a.data
             .iter()
