@@ -2,50 +2,27 @@
 //! to end on small synthetic volumes with a small random checkpoint on the CPU reference.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use deltawkv::degrade;
 use deltawkv::model::{Checkpoint, Degradation};
-use deltawkv::volume::{self, Axis, Volume, VolumeMeta};
+use deltawkv::volume::{self, Axis, Volume};
 
 use crate::common::small_config;
-
-fn bin() -> Command {
-    let path =
-        std::env::var_os("DELTAWKV_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_deltawkv").into());
-    Command::new(path)
-}
+use crate::metrics::{bin, volume as synthetic};
 
 /// A textured phantom, values in about [20, 100] (no negative voxels).
 fn phantom(dims: [usize; 3]) -> Volume {
-    let mut data = Vec::with_capacity(dims.iter().product());
-    for k in 0..dims[2] {
-        for j in 0..dims[1] {
-            for i in 0..dims[0] {
-                let (x, y, z) = (i as f32, j as f32, k as f32);
-                let edge = if (x - 12.0).powi(2) + (y - 10.0).powi(2) < 40.0 {
-                    25.0
-                } else {
-                    0.0
-                };
-                data.push(
-                    55.0 + 20.0 * (0.31 * x + 0.1 * z).sin() * (0.23 * y).cos() + edge
-                        - 10.0 * ((i * 7 + j * 3) % 4) as f32 / 4.0,
-                );
-            }
-        }
-    }
-    let mut affine = [[0.0; 4]; 4];
-    for (d, row) in affine.iter_mut().enumerate() {
-        row[d] = 1.0;
-    }
-    Volume {
-        data,
-        dims,
-        spacing: [1.0; 3],
-        affine,
-        meta: VolumeMeta::default(),
-    }
+    synthetic(dims, |i, j, k| {
+        let (x, y, z) = (i as f32, j as f32, k as f32);
+        let edge = if (x - 12.0).powi(2) + (y - 10.0).powi(2) < 40.0 {
+            25.0
+        } else {
+            0.0
+        };
+        55.0 + 20.0 * (0.31 * x + 0.1 * z).sin() * (0.23 * y).cos() + edge
+            - 10.0 * ((i * 7 + j * 3) % 4) as f32 / 4.0
+    })
 }
 
 struct Files {

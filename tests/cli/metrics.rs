@@ -13,13 +13,14 @@ use crate::common::small_config;
 
 /// The binary under test; `DELTAWKV_BIN` overrides it (useful where several checkouts share one
 /// `CARGO_TARGET_DIR` and `target/debug/deltawkv` may belong to another one).
-fn bin() -> Command {
+pub(crate) fn bin() -> Command {
     let path =
         std::env::var_os("DELTAWKV_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_deltawkv").into());
     Command::new(path)
 }
 
-fn volume(dims: [usize; 3], f: impl Fn(usize, usize, usize) -> f32) -> Volume {
+/// A volume of `dims` with voxel `(i, j, k)` = `f(i, j, k)`, unit spacing, identity affine.
+pub(crate) fn volume(dims: [usize; 3], f: impl Fn(usize, usize, usize) -> f32) -> Volume {
     let mut data = Vec::with_capacity(dims.iter().product());
     for k in 0..dims[2] {
         for j in 0..dims[1] {
