@@ -143,6 +143,8 @@ struct GpuReport {
     memory_budget_bytes: u64,
     /// The adapter's largest device-local memory heap, where the backend reports it.
     device_memory_bytes: Option<u64>,
+    /// f16 shaders and cooperative-matrix configurations the adapter offers (not used yet).
+    adapter_capabilities: Option<crate::gpu::context::AdapterCapabilities>,
     matmul_gflops: f64,
     /// Compute floor: the network's operations over the measured matmul rate.
     floor_seconds_per_slice: f64,
@@ -243,6 +245,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             Ok(ctx) => {
                 let ctx = Arc::new(ctx);
                 say(format!("adapter: {}", ctx.describe()));
+                if let Some(c) = &ctx.capabilities {
+                    say(format!(
+                        "adapter offers: shader f16 {}, cooperative matrices {}",
+                        if c.shader_f16 { "yes" } else { "no" },
+                        if c.cooperative_matrix.is_empty() {
+                            "none".to_string()
+                        } else {
+                            c.cooperative_matrix.join(", ")
+                        }
+                    ));
+                }
                 let opts = GpuOptions {
                     max_batch: args.batch,
                     ..Default::default()
@@ -327,6 +340,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                     weight_bytes: eng.weight_bytes(),
                     memory_budget_bytes: eng.memory_budget(),
                     device_memory_bytes: ctx.device_memory,
+                    adapter_capabilities: ctx.capabilities.clone(),
                     matmul_gflops: flops / 1e9,
                     floor_seconds_per_slice: floor,
                     ratio_to_floor: per / floor,

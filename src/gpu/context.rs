@@ -30,8 +30,57 @@ pub struct GpuContext {
     /// The adapter's largest device-local memory heap in bytes, where the backend tells it
     /// (Vulkan adapters opened by [`GpuContext::new`]); sizes the engine's default memory budget.
     pub device_memory: Option<u64>,
+    /// What the adapter offers for tensor-core work (f16 shaders, cooperative matrices), where
+    /// the context opened the adapter itself ([`GpuContext::new`]); reported by `bench`.
+    pub capabilities: Option<AdapterCapabilities>,
     sink: Arc<ErrorSink>,
     pipelines: PipelineCache,
+}
+
+/// The adapter's features for tensor-core work, as its driver reports them: whether WGSL `f16`
+/// is available (`Features::SHADER_F16`) and the cooperative-matrix configurations
+/// (`Features::EXPERIMENTAL_COOPERATIVE_MATRIX`, `Adapter::cooperative_matrix_properties`), each
+/// as `MxNxK AB->C` (`+sat` where saturating accumulation is offered). The engine does not use
+/// them yet; `bench` reports them so that a run on a new card shows what it could use.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct AdapterCapabilities {
+    pub shader_f16: bool,
+    pub cooperative_matrix: Vec<String>,
+}
+
+impl AdapterCapabilities {
+    /// Reads them from `adapter`.
+    pub fn of(adapter: &wgpu::Adapter) -> Self {
+        let features = adapter.features();
+        let cooperative_matrix =
+            if features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+                adapter
+                    .cooperative_matrix_properties()
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{}x{}x{} {:?}->{:?}{}",
+                            p.m_size,
+                            p.n_size,
+                            p.k_size,
+                            p.ab_type,
+                            p.cr_type,
+                            if p.saturating_accumulation {
+                                " +sat"
+                            } else {
+                                ""
+                            }
+                        )
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+        Self {
+            shader_f16: features.contains(wgpu::Features::SHADER_F16),
+            cooperative_matrix,
+        }
+    }
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -207,7 +256,8 @@ impl GpuContext {
             match pollster::block_on(adapter.request_device(&desc)) {
                 Ok((device, queue)) => {
                     let memory = device_local_memory(&adapter);
-                    let ctx = Self::build(device, queue, info, limits, memory);
+                    let mut ctx = Self::build(device, queue, info, limits, memory);
+                    ctx.capabilities = Some(AdapterCapabilities::of(&adapter));
                     let sink = ctx.sink.clone();
                     ctx.device
                         .on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -257,6 +307,7 @@ impl GpuContext {
             info,
             limits,
             device_memory,
+            capabilities: None,
             sink,
             pipelines: PipelineCache::default(),
         }

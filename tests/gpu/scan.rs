@@ -464,4 +464,11 @@ fn ci_adapter_capabilities() {
     );
     let graph = Graph::new(&ctx);
     assert!(graph.subgroups && graph.can_scan_chunked());
+    // The tensor-core capabilities `bench` reports are read from the adapter: lavapipe offers
+    // WGSL f16 (Mesa 22.3's shaderFloat16).
+    let caps = ctx
+        .capabilities
+        .as_ref()
+        .expect("a context opened by GpuContext::new reads its adapter's capabilities");
+    assert!(caps.shader_f16, "lavapipe without SHADER_F16: {caps:?}");
 }
