@@ -138,6 +138,9 @@ class Trainer:
         self.np_rng = np.random.default_rng(args.seed)
 
         self.cfg = make_config(args)
+        if args.p_realistic > 0 and self.cfg.degradation != "kspace":
+            raise SystemExit("--p-realistic needs --degradation kspace (a realistic acquisition "
+                             "is a k-space one)")
         self.model = DeltaWKV(self.cfg, scan_impl=args.scan).to(self.device)
         self.ema = DeltaWKV(self.cfg, scan_impl=args.scan).to(self.device)
         self.ema.load_state_dict(self.model.state_dict())
@@ -229,8 +232,6 @@ class Trainer:
         hr = hr + col(sigma) * torch.randn_like(hr)
         lr_big = degrade_batch(hr, s, self.cfg.degradation)
         if realistic is not None:
-            if self.cfg.degradation != "kspace":
-                raise SystemExit("--p-realistic needs --degradation kspace")
             mask, params, g = realistic
             lr_big = torch.where(mask, acquire.acquire_lr(hr, s, *params, g), lr_big)
         lr = lr_big[:, :, m:m + P, m:m + P]
