@@ -10,7 +10,7 @@
 #     (same inode and mtime, logged `skipped`), that no partial file is left and that every
 #     output is complete and equal to the single-process run.
 # The daemons are stopped by a trap, also on failure. Runs as root (CI) or as a user who can
-# start the daemons. Takes about 40 s on 2 cores once deltawkv is built.
+# start the daemons. Takes about 35 s on 2 cores once deltawkv is built.
 #
 # usage: scripts/test-slurm.sh [path/to/deltawkv]   (default: cargo build, then target/debug)
 # Without slurm-wlm/munge: fails when DELTAWKV_CI is set, otherwise skips saying why.
@@ -136,9 +136,12 @@ done
 [[ "${state:-}" == idle* ]] || fail "the node did not come up (state '${state:-none}')"
 echo "slurm up on ports $ctld_port/$d_port"
 
-# 12 small volumes (2 slices of 32x32 from the fixtures), upscaled on the CPU with the small
-# checkpoint of the golden tests (tests/data/golden) so that a volume takes about a second.
-/usr/bin/python3 scripts/make_archive.py "$tmp/in" --copies 6 --size 32x32 --slices 2 \
+# 12 small volumes (4 slices of 96x96 from the fixtures), upscaled on the CPU with the small
+# checkpoint of the golden tests (tests/data/golden). Each must take long enough (about half a
+# second on 2 cores) for part 2 to cancel a task midway: with 2 slices of 32x32 a task's four
+# volumes took 0.2 s once the CPU reference became 5x faster (issue 16), and a task could finish
+# before scancel reached it.
+/usr/bin/python3 scripts/make_archive.py "$tmp/in" --copies 6 --size 96x96 --slices 4 \
   tests/data/fixtures/nifti/anatomical.nii tests/data/fixtures/nifti/example4d.nii.gz >/dev/null
 [ "$(find "$tmp/in" -name '*.nii.gz' | wc -l)" -eq 12 ] || fail "archive not made"
 weights="$root/tests/data/golden/model_x2.safetensors"
