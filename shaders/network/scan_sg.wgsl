@@ -17,24 +17,39 @@
 // dot product instead of two; the sums and their order are unchanged. PIPE = 0: each token
 // reduces sa, updates, reduces y.
 // DIRS = 1: direction P.dir; DIRS = 4: grid z = direction (y at y_off + d * y_ds, state at
-// state_off + d * s_ds). Template constants: N (= 32), NV = N / 4, CHUNK (a multiple of 4), DIRS,
-// PIPE.
+// state_off + d * s_ds). Template constants: N (= 32), NV = N / 4, CHUNK (a multiple of WG / N),
+// DIRS, PIPE, ROLE, WG (= 4 N, or 8 N for ROLE 1).
+//
+// ROLE (segmented scans, for few images where a handful of recurrences leave the GPU idle: each
+// scan is cut into P.segs segments that run in parallel, grid y = image * segs + segment):
+//   0  the whole scan: y, and the final state at `state`;
+//   1  a segment from a zero state, no y. WG = 8 N threads: rows 0..N are the state (B), rows
+//      N..2N the segment's transition (T, starting as the identity, no v term), so that a state
+//      S entering the segment leaves it as S T + B (the recurrence is affine in S:
+//      S_t = S_{t-1} (diag(lambda_t) + alpha_t beta_t^T) + v_t kt_t^T). B and T go to the segment
+//      scratch bound as `state` (segment_base, from P.state_off);
+//   2  a segment from its true start state (scan_carry.wgsl wrote it over B), y only.
 
 //!include common/helpers.wgsl
 //!include common/scan.wgsl
 //!include common/scan_stage.wgsl
 
-const PER: u32 = CHUNK / 4u;
+// tokens one pass of the staging threads covers, and passes per chunk
+const LS: u32 = WG / N;
+const PER: u32 = CHUNK / LS;
 const NONE: u32 = 0xffffffffu;
 
-@compute @workgroup_size(4u * N)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let job = task(wg);
     // compute role: row i, lane part p (columns 8p .. 8p + 8 = vec4s 2p, 2p + 1)
     let i = t / 4u;
     let p = t % 4u;
     let pb = 2u * p;
-    // staging role: channel lc of tokens lt, lt + 4, ...
+    // ROLE 1: rows N.. are the transition's (no v term)
+    let state_row_here = i < N;
+    let vrow = min(i, N - 1u);
+    // staging role: channel lc of tokens lt, lt + LS, ...
     let lc = t % N;
     let lt = t / N;
     let lch = job.head * N + lc;
@@ -43,34 +58,53 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
 
     var s0 = vec4<f32>(0.0);
     var s1 = vec4<f32>(0.0);
+    let seg_at = segment_base(P.state_off, job.image, job.head, job.dir, job.seg) + i * N + 8u * p;
+    if (ROLE == 1u && !state_row_here) {
+        // row i - N of the identity
+        let col = i - N;
+        if (col >= 8u * p && col < 8u * p + 4u) {
+            s0[col - 8u * p] = 1.0;
+        } else if (col >= 8u * p + 4u && col < 8u * p + 8u) {
+            s1[col - 8u * p - 4u] = 1.0;
+        }
+    }
+    if (ROLE == 2u) {
+        s0 = vec4<f32>(state[seg_at], state[seg_at + 1u], state[seg_at + 2u], state[seg_at + 3u]);
+        s1 = vec4<f32>(state[seg_at + 4u], state[seg_at + 5u], state[seg_at + 6u],
+            state[seg_at + 7u]);
+    }
     // PIPE = 1: the previous token's partial y and where it goes (NONE before the first token)
     var y_pend = 0.0;
     var y_at = NONE;
 
+    let last = max(job.t_end, job.t_begin + 1u) - 1u;
     var pre: array<array<f32, 6>, PER>;
     for (var u = 0u; u < PER; u++) {
-        pre[u] = token_values(elem(job, min(lt + 4u * u, job.l - 1u), lch));
+        pre[u] = token_values(elem(job, min(job.t_begin + lt + LS * u, last), lch));
     }
 
     var buf = 0u;
-    for (var t0 = 0u; t0 < job.l; t0 += CHUNK) {
+    for (var t0 = job.t_begin; t0 < job.t_end; t0 += CHUNK) {
         let sb = buf * CHUNK * 6u * NV;
         for (var u = 0u; u < PER; u++) {
-            stage(sb + (lt + 4u * u) * 6u * NV + lq, lcomp, pre[u]);
+            stage(sb + (lt + LS * u) * 6u * NV + lq, lcomp, pre[u]);
         }
         workgroupBarrier();
         let t1 = t0 + CHUNK;
-        if (t1 < job.l) {
+        if (t1 < job.t_end) {
             for (var u = 0u; u < PER; u++) {
-                pre[u] = token_values(elem(job, min(t1 + lt + 4u * u, job.l - 1u), lch));
+                pre[u] = token_values(elem(job, min(t1 + lt + LS * u, last), lch));
             }
         }
-        let cnt = min(CHUNK, job.l - t0);
+        let cnt = min(CHUNK, job.t_end - t0);
         for (var tt = 0u; tt < cnt; tt++) {
             let o = sb + tt * 6u * NV;
-            let vi = sh[o + 5u * NV + i / 4u][i % 4u];
+            var vi = sh[o + 5u * NV + vrow / 4u][vrow % 4u];
+            if (ROLE == 1u && !state_row_here) {
+                vi = 0.0;
+            }
             var sa = dot(s0, sh[o + 2u * NV + pb]) + dot(s1, sh[o + 2u * NV + pb + 1u]);
-            if (PIPE == 1u) {
+            if (PIPE == 1u && ROLE != 1u) {
                 // sa of this token and the pending y of the previous one, reduced together
                 var q = vec2<f32>(sa, y_pend);
                 q += subgroupShuffleXor(q, 1u);
@@ -86,22 +120,25 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
             s0 = s0 * sh[o + NV + pb] + sa * sh[o + 3u * NV + pb] + vi * sh[o + 4u * NV + pb];
             s1 = s1 * sh[o + NV + pb + 1u] + sa * sh[o + 3u * NV + pb + 1u]
                 + vi * sh[o + 4u * NV + pb + 1u];
-            let y_here = job.y_off + elem(job, t0 + tt, job.head * N + i);
-            if (PIPE == 1u) {
-                y_pend = dot(s0, sh[o + pb]) + dot(s1, sh[o + pb + 1u]);
-                y_at = y_here;
-            } else {
-                var y = dot(s0, sh[o + pb]) + dot(s1, sh[o + pb + 1u]);
-                y += subgroupShuffleXor(y, 1u);
-                y += subgroupShuffleXor(y, 2u);
-                if (p == 0u) {
-                    ys[y_here] = y;
+            if (ROLE != 1u) {
+                let y_here = job.y_off + elem(job, t0 + tt, job.head * N + i);
+                if (PIPE == 1u) {
+                    y_pend = dot(s0, sh[o + pb]) + dot(s1, sh[o + pb + 1u]);
+                    y_at = y_here;
+                } else {
+                    var y = dot(s0, sh[o + pb]) + dot(s1, sh[o + pb + 1u]);
+                    y += subgroupShuffleXor(y, 1u);
+                    y += subgroupShuffleXor(y, 2u);
+                    if (p == 0u) {
+                        ys[y_here] = y;
+                    }
                 }
             }
         }
+        // the next chunk's staging overwrites the other buffer, which every thread has left
         buf = 1u - buf;
     }
-    if (PIPE == 1u) {
+    if (PIPE == 1u && ROLE != 1u) {
         // the last token's y
         var y = y_pend;
         y += subgroupShuffleXor(y, 1u);
@@ -111,7 +148,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
         }
     }
 
-    let so = state_row(job, i) + 8u * p;
+    var so = state_row(job, i) + 8u * p;
+    if (ROLE == 2u) {
+        // the final state comes from scan_carry.wgsl
+        return;
+    }
+    if (ROLE == 1u) {
+        so = seg_at;
+    }
     state[so] = s0.x;
     state[so + 1u] = s0.y;
     state[so + 2u] = s0.z;

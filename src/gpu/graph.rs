@@ -63,6 +63,9 @@ pub struct Graph {
     pub kernels: KernelOptions,
     /// The device has subgroup operations usable by the kernels ([`GpuContext::has_subgroups`]).
     pub subgroups: bool,
+    /// The adapter is a CPU (lavapipe): [`ScanSegments::Auto`](super::shader::ScanSegments)
+    /// leaves the scans unsegmented there.
+    pub cpu_adapter: bool,
     /// Bytes the recorded work must move at least: every dispatch reading its inputs and weights
     /// once and writing its outputs once, every copy reading and writing its bytes (the
     /// compulsory traffic of this kernel decomposition, for the bandwidth floor).
@@ -80,6 +83,7 @@ impl Graph {
             max_workgroup_bytes: ctx.limits.max_compute_workgroup_storage_size,
             kernels: KernelOptions::default(),
             subgroups: ctx.has_subgroups(),
+            cpu_adapter: ctx.info.device_type == wgpu::DeviceType::Cpu,
             traffic: 0,
         }
     }

@@ -10,6 +10,7 @@ use crate::engine::EngineError;
 
 use super::context::GpuContext;
 use super::graph::{BufId, Graph, staging_buffer, storage_buffer};
+use super::kernels::scan::scan_scratch_elems;
 use super::kernels::{
     Act, AttPrepArgs, CombineArgs, ConvArgs, KernelOptions, LayerNormArgs, MatmulArgs, ScanArgs,
     ShiftMixArgs, u32_of,
@@ -45,6 +46,8 @@ pub struct ArenaSizes {
     pub ydir: u64,
     /// The delta-rule state buffer: `[direction][image][head][N][N]`.
     pub state: u64,
+    /// The segmented scans' scratch ([`scan_scratch_elems`]; independent of the batch).
+    pub scan_scratch: u64,
     /// Upsampler stages 1, 3, ... and 2, 4, ...
     pub hr: [u64; 2],
     pub output: u64,
@@ -83,12 +86,13 @@ impl ArenaSizes {
             lora_u: 4 * mc,
             ydir: 4 * mc,
             state: 4 * batch as u64 * cfg.dim as u64 * cfg.head_size as u64,
+            scan_scratch: scan_scratch_elems(cfg.head_size as u32),
             hr,
             output: m * s * s,
         }
     }
 
-    fn all(&self) -> [u64; 16] {
+    fn all(&self) -> [u64; 17] {
         [
             self.input,
             self.t,
@@ -102,6 +106,7 @@ impl ArenaSizes {
             self.lora_u,
             self.ydir,
             self.state,
+            self.scan_scratch,
             self.hr[0],
             self.hr[1],
             self.output,
@@ -140,6 +145,7 @@ pub struct Arena {
     ydir: wgpu::Buffer,
     /// The delta-rule state buffer (final state of every scan of the last block run).
     pub state: wgpu::Buffer,
+    scan_scratch: wgpu::Buffer,
     hr: [wgpu::Buffer; 2],
     output: wgpu::Buffer,
     /// Mappable copy of `output`.
@@ -177,6 +183,7 @@ impl Arena {
                 lora_u: mk("lora_u", sizes.lora_u),
                 ydir: mk("ydir", sizes.ydir),
                 state: mk("state", sizes.state),
+                scan_scratch: mk("scan_scratch", sizes.scan_scratch),
                 hr: [mk("hr_a", sizes.hr[0]), mk("hr_b", sizes.hr[1])],
                 output: mk("output", sizes.output),
                 staging: staging_buffer(ctx, sizes.output),
@@ -249,6 +256,7 @@ pub fn build_forward(
     let lora_u = g.add_buffer(arena.lora_u.clone());
     let ydir = g.add_buffer(arena.ydir.clone());
     let state = g.add_buffer(arena.state.clone());
+    let scan_scratch = g.add_buffer(arena.scan_scratch.clone());
     let hr = [
         g.add_buffer(arena.hr[0].clone()),
         g.add_buffer(arena.hr[1].clone()),
@@ -542,6 +550,7 @@ pub fn build_forward(
                 c,
                 head_size: n,
                 dir,
+                scratch: Some(scan_scratch),
             };
             if g.kernels.fused_scan {
                 g.scan_fused(&scan(0), mc, state_dir)?;

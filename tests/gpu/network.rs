@@ -70,6 +70,10 @@ pub(crate) enum Scan {
         pipelined: bool,
     },
     Chunked,
+    /// The segmented subgroup scan (`scan_sg.wgsl` ROLE 1, `scan_carry.wgsl`, ROLE 2).
+    Segmented {
+        pipelined: bool,
+    },
 }
 
 impl Scan {
@@ -85,12 +89,17 @@ impl Scan {
                 Graph::new(ctx).can_scan_chunked(),
                 "the limits of scan_chunk.wgsl",
             ),
+            Scan::Segmented { .. } => require_capability(
+                Graph::new(ctx).can_scan_segmented(),
+                "subgroups and the limits of the segmented scan",
+            ),
         }
     }
 }
 
 /// Asserts that every scan dispatch of the engine's cached plan for `batch` slices of `h x w` is
-/// `want`'s kernel, one per block (fused directions) or four (one per direction).
+/// `want`'s kernel, one per block (fused directions) or four (one per direction); a segmented
+/// scan counts once (its first pass), and its carry and second pass must follow it.
 pub(crate) fn assert_scan_ran(
     eng: &GpuEngine,
     cfg: &ModelConfig,
@@ -100,13 +109,20 @@ pub(crate) fn assert_scan_ran(
     let keys = eng
         .plan_dispatch_keys(batch, h, w)
         .expect("the plan of the last batch is cached");
+    let role = |k: &deltawkv::gpu::kernels::KernelKey| {
+        k.consts.iter().find(|(n, _)| *n == "ROLE").map(|c| c.1)
+    };
+    for (i, k) in keys.iter().enumerate() {
+        if k.kind == Kind::ScanSg && role(k) == Some(1) {
+            assert_eq!(keys[i + 1].kind, Kind::ScanCarry, "after `{}`", k.label());
+            assert_eq!(role(&keys[i + 2]), Some(2), "after `{}`", k.label());
+        }
+    }
     let scans: Vec<_> = keys
         .iter()
         .filter(|k| {
-            matches!(
-                k.kind,
-                Kind::Scan | Kind::ScanVec4 | Kind::ScanSg | Kind::ScanChunk
-            )
+            matches!(k.kind, Kind::Scan | Kind::ScanVec4 | Kind::ScanChunk)
+                || (k.kind == Kind::ScanSg && role(k) != Some(2))
         })
         .collect();
     let per_block = if eng.kernels().fused_scan { 1 } else { 4 };
@@ -120,6 +136,9 @@ pub(crate) fn assert_scan_ran(
         let pipe = k.consts.iter().find(|(n, _)| *n == "PIPE").map(|c| c.1);
         let got = match (k.kind, pipe) {
             (Kind::ScanVec4, _) => Some(Scan::Vec4),
+            (Kind::ScanSg, Some(p)) if role(k) == Some(1) => {
+                Some(Scan::Segmented { pipelined: p == 1 })
+            }
             (Kind::ScanSg, Some(p)) => Some(Scan::Subgroup { pipelined: p == 1 }),
             (Kind::ScanChunk, _) => Some(Scan::Chunked),
             _ => None,
@@ -281,6 +300,31 @@ fn golden_x4_head32_chunked_scan() {
     );
 }
 
+/// The segmented subgroup scan against PyTorch: segments of 8 tokens (the 16 x 16 input in 32
+/// segments, 5 x 6 in 4 with a partial last one), pipelined; segments of 7 with the serial
+/// subgroup scan.
+#[test]
+fn golden_x2_head32_segmented_scan() {
+    golden_case(
+        2,
+        true,
+        KernelOptions::from_name("seglen8").unwrap(),
+        Scan::Segmented { pipelined: true },
+        GOLDEN,
+    );
+}
+
+#[test]
+fn golden_x4_head32_segmented_sg_serial() {
+    golden_case(
+        4,
+        true,
+        KernelOptions::from_name("seglen7+sg-serial").unwrap(),
+        Scan::Segmented { pipelined: false },
+        GOLDEN,
+    );
+}
+
 /// The scan kernel on the golden recurrence problem (h = 5, w = 7, N = 8), each direction; the
 /// default kernel and the chunked one (`scan_chunk.wgsl`, its state padded from 8 to 32).
 #[test]
@@ -335,6 +379,7 @@ fn golden_scan_directions() {
                 c: c as u32,
                 head_size: n as u32,
                 dir: dir as u32,
+                scratch: None,
             })
             .unwrap();
         if chunked
@@ -468,6 +513,28 @@ fn cpu_parity_x4_head32_ln_tokens_sg_serial() {
         network_config_head32(4),
         kernels("ln-tokens+sg-serial"),
         Scan::Subgroup { pipelined: false },
+        CPU_PARITY,
+    );
+}
+
+/// The segmented scan in the network against the CPU forward pass: batches of two images,
+/// segments of 5 tokens, fused and one direction at a time.
+#[test]
+fn cpu_parity_x2_head32_segmented_scan() {
+    cpu_parity_case(
+        network_config_head32(2),
+        kernels("seglen5"),
+        Scan::Segmented { pipelined: true },
+        CPU_PARITY,
+    );
+}
+
+#[test]
+fn cpu_parity_x4_head32_segmented_per_direction_scan() {
+    cpu_parity_case(
+        network_config_head32(4),
+        kernels("seglen11+per-direction"),
+        Scan::Segmented { pipelined: true },
         CPU_PARITY,
     );
 }

@@ -1,11 +1,12 @@
 //! The delta-rule scan kernels against the CPU reference: every direction, the fused four-way
-//! dispatch, and each variant (vec4, scalar, subgroup serial and pipelined, chunked), with sizes
-//! that are not multiples of the tiles. Tolerances as in `kernels.rs`.
+//! dispatch, and each variant (vec4, scalar, subgroup serial and pipelined, chunked, segmented),
+//! with sizes that are not multiples of the tiles. Tolerances as in `kernels.rs`.
 
 use crate::common::*;
 use crate::kernels::REDUCTION;
 use deltawkv::gpu::graph::{BufId, Graph};
-use deltawkv::gpu::kernels::{Kind, SCAN_CHUNK_BYTES, ScanArgs};
+use deltawkv::gpu::kernels::scan::scan_scratch_elems;
+use deltawkv::gpu::kernels::{Kind, SCAN_CHUNK_BYTES, ScanArgs, ScanSegments};
 use deltawkv::model::cpu::ops;
 
 fn scan_case(dir: ops::ScanDirection) {
@@ -137,6 +138,7 @@ impl ScanData {
             c: self.c as u32,
             head_size: self.n as u32,
             dir,
+            scratch: None,
         }
     }
 
@@ -416,6 +418,147 @@ fn scan_scalar_kernel_rows_backward() {
 #[test]
 fn scan_scalar_kernel_cols_forward() {
     scan_case_with(ops::ScanDirection::ColsForward, ScanKernel::Scalar);
+}
+
+/// The segmented subgroup scan (`scan_sg.wgsl` ROLE 1, `scan_carry.wgsl`, ROLE 2) of `data`
+/// with `segments`, fused or one direction at a time: its three dispatches per launch, each
+/// direction's output and final states against the CPU reference. Returns the segment count.
+fn scan_segmented_on(
+    data: &ScanData,
+    segments: ScanSegments,
+    fused: bool,
+    pipelined: bool,
+) -> Option<u32> {
+    let ctx = ctx()?;
+    let (len, s_len) = (data.len(), data.state_len());
+    let mut hs = Harness::new(ctx);
+    if !pin_scan(&mut hs, ScanKernel::Subgroup)
+        || !require_capability(
+            hs.graph.can_scan_segmented(),
+            "the limits of the segmented scan (256 invocations)",
+        )
+    {
+        return None;
+    }
+    hs.graph.kernels.scan_pipelined = pipelined;
+    hs.graph.kernels.fused_scan = fused;
+    hs.graph.kernels.scan_segments = segments;
+    let y = hs.zeros(4 * len);
+    let state = hs.zeros(4 * s_len);
+    // stale values in the scratch must not leak into the results
+    let scratch = hs.input(&vec![f32::NAN; scan_scratch_elems(data.n as u32) as usize]);
+    let mut args = data.args(&mut hs, y, state, 0);
+    args.scratch = Some(scratch);
+    let (segs, seg_len) = hs.graph.scan_segments(&args);
+    let launches = if fused {
+        hs.graph
+            .scan_fused(&args, len as u32, s_len as u32)
+            .unwrap();
+        1
+    } else {
+        for d in 0..4u32 {
+            hs.graph
+                .scan(&ScanArgs {
+                    y: y.at(d * len as u32),
+                    state: state.at(d * s_len as u32),
+                    dir: d,
+                    ..args
+                })
+                .unwrap();
+        }
+        4
+    };
+    let want: Vec<Kind> = if segs > 1 {
+        [Kind::ScanSg, Kind::ScanCarry, Kind::ScanSg].repeat(launches)
+    } else {
+        vec![Kind::ScanSg; launches]
+    };
+    assert_eq!(hs.graph.dispatch_kinds(), want);
+    hs.run();
+    let what = format!(
+        "segmented scan {}x{}x{} ({segs} segments of {seg_len}, {segments:?}, fused {fused}, \
+         pipelined {pipelined})",
+        data.b, data.h, data.w
+    );
+    for (d, dir) in [
+        ops::ScanDirection::RowsForward,
+        ops::ScanDirection::RowsBackward,
+        ops::ScanDirection::ColsForward,
+        ops::ScanDirection::ColsBackward,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let gpu = hs.read(y, d * len, len);
+        let cpu = data.cpu(dir);
+        check(&format!("{what}, direction {d}"), &gpu, &cpu, REDUCTION);
+        let st = hs.read(state, d * s_len, s_len);
+        data.check_final_state(
+            &format!("{what}, direction {d}, final state"),
+            dir,
+            &st,
+            &cpu,
+        );
+    }
+    Some(segs)
+}
+
+/// Segments of a fixed length: a partial last segment (13 x 11 = 143 tokens in 16s), segments
+/// shorter than a staging chunk and not a multiple of it (5), one or two tokens each (the
+/// scratch bound then caps the count), a single token (never segmented), decays near the
+/// model's lower bound; fused and per direction, pipelined and serial.
+#[test]
+fn scan_segmented_lengths() {
+    // (images, height, width), segment length, fused, pipelined, segments expected
+    type Case = ((usize, usize, usize), u32, bool, bool, u32);
+    let cases: [Case; 6] = [
+        ((2, 13, 11), 16, true, true, 9),
+        ((2, 13, 11), 5, false, true, 29),
+        ((1, 7, 9), 1, true, false, 63),
+        ((2, 13, 11), 1, true, true, 72),
+        ((2, 1, 37), 8, false, false, 5),
+        ((1, 1, 1), 1, true, true, 1),
+    ];
+    for (k, &(dims, len, fused, pipelined, want_segs)) in cases.iter().enumerate() {
+        let (b, h, w) = dims;
+        let data = ScanData::with_decay(1600 + k as u64, (b, h, w, 64, 32), 0.545);
+        let Some(segs) = scan_segmented_on(&data, ScanSegments::Length(len), fused, pipelined)
+        else {
+            return;
+        };
+        assert_eq!(segs, want_segs, "{dims:?} in segments of {len}");
+    }
+}
+
+/// The workgroup target: 1 x 16 x 16 with two heads has 8 scans, so 1024 workgroups would be
+/// 128 segments, held to 4 by the 64-token minimum; Auto on a CPU adapter and Off do not segment;
+/// the scan without a scratch buffer is never segmented.
+#[test]
+fn scan_segmented_workgroups() {
+    let data = ScanData::new(1700, (1, 16, 16, 64, 32));
+    let Some(segs) = scan_segmented_on(&data, ScanSegments::Workgroups(1024), true, true) else {
+        return;
+    };
+    assert_eq!(segs, 4);
+    assert_eq!(
+        scan_segmented_on(&data, ScanSegments::Off, true, true),
+        Some(1)
+    );
+    let ctx = ctx().unwrap();
+    let mut hs = Harness::new(ctx);
+    let (y, state) = (hs.zeros(4 * data.len()), hs.zeros(4 * data.state_len()));
+    let mut args = data.args(&mut hs, y, state, 0);
+    hs.graph.kernels.scan_segments = ScanSegments::Length(8);
+    assert_eq!(hs.graph.scan_segments(&args), (1, 256), "no scratch");
+    args.scratch = Some(hs.zeros(scan_scratch_elems(32) as usize));
+    assert_eq!(hs.graph.scan_segments(&args), (32, 8));
+    hs.graph.kernels.scan_segments = ScanSegments::Auto;
+    let auto = hs.graph.scan_segments(&args);
+    if hs.graph.cpu_adapter {
+        assert_eq!(auto, (1, 256), "Auto on a CPU adapter");
+    } else {
+        assert_eq!(auto, (4, 64), "Auto on a GPU");
+    }
 }
 
 /// The CI adapter, Mesa's lavapipe, has every capability the scan kernels' tests need, asserted

@@ -47,7 +47,10 @@ pub mod norm;
 pub mod scan;
 
 pub use super::shader::{KernelKey, Kind, PARAM_BYTES};
-pub use super::shader::{KernelOptions, LAYER_NORM_ROWS_MAX_C, SCAN_CHUNK_BYTES};
+pub use super::shader::{
+    KernelOptions, LAYER_NORM_ROWS_MAX_C, SCAN_CHUNK_BYTES, SCAN_SEGMENT_MAX_WORKGROUPS,
+    SCAN_SEGMENT_MIN_LEN, SCAN_SEGMENT_WORKGROUPS, ScanSegments,
+};
 pub use conv::ConvArgs;
 pub use matmul::{Act, MatmulArgs};
 pub use mix::{AttPrepArgs, CombineArgs, ShiftMixArgs};
@@ -110,7 +113,7 @@ mod tests {
             ),
             Kind::AttPrep => (mix::AttPrepParams::FIELDS, size_of::<mix::AttPrepParams>()),
             Kind::Combine => (mix::CombineParams::FIELDS, size_of::<mix::CombineParams>()),
-            Kind::Scan | Kind::ScanVec4 | Kind::ScanSg | Kind::ScanChunk => {
+            Kind::Scan | Kind::ScanVec4 | Kind::ScanSg | Kind::ScanChunk | Kind::ScanCarry => {
                 (scan::ScanParams::FIELDS, size_of::<scan::ScanParams>())
             }
         }
@@ -157,6 +160,7 @@ mod tests {
             Kind::ScanVec4,
             Kind::ScanSg,
             Kind::ScanChunk,
+            Kind::ScanCarry,
             Kind::Combine,
         ];
         for kind in kinds {

@@ -20,6 +20,7 @@ pub enum Kind {
     ScanVec4,
     ScanSg,
     ScanChunk,
+    ScanCarry,
     Combine,
 }
 
@@ -37,6 +38,7 @@ impl Kind {
             Kind::ScanVec4 => include_str!("../../../shaders/network/scan_vec4.wgsl"),
             Kind::ScanSg => include_str!("../../../shaders/network/scan_sg.wgsl"),
             Kind::ScanChunk => include_str!("../../../shaders/network/scan_chunk.wgsl"),
+            Kind::ScanCarry => include_str!("../../../shaders/network/scan_carry.wgsl"),
             Kind::Combine => include_str!("../../../shaders/network/combine.wgsl"),
         }
     }
@@ -51,7 +53,7 @@ impl Kind {
             | Kind::LayerNormRows
             | Kind::ShiftMix => &[true, true, false],
             Kind::AttPrep => &[true, true, true, false, false],
-            Kind::Scan | Kind::ScanVec4 | Kind::ScanSg | Kind::ScanChunk => {
+            Kind::Scan | Kind::ScanVec4 | Kind::ScanSg | Kind::ScanChunk | Kind::ScanCarry => {
                 &[true, true, false, false]
             }
             Kind::Combine => &[true, true, true, true, true, false],
@@ -71,6 +73,7 @@ impl Kind {
             Kind::ScanVec4 => "scan_vec4",
             Kind::ScanSg => "scan_sg",
             Kind::ScanChunk => "scan_chunk",
+            Kind::ScanCarry => "scan_carry",
             Kind::Combine => "combine",
         }
     }
@@ -117,7 +120,7 @@ impl KernelKey {
         for (n, v) in &self.consts {
             if matches!(
                 *n,
-                "ACT" | "ACCUM" | "LEAKY" | "SHUFFLE" | "NMIX" | "FIRST" | "CO_T" | "CI_T"
+                "ACT" | "ACCUM" | "LEAKY" | "SHUFFLE" | "NMIX" | "FIRST" | "CO_T" | "CI_T" | "ROLE"
             ) {
                 s.push_str(&format!(" {n}={v}"));
             }

@@ -13,4 +13,7 @@ pub mod options;
 pub mod wgsl;
 
 pub use key::{KernelKey, Kind, PARAM_BYTES};
-pub use options::{KernelOptions, LAYER_NORM_ROWS_MAX_C, SCAN_CHUNK_BYTES};
+pub use options::{
+    KernelOptions, LAYER_NORM_ROWS_MAX_C, SCAN_CHUNK_BYTES, SCAN_SEGMENT_MAX_WORKGROUPS,
+    SCAN_SEGMENT_MIN_LEN, SCAN_SEGMENT_WORKGROUPS, ScanSegments,
+};

@@ -42,7 +42,36 @@ pub struct KernelOptions {
     /// or when off. Default, as it measured faster on an H100 and within noise of the old
     /// kernel on lavapipe (BENCHMARKS.md, optimisation log entry 12); `ln-tokens` turns it off.
     pub layer_norm_rows: bool,
+    /// Segmented subgroup scans (`scan_sg.wgsl` ROLE 1 / 2 with `scan_carry.wgsl`): with few
+    /// images, each scan is cut into segments that run in parallel, joined by one N x N product
+    /// per segment (about 3x the arithmetic of the scan, a fraction of its sequential steps).
+    pub scan_segments: ScanSegments,
 }
+
+/// When the subgroup scan is cut into segments ([`KernelOptions::scan_segments`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScanSegments {
+    /// [`ScanSegments::Workgroups`] with [`SCAN_SEGMENT_WORKGROUPS`] on GPUs; off on CPU
+    /// adapters (lavapipe), where the extra arithmetic is not paid back by idle hardware.
+    Auto,
+    /// Never (`seg-off`).
+    Off,
+    /// Enough segments that the scan dispatch has about this many workgroups (images x heads x
+    /// directions x segments, at most [`SCAN_SEGMENT_MAX_WORKGROUPS`]), each segment at least
+    /// [`SCAN_SEGMENT_MIN_LEN`] tokens; no segments where that gives fewer than 2 (`seg<N>`).
+    Workgroups(u32),
+    /// Segments of this many tokens, within the same workgroup bound (`seglen<N>`; for tests
+    /// and measurements).
+    Length(u32),
+}
+
+/// The workgroup count [`ScanSegments::Auto`] aims at on a GPU.
+pub const SCAN_SEGMENT_WORKGROUPS: u32 = 1024;
+/// Most scan workgroups a segmented scan may have: bounds its scratch
+/// (2 N x N matrices each).
+pub const SCAN_SEGMENT_MAX_WORKGROUPS: u32 = 2048;
+/// Fewest tokens in a segment under [`ScanSegments::Workgroups`].
+pub const SCAN_SEGMENT_MIN_LEN: u32 = 64;
 
 /// Most channels `layer_norm_rows.wgsl` handles (8 registers per thread, rows of 32 lanes).
 pub const LAYER_NORM_ROWS_MAX_C: u32 = 256;
@@ -60,6 +89,7 @@ impl Default for KernelOptions {
             fused_scan: true,
             scan_chunked: false,
             layer_norm_rows: true,
+            scan_segments: ScanSegments::Auto,
         }
     }
 }
@@ -75,6 +105,7 @@ impl KernelOptions {
         fused_scan: false,
         scan_chunked: false,
         layer_norm_rows: false,
+        scan_segments: ScanSegments::Off,
     };
 
     /// Parses a variant name: `default` (also `fused`), `per-direction` (default kernels with one
@@ -82,7 +113,9 @@ impl KernelOptions {
     /// `baseline`, `scalar-scan` (default kernels with the scalar scan), `chunked` (default kernels
     /// with the chunked scan, fused directions), `chunked-per-direction`, `ln-rows` / `ln-tokens`
     /// (the coalesced / the one-thread-per-token LayerNorm), `sg-pipe` / `sg-serial` (the
-    /// pipelined / the unpipelined subgroup scan). Names combine with `+`, each applied in turn
+    /// pipelined / the unpipelined subgroup scan), `seg-auto` / `seg-off` / `seg<N>` /
+    /// `seglen<N>` (when the subgroup scan is cut into segments, [`ScanSegments`]). Names
+    /// combine with `+`, each applied in turn
     /// to the default kernels: `ln-tokens+sg-serial` gives the kernels that were the default
     /// before the coalesced LayerNorm and the pipelined scan.
     pub fn from_name(name: &str) -> Option<Self> {
@@ -136,12 +169,37 @@ impl KernelOptions {
                 scan_pipelined: false,
                 ..k
             }),
-            _ => None,
+            "seg-auto" => Some(Self {
+                scan_segments: ScanSegments::Auto,
+                ..k
+            }),
+            "seg-off" => Some(Self {
+                scan_segments: ScanSegments::Off,
+                ..k
+            }),
+            _ => {
+                let number = |prefix: &str| {
+                    name.strip_prefix(prefix)
+                        .and_then(|n| n.parse::<u32>().ok())
+                        .filter(|&n| n > 0)
+                };
+                if let Some(n) = number("seglen") {
+                    Some(Self {
+                        scan_segments: ScanSegments::Length(n),
+                        ..k
+                    })
+                } else {
+                    number("seg").map(|n| Self {
+                        scan_segments: ScanSegments::Workgroups(n),
+                        ..k
+                    })
+                }
+            }
         }
     }
 
     /// The names [`KernelOptions::from_name`] accepts (alone or joined with `+`).
-    pub const NAMES: [&'static str; 12] = [
+    pub const NAMES: [&'static str; 16] = [
         "default",
         "fused",
         "per-direction",
@@ -154,12 +212,16 @@ impl KernelOptions {
         "ln-tokens",
         "sg-pipe",
         "sg-serial",
+        "seg-auto",
+        "seg-off",
+        "seg1024",
+        "seglen256",
     ];
 }
 
 #[cfg(test)]
 mod tests {
-    use super::KernelOptions;
+    use super::{KernelOptions, ScanSegments};
 
     #[test]
     fn kernel_names_combine_with_plus() {
@@ -188,5 +250,18 @@ mod tests {
         );
         assert_eq!(KernelOptions::from_name("ln-rows+nope"), None);
         assert_eq!(KernelOptions::from_name(""), None);
+        let k = KernelOptions::from_name("seg512+sg-serial").unwrap();
+        assert_eq!(k.scan_segments, ScanSegments::Workgroups(512));
+        assert_eq!(
+            KernelOptions::from_name("seglen40").map(|k| k.scan_segments),
+            Some(ScanSegments::Length(40))
+        );
+        assert_eq!(
+            KernelOptions::from_name("seglen40+seg-off").map(|k| k.scan_segments),
+            Some(ScanSegments::Off)
+        );
+        for bad in ["seg0", "seglen0", "seg", "seglen", "seg-1", "segx"] {
+            assert_eq!(KernelOptions::from_name(bad), None, "{bad}");
+        }
     }
 }
