@@ -23,10 +23,16 @@ nvidia-smi --query-gpu=index,name,pci.bus_id,driver_version,memory.total,clocks.
 "$B" --version | tee -a "$ERRLOG"
 W2=weights/dwkv3m_x2.safetensors
 W4=weights/dwkv3m_x4.safetensors
-bench parity_x2_32 60 --scale 2 --size 32x32 --slices 4 --cpu-slices 4 --repeat 1 --weights $W2
+# default = segmented scans where few images leave the card idle (16 segments at 4 x 32x32)
+bench parity_x2_32 60 --scale 2 --size 32x32 --slices 4 --cpu-slices 4 --repeat 1 --weights $W2 \
+  --kernels default,seg-off
 bench parity_x4_32 60 --scale 4 --size 32x32 --slices 4 --cpu-slices 4 --repeat 1 --weights $W4
-bench r1_x2_128_v150 60 --scale 2 --size 128x128 --slices 150 --cpu-slices 0 --repeat 2 --weights $W2
-bench r1_x2_128_b1 30 --scale 2 --size 128x128 --slices 1 --cpu-slices 0 --repeat 3 --profile --weights $W2
+bench r1_x2_128_b1 40 --scale 2 --size 128x128 --slices 1 --cpu-slices 0 --repeat 3 --profile \
+  --weights $W2 --kernels default,seg-off,seg512,seg2048
+bench r1_x2_128_v150 60 --scale 2 --size 128x128 --slices 150 --cpu-slices 0 --repeat 2 --weights $W2 \
+  --kernels default,seg2048
+bench r1_x2_256_b1 40 --scale 2 --size 256x256 --slices 1 --cpu-slices 0 --repeat 2 --weights $W2 \
+  --kernels default,seg-off
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl \
   && export PYTHONPATH=/tmp/site
 echo "== torch fla ($(( $(date +%s) - T0 )) s)" | tee -a "$ERRLOG"

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Everything the open GPU measurements need, in ONE call on a one-GPU device machine, for days
+# when machines are scarce: each stage time-boxed, most important first, every result written
+# under $OUT as soon as it exists (a stage cut short leaves the ones before it intact).
+#   1. the engine (issue 16): parity against the CPU reference on the trained checkpoints, one
+#      slice and the 150-slice volume at x2 128x128, default kernels against the unsegmented scan
+#      and other segment targets, with a per-kernel profile of one slice;
+#   2. the viewer on the GPU (issue 16): scripts/device_viewer_timing.sh, one run;
+#   3. the archive (issue 18): scripts/device_bench_batch.sh on a smaller archive;
+#   4. the strongest PyTorch (issue 16): torch.compile with CUDA graphs, torch.compile, eager, bf16
+#      then fp32, with fla's chunked kernel, for the time left;
+#   5. the engine again after PyTorch (clock drift), if time is left.
+# The separate scripts (device_bench_baseline.sh, device_bench_batch.sh,
+# device_viewer_timing.sh) do the same stages with more time each.
+#
+# here:   .devbin/deltawkv.xz (cargo build --release --no-default-features --bin deltawkv,
+#         stripped, xz), .devbin/app_tests.xz (device_viewer_timing.sh), .gl (Vulkan loader),
+#         .benchdata/val (a copy of ../shared/data/val), .whl (fla-core, einops)
+# device: carry [".gl", ".devbin", ".benchdata", ".whl"]; bash scripts/device_all.sh
+set -u
+T0=$(date +%s)
+LIMIT=${CALL_LIMIT:-575}
+OUT=${OUT:-/tmp/bench-out}; mkdir -p "$OUT"
+ERRLOG="$OUT/log.txt"
+left() { echo $(( LIMIT - ($(date +%s) - T0) )); }
+stage() { echo "== $1 ($(( $(date +%s) - T0 )) s, $(left) s left)" | tee -a "$ERRLOG"; }
+# shellcheck source=scripts/device_bench_lib.sh
+source scripts/device_bench_lib.sh
+device_setup
+nvidia-smi --query-gpu=index,name,pci.bus_id,driver_version,memory.total,clocks.sm,clocks.max.sm \
+  --format=csv,noheader | tee -a "$ERRLOG"
+"$B" --version | tee -a "$ERRLOG"
+W2=weights/dwkv3m_x2.safetensors
+W4=weights/dwkv3m_x4.safetensors
+
+stage "engine"
+bench parity_x2_32 45 --scale 2 --size 32x32 --slices 4 --cpu-slices 4 --repeat 1 --weights $W2 \
+  --kernels default,seg-off
+bench parity_x4_32 45 --scale 4 --size 32x32 --slices 4 --cpu-slices 4 --repeat 1 --weights $W4
+bench r1_x2_128_b1 45 --scale 2 --size 128x128 --slices 1 --cpu-slices 0 --repeat 3 --profile \
+  --weights $W2 --kernels default,seg-off,seg512,seg2048
+bench r1_x2_128_v150 60 --scale 2 --size 128x128 --slices 150 --cpu-slices 0 --repeat 2 \
+  --weights $W2 --kernels default,seg2048
+
+stage "viewer"
+RUNS=1 T_RUN=${T_VIEWER:-60} bash scripts/device_viewer_timing.sh > /dev/null 2>&1
+tail -n 3 "$OUT/viewer_timing.log" | tee -a "$ERRLOG"
+
+stage "archive"
+B_LOG="$OUT/log.txt"
+timeout ${T_BATCH:-200} env COPIES=${COPIES:-4} UPSCALE_COPIES=${UPSCALE_COPIES:-2} \
+  DICOM_TIMEOUT=${DICOM_TIMEOUT:-60} OUT="$OUT/batch" bash scripts/device_bench_batch.sh \
+  > /dev/null 2>&1
+echo "rc=$?" | tee -a "$ERRLOG"
+tail -n 12 "$OUT/batch/log.txt" 2>/dev/null | tee -a "$B_LOG"
+
+stage "torch"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
+  .whl/*.whl && export PYTHONPATH=/tmp/site
+t_torch=$(( $(left) - ${RESERVE:-70} ))
+if [ "$t_torch" -gt 60 ]; then
+  PYTHONUNBUFFERED=1 timeout "$t_torch" python3 train/bench_torch.py --scales 2 --sizes 128 \
+    --batch 50 --repeat 3 --budget $(( t_torch - 45 )) --modes compile-cg,compile,eager \
+    --precisions bf16,fp32 --json "$OUT/torch.json" 2>&1 | grep -v -i warn \
+    | tee "$OUT/torch.log" | tail -n 30 | tee -a "$ERRLOG"
+fi
+
+stage "engine again"
+if [ "$(left)" -gt 40 ]; then
+  bench r2_x2_128_b1 20 --scale 2 --size 128x128 --slices 1 --cpu-slices 0 --repeat 3 \
+    --weights $W2 --kernels default,seg-off
+fi
+if [ "$(left)" -gt 30 ]; then
+  bench r2_x2_128_v150 25 --scale 2 --size 128x128 --slices 150 --cpu-slices 0 --repeat 2 \
+    --weights $W2
+fi
+echo "call wall time $(( $(date +%s) - T0 )) s" | tee -a "$ERRLOG"
