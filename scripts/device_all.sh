@@ -26,12 +26,7 @@ left() { echo $(( LIMIT - ($(date +%s) - T0) )); }
 stage() { echo "== $1 ($(( $(date +%s) - T0 )) s, $(left) s left)" | tee -a "$ERRLOG"; }
 # shellcheck source=scripts/device_bench_lib.sh
 source scripts/device_bench_lib.sh
-device_setup
-nvidia-smi --query-gpu=index,name,pci.bus_id,driver_version,memory.total,clocks.sm,clocks.max.sm \
-  --format=csv,noheader | tee -a "$ERRLOG"
-"$B" --version | tee -a "$ERRLOG"
-W2=weights/dwkv3m_x2.safetensors
-W4=weights/dwkv3m_x4.safetensors
+device_intro
 
 stage "engine"
 bench parity_x2_32 45 --scale 2 --size 32x32 --slices 4 --cpu-slices 4 --repeat 1 --weights $W2 \

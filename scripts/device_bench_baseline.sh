@@ -17,12 +17,7 @@ OUT=${OUT:-/tmp/bench-out}; mkdir -p "$OUT"
 ERRLOG="$OUT/log.txt"
 # shellcheck source=scripts/device_bench_lib.sh
 source scripts/device_bench_lib.sh
-device_setup
-nvidia-smi --query-gpu=index,name,pci.bus_id,driver_version,memory.total,clocks.sm,clocks.max.sm \
-  --format=csv,noheader | tee -a "$ERRLOG"
-"$B" --version | tee -a "$ERRLOG"
-W2=weights/dwkv3m_x2.safetensors
-W4=weights/dwkv3m_x4.safetensors
+device_intro
 # default = segmented scans where few images leave the card idle (16 segments at 4 x 32x32)
 bench parity_x2_32 60 --scale 2 --size 32x32 --slices 4 --cpu-slices 4 --repeat 1 --weights $W2 \
   --kernels default,seg-off
