@@ -3,27 +3,63 @@
 //! WGSL engine on eframe's own wgpu device, built by [`crate::backend`]).
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use eframe::egui_wgpu::wgpu;
 
 use crate::backend::EngineFactory;
 use crate::checkpoints::{self, Reach};
 use crate::engine::{DeviceChoice, EngineError, Upscaler};
+use crate::gpu::GpuContext;
 use crate::model::Checkpoint;
 
 pub use crate::checkpoints::{find_weights, list_weights, peek_scale};
 pub use crate::model::checkpoint::peek_meta;
 
-/// eframe's wgpu device, shared with the inference engine.
-#[derive(Clone, Debug)]
+/// eframe's wgpu device, shared with the inference engine. Clones share one engine context
+/// ([`SharedGpu::context`]), so every run's engine reuses the pipelines the first one compiled.
+#[derive(Clone)]
 pub struct SharedGpu {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
+    context: Arc<OnceLock<Arc<GpuContext>>>,
+}
+
+impl std::fmt::Debug for SharedGpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedGpu")
+            .field("adapter", &self.describe())
+            .field("context_made", &self.context.get().is_some())
+            .finish()
+    }
 }
 
 impl SharedGpu {
+    pub fn new(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Self {
+        Self {
+            device,
+            queue,
+            info,
+            context: Arc::default(),
+        }
+    }
+
+    /// The engine context on this device, made on first use and kept: its compiled pipelines
+    /// (and device-loss watch) serve every later engine, so a second run, another volume or
+    /// checkpoint does not compile the kernels again.
+    pub fn context(&self) -> Arc<GpuContext> {
+        self.context
+            .get_or_init(|| {
+                Arc::new(GpuContext::from_device(
+                    self.device.clone(),
+                    self.queue.clone(),
+                    self.info.clone(),
+                ))
+            })
+            .clone()
+    }
+
     /// `name (backend, type)`.
     pub fn describe(&self) -> String {
         format!(
@@ -81,17 +117,12 @@ pub fn fallback_factory(choice: DeviceChoice) -> Option<EngineFactory> {
     (choice != DeviceChoice::Cpu).then(cpu_engine_factory)
 }
 
-/// A factory whose engines run on `shared` (eframe's device), whatever its kind.
+/// A factory whose engines run on `shared` (eframe's device), whatever its kind, all on its one
+/// engine context ([`SharedGpu::context`]).
 pub fn shared_engine_factory(choice: DeviceChoice, shared: SharedGpu) -> EngineFactory {
     Arc::new(
         move |ckpt: &Checkpoint| -> Result<Box<dyn Upscaler>, EngineError> {
-            crate::backend::create_with_device(
-                ckpt.clone(),
-                choice,
-                shared.device.clone(),
-                shared.queue.clone(),
-                shared.info.clone(),
-            )
+            crate::backend::create_with_context(ckpt.clone(), choice, shared.context())
         },
     )
 }

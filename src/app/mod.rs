@@ -240,11 +240,7 @@ impl DeltaApp {
             .unwrap_or_default();
         let shared = cc.wgpu_render_state.as_ref().map(|rs| {
             render::install(rs);
-            backend::SharedGpu {
-                device: rs.device.clone(),
-                queue: rs.queue.clone(),
-                info: rs.adapter.get_info(),
-            }
+            backend::SharedGpu::new(rs.device.clone(), rs.queue.clone(), rs.adapter.get_info())
         });
         if shared.is_none() {
             tracing::error!("eframe has no wgpu renderer: slices cannot be drawn");

@@ -67,19 +67,6 @@ pub fn create_pinned(
     select::select(checkpoint, choice, ctx.map(Arc::new)).map(|u| (u, pin))
 }
 
-/// [`create`] on an existing device, e.g. eframe's, so the viewer and the engine share it. The
-/// device should have been requested with the adapter's limits (`adapter.limits()`).
-pub fn create_with_device(
-    checkpoint: Checkpoint,
-    choice: DeviceChoice,
-    device: wgpu::Device,
-    queue: wgpu::Queue,
-    adapter_info: wgpu::AdapterInfo,
-) -> Result<Box<dyn Upscaler>, EngineError> {
-    let ctx = Arc::new(GpuContext::from_device(device, queue, adapter_info));
-    create_with_context(checkpoint, choice, ctx)
-}
-
 /// [`create`] on a [`GpuContext`] made earlier (its compiled pipelines are reused).
 pub fn create_with_context(
     checkpoint: Checkpoint,

@@ -321,6 +321,11 @@ impl GpuContext {
         })
     }
 
+    /// How many kernel variants this context has compiled (its pipeline cache).
+    pub fn compiled_pipelines(&self) -> usize {
+        self.pipelines.len()
+    }
+
     /// Whether kernels may use subgroup operations on groups of 4 consecutive invocations: the
     /// device was created with [`wgpu::Features::SUBGROUP`] and its subgroups have at least 4
     /// lanes.

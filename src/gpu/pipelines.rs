@@ -40,6 +40,16 @@ impl PipelineCache {
         }
         Ok(entry)
     }
+
+    /// How many kernel variants are compiled.
+    pub fn len(&self) -> usize {
+        self.map.lock().map_or(0, |m| m.len())
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Compiles the pipeline of a kernel variant on `device`: binding 0 the parameter block (a

@@ -3,6 +3,53 @@
 
 use super::*;
 
+/// Engines on the viewer's device share one context: the second run's engine (a new factory, as
+/// each run makes one, and another checkpoint of the same configuration) compiles no pipeline
+/// the first one compiled, and gives the same result as a fresh context would.
+#[test]
+fn engines_on_the_viewers_device_reuse_the_first_ones_pipelines() {
+    use deltawkv::app::backend::{SharedGpu, shared_engine_factory};
+    use deltawkv::engine::{DeviceChoice, Upscaler};
+    use deltawkv::plane::Plane;
+    let Some(ctx) = crate::common::ctx() else {
+        return;
+    };
+    let shared = SharedGpu::new(ctx.device.clone(), ctx.queue.clone(), ctx.info.clone());
+    let config = tiny_config(2, Degradation::Kspace);
+    let input = [Plane::from_vec(9, 7, (0..63).map(|i| (i % 10) as f32 / 10.0).collect()).unwrap()];
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let run = |seed: u64| {
+        let factory = shared_engine_factory(DeviceChoice::Gpu, shared.clone());
+        let mut engine = factory(&Checkpoint::random(&config, seed)).expect("engine");
+        engine
+            .upscale(&input, &|_, _| {}, &cancel)
+            .expect("upscale")
+    };
+    assert_eq!(shared.context().compiled_pipelines(), 0);
+    let first = run(7);
+    let compiled = shared.context().compiled_pipelines();
+    assert!(compiled > 5, "{compiled} pipelines after the first run");
+    let second = run(8);
+    assert_eq!(
+        shared.context().compiled_pipelines(),
+        compiled,
+        "the second engine compiled again"
+    );
+    assert_ne!(
+        first[0].data, second[0].data,
+        "two checkpoints, two results"
+    );
+    // the same checkpoint on a context of its own gives the same slice
+    let fresh = SharedGpu::new(ctx.device.clone(), ctx.queue.clone(), ctx.info.clone());
+    let mut engine =
+        shared_engine_factory(DeviceChoice::Gpu, fresh)(&Checkpoint::random(&config, 8))
+            .expect("engine");
+    let again = engine
+        .upscale(&input, &|_, _| {}, &cancel)
+        .expect("upscale");
+    assert_eq!(again[0].data, second[0].data);
+}
+
 #[test]
 fn inference_on_the_viewers_own_wgpu_device_matches_the_cpu_reference() {
     use deltawkv::app::backend::{SharedGpu, shared_engine_factory};
@@ -13,11 +60,7 @@ fn inference_on_the_viewers_own_wgpu_device_matches_the_cpu_reference() {
         .wgpu()
         .build_eframe(move |cc| {
             let rs = cc.wgpu_render_state.as_ref().expect("wgpu render state");
-            let shared = SharedGpu {
-                device: rs.device.clone(),
-                queue: rs.queue.clone(),
-                info: rs.adapter.get_info(),
-            };
+            let shared = SharedGpu::new(rs.device.clone(), rs.queue.clone(), rs.adapter.get_info());
             DeltaApp::new(
                 cc,
                 AppOptions {
