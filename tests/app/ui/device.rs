@@ -9,7 +9,7 @@ use super::*;
 #[test]
 fn engines_on_the_viewers_device_reuse_the_first_ones_pipelines() {
     use deltawkv::app::backend::{SharedGpu, shared_engine_factory};
-    use deltawkv::engine::{DeviceChoice, Upscaler};
+    use deltawkv::engine::DeviceChoice;
     use deltawkv::plane::Plane;
     let Some(ctx) = crate::common::ctx() else {
         return;
