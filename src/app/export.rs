@@ -398,6 +398,22 @@ pub fn render_panes(
             .forget_lifetime();
         renderer.render(&mut pass, &prims, &screen);
     }
+    let pixels = read_back_rgba(device, queue, encoder, user, &texture, w, h)?;
+    image::RgbaImage::from_raw(w, h, pixels).ok_or(ExportError::ReadbackSize)
+}
+
+/// Submits the commands `user`, then `encoder` with a copy of `texture` (`w x h`, 4 bytes per
+/// texel) into a mappable buffer, waits (up to 30 s) and returns the texels row by row, without
+/// the rows' padding.
+pub fn read_back_rgba(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    mut encoder: wgpu::CommandEncoder,
+    user: Vec<wgpu::CommandBuffer>,
+    texture: &wgpu::Texture,
+    w: u32,
+    h: u32,
+) -> Result<Vec<u8>, ExportError> {
     let padded =
         (w * 4).div_ceil(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT) * wgpu::COPY_BYTES_PER_ROW_ALIGNMENT;
     let buffer = device.create_buffer(&wgpu::BufferDescriptor {
@@ -446,7 +462,7 @@ pub fn render_panes(
     }
     drop(mapped);
     buffer.unmap();
-    image::RgbaImage::from_raw(w, h, pixels).ok_or(ExportError::ReadbackSize)
+    Ok(pixels)
 }
 
 /// Renders what `draw` draws (the panes) at 2x and writes a PNG (atomically).

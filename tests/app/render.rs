@@ -69,49 +69,8 @@ fn draw(rs: &egui_wgpu::RenderState, cb: &SliceCallback) -> Vec<u8> {
         };
         cb.paint(info, &mut pass, &res);
     }
-    let padded = (W * 4).div_ceil(256) * 256;
-    let buffer = device.create_buffer(&wgpu::BufferDescriptor {
-        label: None,
-        size: u64::from(padded * H),
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    encoder.copy_texture_to_buffer(
-        texture.as_image_copy(),
-        wgpu::TexelCopyBufferInfo {
-            buffer: &buffer,
-            layout: wgpu::TexelCopyBufferLayout {
-                offset: 0,
-                bytes_per_row: Some(padded),
-                rows_per_image: None,
-            },
-        },
-        wgpu::Extent3d {
-            width: W,
-            height: H,
-            depth_or_array_layers: 1,
-        },
-    );
-    let idx = queue.submit(extra.into_iter().chain(std::iter::once(encoder.finish())));
-    let (tx, rx) = std::sync::mpsc::channel();
-    buffer
-        .slice(..)
-        .map_async(wgpu::MapMode::Read, move |r| drop(tx.send(r)));
-    device
-        .poll(wgpu::PollType::Wait {
-            submission_index: Some(idx),
-            timeout: Some(std::time::Duration::from_secs(30)),
-        })
-        .expect("poll");
-    rx.recv().expect("map").expect("map");
-    let data = buffer
-        .slice(..)
-        .get_mapped_range()
-        .expect("mapped")
-        .to_vec();
-    data.chunks_exact(padded as usize)
-        .flat_map(|row| row[..(W * 4) as usize].to_vec())
-        .collect()
+    deltawkv::app::export::read_back_rgba(device, queue, encoder, extra, &texture, W, H)
+        .expect("read back")
 }
 
 fn render_state() -> egui_wgpu::RenderState {
