@@ -249,23 +249,29 @@ pub(crate) fn pack_head(
             for (qi, o) in oc.chunks_exact_mut(PACKED * n).enumerate() {
                 let q = blk * PACK_TOKENS + qi;
                 let p = if cols { (q % h) * w + q / h } else { q };
-                let base = p * c + head * n;
-                let (o_r, o) = o.split_at_mut(n);
-                let (o_l, o) = o.split_at_mut(n);
-                let (o_kk, o) = o.split_at_mut(n);
-                let (o_akk, o) = o.split_at_mut(n);
-                let (o_kt, o_v) = o.split_at_mut(n);
-                o_r.copy_from_slice(&inputs.r[base..base + n]);
-                o_l.copy_from_slice(&inputs.lambda[base..base + n]);
-                let kk = &inputs.kk[base..base + n];
-                o_kk.copy_from_slice(kk);
-                for ((d, &av), &kv) in o_akk.iter_mut().zip(&inputs.a[base..base + n]).zip(kk) {
-                    *d = av * kv;
-                }
-                o_kt.copy_from_slice(&inputs.kt[base..base + n]);
-                o_v.copy_from_slice(&inputs.v[base..base + n]);
+                pack_token(inputs, p * c + head * n, n, o);
             }
         });
+}
+
+/// One token's record of a head (its channels from `base`): r, lambda, kk, a * kk, kt, v, `n`
+/// each, into `o` (`PACKED * n`).
+#[inline]
+fn pack_token(inputs: &ScanInputs<'_>, base: usize, n: usize, o: &mut [f32]) {
+    let (o_r, o) = o.split_at_mut(n);
+    let (o_l, o) = o.split_at_mut(n);
+    let (o_kk, o) = o.split_at_mut(n);
+    let (o_akk, o) = o.split_at_mut(n);
+    let (o_kt, o_v) = o.split_at_mut(n);
+    o_r.copy_from_slice(&inputs.r[base..base + n]);
+    o_l.copy_from_slice(&inputs.lambda[base..base + n]);
+    let kk = &inputs.kk[base..base + n];
+    o_kk.copy_from_slice(kk);
+    for ((d, &av), &kv) in o_akk.iter_mut().zip(&inputs.a[base..base + n]).zip(kk) {
+        *d = av * kv;
+    }
+    o_kt.copy_from_slice(&inputs.kt[base..base + n]);
+    o_v.copy_from_slice(&inputs.v[base..base + n]);
 }
 
 /// Image lines (rows, or columns) per parallel work item of [`pack_heads`].
@@ -313,22 +319,8 @@ pub(crate) fn pack_heads(
             let l1 = (l0 + PACK_LINES).min(lines);
             let mut put = |p: usize, q_local: usize| {
                 for (hd, part) in parts.iter_mut().enumerate() {
-                    let base = p * c + hd * n;
                     let o = &mut part[q_local * rec..(q_local + 1) * rec];
-                    let (o_r, o) = o.split_at_mut(n);
-                    let (o_l, o) = o.split_at_mut(n);
-                    let (o_kk, o) = o.split_at_mut(n);
-                    let (o_akk, o) = o.split_at_mut(n);
-                    let (o_kt, o_v) = o.split_at_mut(n);
-                    o_r.copy_from_slice(&inputs.r[base..base + n]);
-                    o_l.copy_from_slice(&inputs.lambda[base..base + n]);
-                    let kk = &inputs.kk[base..base + n];
-                    o_kk.copy_from_slice(kk);
-                    for ((d, &av), &kv) in o_akk.iter_mut().zip(&inputs.a[base..base + n]).zip(kk) {
-                        *d = av * kv;
-                    }
-                    o_kt.copy_from_slice(&inputs.kt[base..base + n]);
-                    o_v.copy_from_slice(&inputs.v[base..base + n]);
+                    pack_token(inputs, p * c + hd * n, n, o);
                 }
             };
             if cols {
