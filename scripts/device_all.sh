@@ -11,7 +11,9 @@
 #      then fp32, with fla's chunked kernel, for the time left;
 #   5. the engine again after PyTorch (clock drift), if time is left.
 # The separate scripts (device_bench_baseline.sh, device_bench_batch.sh,
-# device_viewer_timing.sh) do the same stages with more time each.
+# device_viewer_timing.sh) do the same stages with more time each. STAGES picks and orders the
+# stages (default "engine viewer archive torch again"); each one after the first starts only with
+# enough of CALL_LIMIT left.
 #
 # here:   .devbin/deltawkv.xz (cargo build --release --no-default-features --bin deltawkv,
 #         stripped, xz), .devbin/app_tests.xz (device_viewer_timing.sh), .gl (Vulkan loader),
@@ -28,45 +30,61 @@ stage() { echo "== $1 ($(( $(date +%s) - T0 )) s, $(left) s left)" | tee -a "$ER
 source scripts/device_bench_lib.sh
 device_intro
 
-stage "engine"
-bench parity_x2_32 45 --scale 2 --size 32x32 --slices 4 --cpu-slices 4 --repeat 1 --weights $W2 \
-  --kernels default,seg-off
-bench parity_x4_32 45 --scale 4 --size 32x32 --slices 4 --cpu-slices 4 --repeat 1 --weights $W4
-bench r1_x2_128_b1 45 --scale 2 --size 128x128 --slices 1 --cpu-slices 0 --repeat 3 --profile \
-  --weights $W2 --kernels default,seg-off,seg512,seg2048
-bench r1_x2_128_v150 60 --scale 2 --size 128x128 --slices 150 --cpu-slices 0 --repeat 2 \
-  --weights $W2 --kernels default,seg2048
+run_engine() {
+  stage "engine"
+  bench parity_x2_32 45 --scale 2 --size 32x32 --slices 4 --cpu-slices 4 --repeat 1 --weights $W2 \
+    --kernels default,seg-off
+  bench parity_x4_32 45 --scale 4 --size 32x32 --slices 4 --cpu-slices 4 --repeat 1 --weights $W4
+  bench r1_x2_128_b1 45 --scale 2 --size 128x128 --slices 1 --cpu-slices 0 --repeat 3 --profile \
+    --weights $W2 --kernels default,seg-off,seg512,seg2048
+  bench r1_x2_128_v150 60 --scale 2 --size 128x128 --slices 150 --cpu-slices 0 --repeat 2 \
+    --weights $W2 --kernels default,seg2048
+}
 
-stage "viewer"
-RUNS=1 T_RUN=${T_VIEWER:-60} bash scripts/device_viewer_timing.sh > /dev/null 2>&1
-tail -n 3 "$OUT/viewer_timing.log" | tee -a "$ERRLOG"
+run_viewer() {
+  stage "viewer"
+  [ "$(left)" -gt 40 ] || return 0
+  RUNS=1 T_RUN=$(( $(left) - 15 < ${T_VIEWER:-60} ? $(left) - 15 : ${T_VIEWER:-60} )) \
+    bash scripts/device_viewer_timing.sh > /dev/null 2>&1
+  tail -n 3 "$OUT/viewer_timing.log" | tee -a "$ERRLOG"
+}
 
-stage "archive"
-B_LOG="$OUT/log.txt"
-timeout ${T_BATCH:-200} env COPIES=${COPIES:-4} UPSCALE_COPIES=${UPSCALE_COPIES:-2} \
-  DICOM_TIMEOUT=${DICOM_TIMEOUT:-60} OUT="$OUT/batch" bash scripts/device_bench_batch.sh \
-  > /dev/null 2>&1
-echo "rc=$?" | tee -a "$ERRLOG"
-tail -n 12 "$OUT/batch/log.txt" 2>/dev/null | tee -a "$B_LOG"
+run_archive() {
+  stage "archive"
+  [ "$(left)" -gt 60 ] || return 0
+  local t=$(( $(left) - 10 < ${T_BATCH:-200} ? $(left) - 10 : ${T_BATCH:-200} ))
+  timeout "$t" env COPIES=${COPIES:-4} UPSCALE_COPIES=${UPSCALE_COPIES:-2} \
+    DICOM_TIMEOUT=${DICOM_TIMEOUT:-60} OUT="$OUT/batch" bash scripts/device_bench_batch.sh \
+    > /dev/null 2>&1
+  echo "rc=$?" | tee -a "$ERRLOG"
+  tail -n 12 "$OUT/batch/log.txt" 2>/dev/null | tee -a "$ERRLOG"
+}
 
-stage "torch"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
-  .whl/*.whl && export PYTHONPATH=/tmp/site
-t_torch=$(( $(left) - ${RESERVE:-70} ))
-if [ "$t_torch" -gt 60 ]; then
+run_torch() {
+  stage "torch"
+  local t_torch=$(( $(left) - ${RESERVE:-70} ))
+  [ "$t_torch" -gt 60 ] || return 0
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
+    .whl/*.whl && export PYTHONPATH=/tmp/site
   PYTHONUNBUFFERED=1 timeout "$t_torch" python3 train/bench_torch.py --scales 2 --sizes 128 \
     --batch 50 --repeat 3 --budget $(( t_torch - 45 )) --modes compile-cg,compile,eager \
     --precisions bf16,fp32 --json "$OUT/torch.json" 2>&1 | grep -v -i warn \
     | tee "$OUT/torch.log" | tail -n 30 | tee -a "$ERRLOG"
-fi
+}
 
-stage "engine again"
-if [ "$(left)" -gt 40 ]; then
-  bench r2_x2_128_b1 20 --scale 2 --size 128x128 --slices 1 --cpu-slices 0 --repeat 3 \
-    --weights $W2 --kernels default,seg-off
-fi
-if [ "$(left)" -gt 30 ]; then
-  bench r2_x2_128_v150 25 --scale 2 --size 128x128 --slices 150 --cpu-slices 0 --repeat 2 \
-    --weights $W2
-fi
+run_again() {
+  stage "engine again"
+  if [ "$(left)" -gt 40 ]; then
+    bench r2_x2_128_b1 20 --scale 2 --size 128x128 --slices 1 --cpu-slices 0 --repeat 3 \
+      --weights $W2 --kernels default,seg-off
+  fi
+  if [ "$(left)" -gt 30 ]; then
+    bench r2_x2_128_v150 25 --scale 2 --size 128x128 --slices 150 --cpu-slices 0 --repeat 2 \
+      --weights $W2
+  fi
+}
+
+for s in ${STAGES:-engine viewer archive torch again}; do
+  "run_$s"
+done
 echo "call wall time $(( $(date +%s) - T0 )) s" | tee -a "$ERRLOG"
