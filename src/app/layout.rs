@@ -119,6 +119,27 @@ pub fn presentation_cycle(mode: Mode, compare_b: bool) -> Vec<PaneKind> {
         .collect()
 }
 
+/// The run of `slot`, if it has one.
+fn slot_run(runs: &[Option<SrRun>; 2], slot: Slot) -> Option<&SrRun> {
+    runs.get(slot.index()).and_then(|r| r.as_ref())
+}
+
+/// The run of `slot` when its slice `index` along `axis` can be shown: [`PaneEmpty::NoRun`]
+/// without a run, [`PaneEmpty::Pending`] while that SR slice is not computed.
+fn ready_run<'a>(
+    prepared: &Prepared,
+    runs: &'a [Option<SrRun>; 2],
+    slot: Slot,
+    axis: Axis,
+    index: usize,
+) -> Result<&'a SrRun, PaneEmpty> {
+    let run = slot_run(runs, slot).ok_or(PaneEmpty::NoRun)?;
+    if axis == prepared.sr_axis && !run.done.get(index).copied().unwrap_or(false) {
+        return Err(PaneEmpty::Pending);
+    }
+    Ok(run)
+}
+
 /// The volume a result id refers to.
 pub fn result_volume<'a>(
     prepared: &'a Prepared,
@@ -126,10 +147,7 @@ pub fn result_volume<'a>(
     id: ResultId,
 ) -> Option<&'a Volume> {
     match id {
-        ResultId::Sr(slot) => runs
-            .get(slot.index())
-            .and_then(|r| r.as_ref())
-            .map(|r| &r.volume),
+        ResultId::Sr(slot) => slot_run(runs, slot).map(|r| &r.volume),
         ResultId::Baseline(b) => prepared.baseline(b),
     }
 }
@@ -142,10 +160,7 @@ pub fn residual_volume<'a>(
     id: ResultId,
 ) -> Option<&'a Volume> {
     match id {
-        ResultId::Sr(slot) => runs
-            .get(slot.index())
-            .and_then(|r| r.as_ref())
-            .and_then(|r| r.residual.as_ref()),
+        ResultId::Sr(slot) => slot_run(runs, slot).and_then(|r| r.residual.as_ref()),
         ResultId::Baseline(b) => prepared.baseline_residual(b),
     }
 }
@@ -185,25 +200,13 @@ pub fn pane_plane(
             .ok_or(PaneEmpty::NoGroundTruth)?
             .slice(axis, index)
             .ok_or_else(missing),
-        PaneKind::Sr(slot) => {
-            let run = runs
-                .get(slot.index())
-                .and_then(|r| r.as_ref())
-                .ok_or(PaneEmpty::NoRun)?;
-            if axis == prepared.sr_axis && !run.done.get(index).copied().unwrap_or(false) {
-                return Err(PaneEmpty::Pending);
-            }
-            run.volume.slice(axis, index).ok_or_else(missing)
-        }
+        PaneKind::Sr(slot) => ready_run(prepared, runs, slot, axis, index)?
+            .volume
+            .slice(axis, index)
+            .ok_or_else(missing),
         PaneKind::Map(MapKind::Residual, id) => {
             if let ResultId::Sr(slot) = id {
-                let run = runs
-                    .get(slot.index())
-                    .and_then(|r| r.as_ref())
-                    .ok_or(PaneEmpty::NoRun)?;
-                if axis == prepared.sr_axis && !run.done.get(index).copied().unwrap_or(false) {
-                    return Err(PaneEmpty::Pending);
-                }
+                ready_run(prepared, runs, slot, axis, index)?;
             }
             residual_volume(prepared, runs, id)
                 .ok_or_else(|| {
@@ -224,13 +227,7 @@ pub fn pane_plane(
                 .slice(axis, index)
                 .ok_or_else(missing)?;
             if let ResultId::Sr(slot) = id {
-                let run = runs
-                    .get(slot.index())
-                    .and_then(|r| r.as_ref())
-                    .ok_or(PaneEmpty::NoRun)?;
-                if axis == prepared.sr_axis && !run.done.get(index).copied().unwrap_or(false) {
-                    return Err(PaneEmpty::Pending);
-                }
+                ready_run(prepared, runs, slot, axis, index)?;
             }
             let test = result_volume(prepared, runs, id)
                 .ok_or(PaneEmpty::NoRun)?
