@@ -14,7 +14,8 @@
 #   SCALES     scales (default "2 4")
 #   SLICES_FILE  optional lines "FILE_NAME A:B": evaluate only those slices of that file
 #                (others: every slice)
-#   EXTRA      more eval options (e.g. "--noise 0.03 --seed 1")
+#   EXTRA      more eval options (e.g. "--noise 0.03 --seed 1", "--self-ensemble")
+#   REALISTIC  0: the standard protocol only (default 1: also --realistic)
 # Output: OUT_DIR/<volume>_x<s>.json, OUT_DIR/summary.json, OUT_DIR/summary.md. Exit 1 if a run
 # fails (the others still run; failures are listed).
 set -u
@@ -26,6 +27,8 @@ DEVICE=${DEVICE:-gpu}
 SCALES=${SCALES:-"2 4"}
 SLICES_FILE=${SLICES_FILE:-}
 EXTRA=${EXTRA:-}
+realistic=(--realistic)
+if [ "${REALISTIC:-1}" = 0 ]; then realistic=(); fi
 if [ -z "${DELTAWKV:-}" ]; then
     if [ -x target/release/deltawkv ]; then DELTAWKV=target/release/deltawkv; else DELTAWKV=deltawkv; fi
 fi
@@ -52,7 +55,7 @@ for f in "${files[@]}"; do
         out="$OUT/${name}_x$s.json"
         echo "eval $name x$s ${slices[*]:-}" >&2
         # shellcheck disable=SC2086
-        if ! "$DELTAWKV" eval "$f" --scale "$s" --device "$DEVICE" --data-consistency --realistic \
+        if ! "$DELTAWKV" eval "$f" --scale "$s" --device "$DEVICE" --data-consistency "${realistic[@]}" \
             --json "${slices[@]}" $EXTRA >"$out.tmp" 2>"$OUT/${name}_x$s.err"; then
             failed+=("$name x$s: $(tail -n 1 "$OUT/${name}_x$s.err")")
             rm -f "$out.tmp"
@@ -113,6 +116,8 @@ lines = ["| file | x | slices | protocol | PSNR SR | PSNR SR+DC | dPSNR DC | SSI
 for r in rows:
     a, b = r["slice_range"]
     for proto, label in (("std", "standard"), ("real", "realistic")):
+        if r[proto + "_psnr_sr"] is None and r[proto + "_psnr_zerofill"] is None:
+            continue
         lines.append(
             f"| {r['file']} | {r['scale']} | {a}:{b} | {label} | {f(r[proto + '_psnr_sr'])} | "
             f"{f(r[proto + '_psnr_sr_dc'])} | {diff(r[proto + '_psnr_sr_dc'], r[proto + '_psnr_sr'])} | "
@@ -121,7 +126,7 @@ for r in rows:
             f"{f(r[proto + '_psnr_zerofill'])} | {f(r[proto + '_rms'], 5)} |")
 lines.append("")
 for k, v in summary.items():
-    if k == "runs":
+    if k == "runs" or not v["volumes"]:
         continue
     lines.append(f"- {k}: {v['volumes']} volumes, mean dPSNR {f(v['mean_dpsnr_dc'], 3)} dB "
                  f"(min {f(v['min_dpsnr_dc'], 3)}), mean dSSIM {f(v['mean_dssim_dc'], 4)} "

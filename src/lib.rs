@@ -8,6 +8,8 @@
 //! - [`degrade`]: LR simulation (k-space truncation, bicubic) and the interpolation baselines.
 //! - [`consistency`]: data consistency of an SR with its k-space LR (projection and residual).
 //! - [`engine`]: the interface every backend offers (a leaf: it knows neither engine).
+//! - [`ensemble`]: the geometric self-ensemble (eight flips and transposes averaged) over any
+//!   backend.
 //! - [`upscale`]: volume <-> network intensities and the upscaled output grid (CLI and viewer).
 //! - [`evaluation`]: the evaluation pipeline (normalise, crop, degrade, baselines, clamp, score)
 //!   of `deltawkv eval` and the viewer's simulate mode.
@@ -30,6 +32,7 @@ pub mod cli;
 pub mod consistency;
 pub mod degrade;
 pub mod engine;
+pub mod ensemble;
 pub mod evaluation;
 pub mod gpu;
 pub mod metrics;

@@ -16,6 +16,7 @@ use super::session::{self, PrepareError, PrepareParams, Prepared};
 use crate::backend::{Fallback, FallbackError, is_device_failure};
 use crate::checkpoints::{self, LocateError};
 use crate::engine::{EngineError, Upscaler};
+use crate::ensemble::SelfEnsemble;
 use crate::metrics::MetricError;
 use crate::model::{Checkpoint, CheckpointError};
 use crate::plane::Plane;
@@ -590,6 +591,8 @@ pub struct InferenceJob {
     /// The backend to continue on when `factory`'s cannot start or fails on the device (no
     /// adapter, device lost, out of memory): the CPU reference, unless the CPU was chosen.
     pub fallback: Option<EngineFactory>,
+    /// Average each slice over its eight flips and transposes ([`crate::ensemble`]).
+    pub self_ensemble: bool,
     pub prepared: Arc<Prepared>,
     pub first: usize,
     pub cancel: Arc<AtomicBool>,
@@ -603,12 +606,14 @@ fn fall_back(
     ckpt: &Checkpoint,
     error: EngineError,
     what: &str,
+    wrap: &dyn Fn(Box<dyn Upscaler>) -> Box<dyn Upscaler>,
     send: &dyn Fn(SrEvent),
 ) -> Result<Box<dyn Upscaler>, JobError> {
     let next = fallback.take_over(ckpt, error, what)?;
     send(SrEvent::Warning(next.notice));
-    send(SrEvent::EngineReady(next.engine.describe()));
-    Ok(next.engine)
+    let engine = wrap(next.engine);
+    send(SrEvent::EngineReady(engine.describe()));
+    Ok(engine)
 }
 
 /// Loads the checkpoint, makes the engine, upscales the slices. `Ok(false)` when cancelled.
@@ -635,8 +640,10 @@ fn run_inference(job: &InferenceJob, send: &dyn Fn(SrEvent)) -> Result<bool, Job
         return Ok(false);
     }
     let mut fallback = Fallback::new(job.fallback.clone());
+    let wrap = |e| SelfEnsemble::wrap_if(job.self_ensemble, e, geometry);
     let mut engine = match (job.factory)(&ckpt) {
         Ok(e) => {
+            let e = wrap(e);
             send(SrEvent::EngineReady(e.describe()));
             e
         }
@@ -645,6 +652,7 @@ fn run_inference(job: &InferenceJob, send: &dyn Fn(SrEvent)) -> Result<bool, Job
             &ckpt,
             e,
             "the GPU engine could not start",
+            &wrap,
             send,
         )?,
         Err(e) => return Err(JobError::EngineStart(e)),
@@ -689,7 +697,7 @@ fn run_inference(job: &InferenceJob, send: &dyn Fn(SrEvent)) -> Result<bool, Job
                 Err(EngineError::Cancelled) => return Ok(false),
                 Err(e) if is_device_failure(&e) => {
                     let what = format!("the GPU failed on slice {k}");
-                    engine = fall_back(&mut fallback, &ckpt, e, &what, send)?;
+                    engine = fall_back(&mut fallback, &ckpt, e, &what, &wrap, send)?;
                     if job.cancel.load(Ordering::Relaxed) {
                         return Ok(false);
                     }

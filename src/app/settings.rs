@@ -41,6 +41,9 @@ pub struct Settings {
     pub map_baseline: Baseline,
     /// Show the data-consistent SR (central k-space replaced by the LR's; k-space LR only).
     pub data_consistency: bool,
+    /// Average the network over the eight flips and transposes of each slice (eight times the
+    /// inference time; [`crate::ensemble`]).
+    pub self_ensemble: bool,
     /// Colour map of |error| and SSIM maps.
     pub map_colormap: Colormap,
     /// Colour map of the intensity panes.
@@ -179,6 +182,7 @@ impl Default for Settings {
             map: None,
             map_baseline: Baseline::Bicubic,
             data_consistency: false,
+            self_ensemble: false,
             map_colormap: Colormap::Inferno,
             intensity_colormap: Colormap::Gray,
             window_preset: WindowPreset::Robust,

@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 
 use crate::batch::{self, DicomWriter, Discovery, Job, NiftiWriter, OutputWriter, Shard, Status};
 use crate::checkpoints::{self, Reach};
+use crate::ensemble::SelfEnsemble;
 use crate::volume::Axis;
 
 /// `--format`: what the outputs are written as.
@@ -60,12 +61,17 @@ fn writer_for(
     format: FormatArg,
     weights: &Path,
     scale: usize,
+    self_ensemble: bool,
 ) -> anyhow::Result<Box<dyn OutputWriter>> {
     Ok(match format {
         FormatArg::Nifti => Box::new(NiftiWriter),
-        FormatArg::Dicom => Box::new(DicomWriter {
-            provenance: crate::volume::Provenance::of_checkpoint(weights, scale)?,
-        }),
+        FormatArg::Dicom => {
+            let mut provenance = crate::volume::Provenance::of_checkpoint(weights, scale)?;
+            if self_ensemble {
+                provenance.network = super::upscale::ENSEMBLE_NETWORK.to_string();
+            }
+            Box::new(DicomWriter { provenance })
+        }
     })
 }
 
@@ -120,7 +126,12 @@ pub fn run(args: BatchArgs) -> anyhow::Result<()> {
         budget,
         Reach::Install,
     )?;
-    let writer = writer_for(args.format, &weights_path, args.network.scale)?;
+    let writer = writer_for(
+        args.format,
+        &weights_path,
+        args.network.scale,
+        args.network.self_ensemble,
+    )?;
     std::fs::create_dir_all(&args.out_dir)
         .with_context(|| format!("cannot create {}", args.out_dir.display()))?;
     let (all, discovery) = job_list(&args.input, &args.out_dir, budget)?;
@@ -163,16 +174,23 @@ pub fn run(args: BatchArgs) -> anyhow::Result<()> {
         memory_budget: budget,
         workers,
         note: format!(
-            "upscaled x{} in-plane ({axis:?}) by Delta-WKV ({})",
+            "upscaled x{} in-plane ({axis:?}) by Delta-WKV ({}){}",
             args.network.scale,
-            weights_path.display()
+            weights_path.display(),
+            if args.network.self_ensemble {
+                ", self-ensemble of 8"
+            } else {
+                ""
+            }
         ),
     };
     let pin = Mutex::new(None);
     let device = args.network.device;
     let quiet = args.json;
+    let (ensemble, degradation) = (args.network.self_ensemble, ck.config.degradation);
     let make_engine = || {
         let (engine, p) = crate::backend::create_pinned(ck, device.into())?;
+        let engine = SelfEnsemble::wrap_if(ensemble, engine, degradation);
         if !quiet {
             eprintln!("backend: {}", engine.describe());
             eprintln!("GPU pin: {}", p.reason);

@@ -33,6 +33,7 @@ use crate::consistency;
 use crate::degrade::Baseline;
 use crate::degrade::realistic::{self, Realistic};
 use crate::engine::Upscaler;
+use crate::ensemble::SelfEnsemble;
 use crate::evaluation::{self, NORM_PERCENTILE, Score};
 use crate::metrics;
 use crate::model::Degradation;
@@ -77,6 +78,11 @@ pub struct EvalArgs {
     /// the `consistency` module). Adds the RMS of the removed residual SR - DC(SR).
     #[arg(long, conflicts_with = "baselines_only")]
     pub data_consistency: bool,
+    /// Geometric self-ensemble: run the network on the eight flips and transposes of each LR
+    /// slice and average the outputs mapped back (eight times the network's time; the `sr` and
+    /// `sr_dc` rows are then the ensemble's).
+    #[arg(long, conflicts_with = "baselines_only")]
+    pub self_ensemble: bool,
     /// Also evaluate on a realistic acquisition of the same slices, reported beside the standard
     /// protocol (which stays as it is): k-space truncation plus complex Gaussian k-space noise
     /// (Rician magnitude noise), a Tukey k-space filter and optionally partial Fourier, the
@@ -192,6 +198,12 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         );
     }
 
+    if args.self_ensemble {
+        engine = engine.map(|(up, path)| {
+            let up: Box<dyn Upscaler> = Box::new(SelfEnsemble::new(up, degradation));
+            (up, path)
+        });
+    }
     if args.data_consistency && degradation != Degradation::Kspace {
         bail!(
             "--data-consistency: {}",
@@ -507,6 +519,7 @@ fn report(args: &EvalArgs, r: &Report<'_>) {
             "device": r.device,
             "seconds": r.seconds,
             "data_consistency": args.data_consistency,
+            "self_ensemble": args.self_ensemble,
         });
         variant_json(&mut obj, r.standard, args.per_slice, r.range);
         obj["realistic"] = match r.realistic {

@@ -278,3 +278,88 @@ fn realistic_is_reported_beside_the_standard_protocol_and_reproducible() {
         "k-space",
     );
 }
+
+/// `--self-ensemble` of `eval`, `upscale` and `batch`: the network averaged over the eight
+/// orientations of each slice, named in the backend, the baselines untouched, and `batch`
+/// writing what `upscale` writes, bit for bit.
+#[test]
+fn self_ensemble_is_an_option_of_eval_upscale_and_batch() {
+    let f = files();
+    let plain = json(eval(&f, &f.kspace, &["--data-consistency"]));
+    let ens = json(eval(
+        &f,
+        &f.kspace,
+        &["--data-consistency", "--self-ensemble"],
+    ));
+    assert_eq!(plain["self_ensemble"], false);
+    assert_eq!(ens["self_ensemble"], true);
+    let device = ens["device"].as_str().unwrap();
+    assert!(device.ends_with("(self-ensemble x8)"), "{device}");
+    for key in ["psnr_zerofill", "psnr_bicubic", "ssim_nearest"] {
+        assert_eq!(ens[key], plain[key], "{key}");
+    }
+    for key in ["psnr_sr", "psnr_sr_dc", "ssim_sr"] {
+        assert_ne!(
+            ens[key], plain[key],
+            "{key}: a random network is not equivariant"
+        );
+    }
+    refused(
+        eval(&f, &f.kspace, &["--self-ensemble", "--baselines-only"]),
+        "--baselines-only",
+    );
+
+    let upscale = |name: &str, ensemble: bool| {
+        let out = f.dir.join(name);
+        let mut cmd = bin();
+        cmd.arg("upscale")
+            .arg(&f.gt)
+            .arg(&out)
+            .args(["--scale", "2", "--device", "cpu", "--json", "--weights"])
+            .arg(&f.kspace);
+        if ensemble {
+            cmd.arg("--self-ensemble");
+        }
+        let j = json(cmd.output().unwrap());
+        assert_eq!(j["self_ensemble"], ensemble);
+        assert_eq!(
+            j["backend"].as_str().unwrap().contains("self-ensemble"),
+            ensemble,
+            "{j}"
+        );
+        volume::load(&out, &Default::default()).unwrap()
+    };
+    let (plain_vol, ens_vol) = (upscale("plain.nii.gz", false), upscale("ens.nii.gz", true));
+    assert_eq!(plain_vol.dims, ens_vol.dims);
+    assert_ne!(plain_vol.data, ens_vol.data);
+
+    let inputs = f.dir.join("inputs");
+    std::fs::create_dir(&inputs).unwrap();
+    std::fs::copy(&f.gt, inputs.join("gt.nii.gz")).unwrap();
+    let out_dir = f.dir.join("batch");
+    let out = bin()
+        .arg("batch")
+        .arg(&inputs)
+        .arg(&out_dir)
+        .args([
+            "--scale",
+            "2",
+            "--device",
+            "cpu",
+            "--self-ensemble",
+            "--weights",
+        ])
+        .arg(&f.kspace)
+        .args(["--json"])
+        .env_remove("SLURM_ARRAY_TASK_ID")
+        .env_remove("JOB_COMPLETION_INDEX")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let batched = volume::load(&out_dir.join("gt.nii.gz"), &Default::default()).unwrap();
+    assert_eq!(batched.data, ens_vol.data);
+}

@@ -214,6 +214,18 @@ fn checkpoint_menu(v: &mut Viewer, ui: &mut Ui) {
         v.set_device(dev);
     }
     ui.separator();
+    let mut ens = v.settings().self_ensemble;
+    if ui
+        .checkbox(&mut ens, "Self-ensemble (8 orientations)")
+        .on_hover_text(
+            "average the network's SR over the eight flips and transposes of each slice: \
+             higher PSNR/SSIM for eight times the inference time (restarts inference)",
+        )
+        .changed()
+    {
+        v.set_self_ensemble(ens);
+    }
+    ui.separator();
     if ui.button("Restart inference").clicked() {
         v.restart_runs();
     }

@@ -238,6 +238,36 @@ impl Viewer {
         self.info(format!("device: {}{what}", backend::device_label(device)));
     }
 
+    /// Turns the geometric self-ensemble ([`crate::ensemble`]) on or off; the SR runs that exist
+    /// restart with it.
+    pub fn set_self_ensemble(&mut self, on: bool) {
+        if self.settings.self_ensemble == on {
+            return;
+        }
+        self.settings.self_ensemble = on;
+        let mut restarted = false;
+        for slot in Slot::ALL {
+            let wanted = slot == Slot::A || self.settings.compare_b;
+            if wanted && self.inference.run(slot).is_some() {
+                self.start_run(slot);
+                restarted = true;
+            }
+        }
+        self.info(format!(
+            "self-ensemble {}{}",
+            if on {
+                "on (eight orientations per slice)"
+            } else {
+                "off"
+            },
+            if restarted {
+                ": inference restarts"
+            } else {
+                ""
+            }
+        ));
+    }
+
     /// Starts (or restarts) inference for `slot` over the prepared session.
     pub fn start_run(&mut self, slot: Slot) {
         self.inference.cancel(slot);
@@ -268,6 +298,7 @@ impl Viewer {
             checkpoint: source,
             factory: inf.factory.clone(),
             fallback: inf.fallback.clone(),
+            self_ensemble: self.settings.self_ensemble,
             prepared: p,
             first,
             cancel,
