@@ -7,26 +7,27 @@
 //! (measured in BENCHMARKS.md / the model card). It costs eight network runs per slice.
 //!
 //! # Geometry
-//! A symmetry must commute with the degradation that made the LR, or the average mixes outputs
-//! shifted against each other ([`crate::degrade`], "Geometry"):
-//! - **k-space truncation** puts LR voxel `i` at HR voxel `s i` and is defined on the periodic
-//!   grid of the DFT. Its flips are the *circular* flips `i -> (n - i) mod n` (voxel 0 stays,
-//!   the rest reverses), which map LR voxel `i` to HR voxel `(s n - s i) mod s n`: the same
-//!   circular flip of the HR grid. A plain reversal `i -> n - 1 - i` would shift the SR by
-//!   `s - 1` HR voxels.
-//! - **bicubic downsampling** is centre-aligned (`(i + 0.5) s - 0.5`) with a half-sample
-//!   symmetric boundary, so the plain reversal commutes with it.
-//! - Transposition commutes with both (each is separable, the same along both axes).
+//! The network sees the LR slice mirrored (`i -> n - 1 - i`) and/or transposed, which keeps it
+//! a natural image (no wrap-around). Its output must then be mirrored back about the right axis,
+//! which depends on where the degradation puts its samples ([`crate::degrade`], "Geometry"):
+//! LR voxel `i` sits at HR position `s i + o`, so the LR's mirror axis `(n - 1) / 2` is at HR
+//! position `s (n - 1) / 2 + o`, and the HR reflection is `x -> s n - 1 - e - x` with
+//! `e = s - 1 - 2 o`:
+//! - **k-space truncation** (origin aligned, `o = 0`): `e = s - 1`. The mirrored output covers
+//!   HR columns `0 ..= s n - s` only; the last `s - 1` columns (rows) come from the other
+//!   transforms (each voxel is averaged over the transforms that cover it: the identity covers
+//!   all). Mirroring the output about the middle (`e = 0`) would shift it by `s - 1` voxels.
+//! - **bicubic downsampling** (centre aligned, `o = (s - 1) / 2`): `e = 0`, full coverage.
+//! - Transposition needs nothing (each degradation is the same along both axes).
 //!
-//! One exception, at the highest frequency: when both LR sides are even, k-space truncation
-//! keeps the lone corner coefficient `(-h/2, -w/2)`, which reads the real part of the HR's
-//! `(-, -)` and `(+, +)` corners; a single flip swaps those for the `(-, +)` and `(+, -)` ones.
-//! Transposes and double flips commute exactly; single flips differ by one checkerboard
-//! `c (-1)^(x + y)` in the LR, whose amplitude is the difference of two HR coefficients at the
-//! corner of k-space (where MRI has almost no energy).
-//!
-//! `tests`: for every symmetry, degrading the transformed HR equals transforming the degraded
-//! LR.
+//! On the periodic grid of the DFT this is exact for k-space truncation: degrading the HR
+//! reflected as `x -> (s n - s - x) mod s n` gives the mirrored LR, with one exception at the
+//! highest frequency: when both LR sides are even, the lone corner coefficient `(-h/2, -w/2)`
+//! reads the real part of the HR's `(-, -)` and `(+, +)` corners, and a single mirror swaps
+//! those for the `(-, +)` and `(+, -)` ones. Transposes and double mirrors commute exactly;
+//! single mirrors differ by one checkerboard `c (-1)^(x + y)` in the LR, whose amplitude is the
+//! difference of two HR coefficients at the corner of k-space (where MRI has almost no energy).
+//! `tests` check both degradations.
 
 use std::sync::atomic::AtomicBool;
 
@@ -37,35 +38,14 @@ use crate::plane::Plane;
 /// Number of symmetries averaged.
 pub const TRANSFORMS: usize = 8;
 
-/// How a flip maps indices, which depends on where the degradation puts its samples.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Flip {
-    /// `i -> (n - i) mod n`: the origin-aligned, periodic grid of k-space truncation.
-    Circular,
-    /// `i -> n - 1 - i`: the centre-aligned grid of bicubic downsampling.
-    Mirror,
+/// Mirror `i -> n - 1 - i` of `i` when `on`.
+fn mirror(i: usize, n: usize, on: bool) -> usize {
+    if on { n - 1 - i } else { i }
 }
 
-impl Flip {
-    /// The flip that commutes with `degradation`.
-    pub fn for_degradation(degradation: Degradation) -> Self {
-        match degradation {
-            Degradation::Kspace => Flip::Circular,
-            Degradation::Bicubic => Flip::Mirror,
-        }
-    }
-
-    fn index(self, i: usize, n: usize) -> usize {
-        match self {
-            Flip::Circular => (n - i) % n,
-            Flip::Mirror => n - 1 - i,
-        }
-    }
-}
-
-/// Symmetry `t` (`0..8`) of `p`: transposed when bit 2 is set, then mirrored along x (bit 0)
-/// and along y (bit 1). Transform 0 is the identity.
-pub fn forward(p: &Plane, t: usize, flip: Flip) -> Plane {
+/// Symmetry `t` (`0..8`) of the LR plane `p`: transposed when bit 2 is set, then mirrored
+/// along x (bit 0) and along y (bit 1). Transform 0 is the identity.
+pub fn forward(p: &Plane, t: usize) -> Plane {
     let transposed = t & 4 != 0;
     let (w, h) = if transposed {
         (p.height, p.width)
@@ -74,9 +54,9 @@ pub fn forward(p: &Plane, t: usize, flip: Flip) -> Plane {
     };
     let mut data = Vec::with_capacity(w * h);
     for y in 0..h {
-        let sy = if t & 2 != 0 { flip.index(y, h) } else { y };
+        let sy = mirror(y, h, t & 2 != 0);
         for x in 0..w {
-            let sx = if t & 1 != 0 { flip.index(x, w) } else { x };
+            let sx = mirror(x, w, t & 1 != 0);
             // (sx, sy) in the transposed-or-not plane; back to p's coordinates.
             let (px, py) = if transposed { (sy, sx) } else { (sx, sy) };
             data.push(p.data[py * p.width + px]);
@@ -89,32 +69,80 @@ pub fn forward(p: &Plane, t: usize, flip: Flip) -> Plane {
     }
 }
 
-/// Adds the inverse of symmetry `t` applied to `p` into `acc` (of the untransformed size).
-fn accumulate_inverse(acc: &mut [f32], acc_w: usize, p: &Plane, t: usize, flip: Flip) {
-    let transposed = t & 4 != 0;
-    // forward(q)[y][x] = q[py][px]; so q[py][px] += p[y][x].
-    for y in 0..p.height {
-        let sy = if t & 2 != 0 {
-            flip.index(y, p.height)
-        } else {
-            y
-        };
-        for x in 0..p.width {
-            let sx = if t & 1 != 0 {
-                flip.index(x, p.width)
-            } else {
-                x
-            };
-            let (px, py) = if transposed { (sy, sx) } else { (sx, sy) };
-            acc[py * acc_w + px] += p.data[y * p.width + x];
+/// The HR reflection `x -> n - 1 - e - x` matching an LR mirror (`e`: see the module
+/// documentation), `None` where it falls off the grid.
+fn reflect(x: usize, n: usize, e: usize, on: bool) -> Option<usize> {
+    if on {
+        (n - 1 - e).checked_sub(x)
+    } else {
+        Some(x)
+    }
+}
+
+/// The running sum of the outputs mapped back, and how many transforms cover each voxel.
+struct Accumulator {
+    width: usize,
+    sum: Vec<f32>,
+    count: Vec<u8>,
+}
+
+impl Accumulator {
+    fn new(width: usize, height: usize) -> Self {
+        Self {
+            width,
+            sum: vec![0.0; width * height],
+            count: vec![0; width * height],
         }
+    }
+
+    /// Adds `p`, the output for symmetry `t` of the input, mapped back with the HR reflection
+    /// of shortfall `e`.
+    fn add(&mut self, p: &Plane, t: usize, e: usize) {
+        let transposed = t & 4 != 0;
+        for y in 0..p.height {
+            let Some(sy) = reflect(y, p.height, e, t & 2 != 0) else {
+                continue;
+            };
+            for x in 0..p.width {
+                let Some(sx) = reflect(x, p.width, e, t & 1 != 0) else {
+                    continue;
+                };
+                let (px, py) = if transposed { (sy, sx) } else { (sx, sy) };
+                let i = py * self.width + px;
+                self.sum[i] += p.data[y * p.width + x];
+                self.count[i] += 1;
+            }
+        }
+    }
+
+    /// The average per voxel.
+    fn finish(self, height: usize) -> Plane {
+        let data = self
+            .sum
+            .iter()
+            .zip(&self.count)
+            .map(|(&s, &c)| s / f32::from(c.max(1)))
+            .collect();
+        Plane {
+            width: self.width,
+            height,
+            data,
+        }
+    }
+}
+
+/// The shortfall `e = s - 1 - 2 o` of the HR reflection for LR made by `degradation` at `scale`.
+pub fn shortfall(degradation: Degradation, scale: usize) -> usize {
+    match degradation {
+        Degradation::Kspace => scale - 1,
+        Degradation::Bicubic => 0,
     }
 }
 
 /// An [`Upscaler`] that averages the inner one's outputs over the eight symmetries of each input.
 pub struct SelfEnsemble {
     inner: Box<dyn Upscaler>,
-    flip: Flip,
+    degradation: Degradation,
     /// Output voxels (of all eight transforms) per call to the inner upscaler: bounds the
     /// memory a chunk's outputs take (at least one input slice per call).
     chunk_voxels: usize,
@@ -128,7 +156,7 @@ impl SelfEnsemble {
     pub fn new(inner: Box<dyn Upscaler>, degradation: Degradation) -> Self {
         Self {
             inner,
-            flip: Flip::for_degradation(degradation),
+            degradation,
             chunk_voxels: CHUNK_VOXELS,
         }
     }
@@ -193,7 +221,7 @@ impl Upscaler for SelfEnsemble {
             let transformed: Vec<Plane> = chunk
                 .iter()
                 .flat_map(|p| (0..TRANSFORMS).map(move |t| (p, t)))
-                .map(|(p, t)| forward(p, t, self.flip))
+                .map(|(p, t)| forward(p, t))
                 .collect();
             let done_before = start;
             let inner_progress = |done: usize, _: usize| {
@@ -207,9 +235,10 @@ impl Upscaler for SelfEnsemble {
                     transformed.len()
                 )));
             }
+            let e = shortfall(self.degradation, s);
             for (i, p) in chunk.iter().enumerate() {
                 let (w, h) = (p.width * s, p.height * s);
-                let mut acc = vec![0f32; w * h];
+                let mut acc = Accumulator::new(w, h);
                 for t in 0..TRANSFORMS {
                     let sr = &srs[i * TRANSFORMS + t];
                     let expect = if t & 4 != 0 { (h, w) } else { (w, h) };
@@ -219,15 +248,9 @@ impl Upscaler for SelfEnsemble {
                             sr.width, sr.height, expect.0, expect.1
                         )));
                     }
-                    accumulate_inverse(&mut acc, w, sr, t, self.flip);
+                    acc.add(sr, t, e);
                 }
-                let k = 1.0 / TRANSFORMS as f32;
-                acc.iter_mut().for_each(|v| *v *= k);
-                out.push(Plane {
-                    width: w,
-                    height: h,
-                    data: acc,
-                });
+                out.push(acc.finish(h));
             }
             start = end;
             progress(start, total);
@@ -276,44 +299,80 @@ mod tests {
 
     #[test]
     fn the_eight_transforms_are_distinct_and_undo_exactly() {
-        for flip in [Flip::Circular, Flip::Mirror] {
-            for (w, h) in [(5, 3), (4, 4), (6, 7)] {
-                let p = plane(w, h, 7);
-                let all: Vec<Plane> = (0..TRANSFORMS).map(|t| forward(&p, t, flip)).collect();
-                for t in 0..TRANSFORMS {
-                    let mut acc = vec![0f32; w * h];
-                    accumulate_inverse(&mut acc, w, &all[t], t, flip);
-                    assert_eq!(acc, p.data, "{flip:?} {w}x{h} transform {t}");
-                    for u in 0..t {
-                        assert_ne!(all[t], all[u], "{flip:?} {w}x{h}: {t} and {u} coincide");
-                    }
+        for (w, h) in [(5, 3), (4, 4), (6, 7)] {
+            let p = plane(w, h, 7);
+            let all: Vec<Plane> = (0..TRANSFORMS).map(|t| forward(&p, t)).collect();
+            for t in 0..TRANSFORMS {
+                // On the same grid (e = 0) the mapping back is the exact inverse.
+                let mut acc = Accumulator::new(w, h);
+                acc.add(&all[t], t, 0);
+                assert!(acc.count.iter().all(|&c| c == 1));
+                assert_eq!(acc.finish(h), p, "{w}x{h} transform {t}");
+                for u in 0..t {
+                    assert_ne!(all[t], all[u], "{w}x{h}: {t} and {u} coincide");
                 }
             }
         }
-        // Spelled out on a 3x2 plane [[0 1 2] [3 4 5]]: circular x-flip keeps column 0.
+        // Spelled out on a 3x2 plane [[0 1 2] [3 4 5]].
         let p = Plane {
             width: 3,
             height: 2,
             data: (0..6).map(|v| v as f32).collect(),
         };
-        assert_eq!(
-            forward(&p, 1, Flip::Circular).data,
-            [0., 2., 1., 3., 5., 4.]
-        );
-        assert_eq!(forward(&p, 1, Flip::Mirror).data, [2., 1., 0., 5., 4., 3.]);
-        assert_eq!(forward(&p, 2, Flip::Mirror).data, [3., 4., 5., 0., 1., 2.]);
-        let t = forward(&p, 4, Flip::Mirror);
+        assert_eq!(forward(&p, 1).data, [2., 1., 0., 5., 4., 3.]);
+        assert_eq!(forward(&p, 2).data, [3., 4., 5., 0., 1., 2.]);
+        let t = forward(&p, 4);
         assert_eq!((t.width, t.height), (2, 3));
         assert_eq!(t.data, [0., 3., 1., 4., 2., 5.]);
+        // The HR reflection of x2 k-space (e = 1) over 4 columns: x -> 2 - x, the last column
+        // left to the other transforms.
+        let row = Plane {
+            width: 4,
+            height: 1,
+            data: vec![1., 2., 3., 4.],
+        };
+        let mut acc = Accumulator::new(4, 1);
+        acc.add(&row, 1, 1);
+        assert_eq!(acc.sum, [3., 2., 1., 0.]);
+        assert_eq!(acc.count, [1, 1, 1, 0]);
+        acc.add(&row, 0, 1);
+        assert_eq!(acc.finish(1).data, [2., 2., 2., 4.]);
     }
 
-    /// Each symmetry commutes with the degradation it is chosen for: degrading the transformed
-    /// HR gives the transformed LR. With the other flip it does not (the k-space case would
-    /// shift the SR by s - 1 voxels).
+    /// Symmetry `t` of an HR plane on the periodic grid, with the HR reflection of shortfall
+    /// `e`: `x -> (n - 1 - e - x) mod n`.
+    fn hr_forward(p: &Plane, t: usize, e: usize) -> Plane {
+        let transposed = t & 4 != 0;
+        let (w, h) = if transposed {
+            (p.height, p.width)
+        } else {
+            (p.width, p.height)
+        };
+        let r = |i: usize, n: usize, on: bool| {
+            if on { (2 * n - 1 - e - i) % n } else { i }
+        };
+        let mut data = Vec::with_capacity(w * h);
+        for y in 0..h {
+            for x in 0..w {
+                let (sx, sy) = (r(x, w, t & 1 != 0), r(y, h, t & 2 != 0));
+                let (px, py) = if transposed { (sy, sx) } else { (sx, sy) };
+                data.push(p.data[py * p.width + px]);
+            }
+        }
+        Plane {
+            width: w,
+            height: h,
+            data,
+        }
+    }
+
+    /// The mirrored LR is the degradation of the HR reflected with the shortfall of that
+    /// degradation (on the periodic grid for k-space), for every symmetry; with the other
+    /// shortfall it is not (mirroring a k-space SR about its middle would shift it by s - 1
+    /// voxels).
     #[test]
-    fn the_symmetries_commute_with_their_degradation() {
+    fn mirroring_the_lr_is_reflecting_the_hr_with_the_degradations_shortfall() {
         for degradation in [Degradation::Kspace, Degradation::Bicubic] {
-            let flip = Flip::for_degradation(degradation);
             for (s, w, h) in [
                 (2, 16, 12),
                 (2, 10, 14),
@@ -321,12 +380,13 @@ mod tests {
                 (4, 16, 20),
                 (4, 32, 24),
             ] {
+                let e = shortfall(degradation, s);
                 let hr = plane(w, h, (s * w + h) as u32);
                 let lr = degrade::degrade(&hr, s, degradation).unwrap();
                 let (lw, lh) = (lr.width, lr.height);
                 for t in 0..TRANSFORMS {
-                    let a = degrade::degrade(&forward(&hr, t, flip), s, degradation).unwrap();
-                    let b = forward(&lr, t, flip);
+                    let a = degrade::degrade(&hr_forward(&hr, t, e), s, degradation).unwrap();
+                    let b = forward(&lr, t);
                     let one_flip = (t & 1) != (t & 2) >> 1;
                     if degradation == Degradation::Kspace && lw % 2 == 0 && lh % 2 == 0 && one_flip
                     {
@@ -346,22 +406,21 @@ mod tests {
                     let d = max_diff(&a, &b);
                     assert!(d < 1e-5, "{degradation:?} x{s} {w}x{h} t {t}: {d}");
                 }
-                let other = match flip {
-                    Flip::Circular => Flip::Mirror,
-                    Flip::Mirror => Flip::Circular,
-                };
-                let a = degrade::degrade(&forward(&hr, 1, other), s, degradation).unwrap();
-                let d = max_diff(&a, &forward(&lr, 1, other));
+                let wrong = if e == 0 { s - 1 } else { 0 };
+                let a = degrade::degrade(&hr_forward(&hr, 1, wrong), s, degradation).unwrap();
+                let d = max_diff(&a, &forward(&lr, 1));
                 assert!(
                     d > 1e-2,
-                    "{degradation:?} x{s} {w}x{h}: the wrong flip commutes ({d})"
+                    "{degradation:?} x{s} {w}x{h}: the wrong reflection commutes ({d})"
                 );
             }
         }
     }
 
     /// Interpolation as an upscaler: zero-filling and bicubic upsampling are themselves
-    /// equivariant under the symmetries of their geometry, so their ensemble is themselves.
+    /// equivariant under the symmetries of their geometry (zero-filling on the periodic grid),
+    /// so their ensemble is themselves: where a mirrored output falls off the grid, the voxel
+    /// is the average of the transforms that cover it.
     struct Interpolate {
         scale: usize,
         method: Baseline,
@@ -401,7 +460,7 @@ mod tests {
             (Baseline::Zerofill, Degradation::Kspace),
             (Baseline::Bicubic, Degradation::Bicubic),
         ] {
-            // Odd LR sides: no lone corner frequency (see the commutation test).
+            // Odd LR sides: no lone corner frequency (see the reflection test).
             let inputs: Vec<Plane> = (0..5).map(|i| plane(8 + i, 5 + 2 * i, i as u32)).collect();
             let mut plain = Interpolate {
                 scale: 2,
