@@ -19,6 +19,7 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         "volume",
         "degrade",
         "consistency",
+        "ensemble",
         "upscale",
         "evaluation",
         "checkpoints",
@@ -33,6 +34,9 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
     m.insert("degrade", with(&["engine", "model"]));
     // Data consistency: a projection built on the degradation's k-space operators.
     m.insert("consistency", with(&["engine", "model", "degrade"]));
+    // The self-ensemble: an Upscaler over any other (its tests check the geometry against the
+    // degradations).
+    m.insert("ensemble", with(&["engine", "model", "degrade"]));
     for layer5 in ["upscale", "evaluation", "checkpoints"] {
         m.insert(
             layer5,
