@@ -38,25 +38,27 @@ use crate::plane::Plane;
 /// Number of symmetries averaged.
 pub const TRANSFORMS: usize = 8;
 
-/// Mirror `i -> n - 1 - i` of `i` when `on`.
-fn mirror(i: usize, n: usize, on: bool) -> usize {
-    if on { n - 1 - i } else { i }
-}
-
 /// Symmetry `t` (`0..8`) of the LR plane `p`: transposed when bit 2 is set, then mirrored
 /// along x (bit 0) and along y (bit 1). Transform 0 is the identity.
 pub fn forward(p: &Plane, t: usize) -> Plane {
+    transform(p, t, 0)
+}
+
+/// Symmetry `t` of `p` with the periodic reflection `i -> (n - 1 - e - i) mod n` as its mirror
+/// (`e = 0`: the plain mirror of [`forward`]; the tests reflect HR planes with `e > 0`).
+fn transform(p: &Plane, t: usize, e: usize) -> Plane {
     let transposed = t & 4 != 0;
     let (w, h) = if transposed {
         (p.height, p.width)
     } else {
         (p.width, p.height)
     };
+    let r = |i: usize, n: usize, on: bool| if on { (2 * n - 1 - e - i) % n } else { i };
     let mut data = Vec::with_capacity(w * h);
     for y in 0..h {
-        let sy = mirror(y, h, t & 2 != 0);
+        let sy = r(y, h, t & 2 != 0);
         for x in 0..w {
-            let sx = mirror(x, w, t & 1 != 0);
+            let sx = r(x, w, t & 1 != 0);
             // (sx, sy) in the transposed-or-not plane; back to p's coordinates.
             let (px, py) = if transposed { (sy, sx) } else { (sx, sy) };
             data.push(p.data[py * p.width + px]);
@@ -339,33 +341,6 @@ mod tests {
         assert_eq!(acc.finish(1).data, [2., 2., 2., 4.]);
     }
 
-    /// Symmetry `t` of an HR plane on the periodic grid, with the HR reflection of shortfall
-    /// `e`: `x -> (n - 1 - e - x) mod n`.
-    fn hr_forward(p: &Plane, t: usize, e: usize) -> Plane {
-        let transposed = t & 4 != 0;
-        let (w, h) = if transposed {
-            (p.height, p.width)
-        } else {
-            (p.width, p.height)
-        };
-        let r = |i: usize, n: usize, on: bool| {
-            if on { (2 * n - 1 - e - i) % n } else { i }
-        };
-        let mut data = Vec::with_capacity(w * h);
-        for y in 0..h {
-            for x in 0..w {
-                let (sx, sy) = (r(x, w, t & 1 != 0), r(y, h, t & 2 != 0));
-                let (px, py) = if transposed { (sy, sx) } else { (sx, sy) };
-                data.push(p.data[py * p.width + px]);
-            }
-        }
-        Plane {
-            width: w,
-            height: h,
-            data,
-        }
-    }
-
     /// The mirrored LR is the degradation of the HR reflected with the shortfall of that
     /// degradation (on the periodic grid for k-space), for every symmetry; with the other
     /// shortfall it is not (mirroring a k-space SR about its middle would shift it by s - 1
@@ -385,7 +360,7 @@ mod tests {
                 let lr = degrade::degrade(&hr, s, degradation).unwrap();
                 let (lw, lh) = (lr.width, lr.height);
                 for t in 0..TRANSFORMS {
-                    let a = degrade::degrade(&hr_forward(&hr, t, e), s, degradation).unwrap();
+                    let a = degrade::degrade(&transform(&hr, t, e), s, degradation).unwrap();
                     let b = forward(&lr, t);
                     let one_flip = (t & 1) != (t & 2) >> 1;
                     if degradation == Degradation::Kspace && lw % 2 == 0 && lh % 2 == 0 && one_flip
@@ -407,7 +382,7 @@ mod tests {
                     assert!(d < 1e-5, "{degradation:?} x{s} {w}x{h} t {t}: {d}");
                 }
                 let wrong = if e == 0 { s - 1 } else { 0 };
-                let a = degrade::degrade(&hr_forward(&hr, 1, wrong), s, degradation).unwrap();
+                let a = degrade::degrade(&transform(&hr, 1, wrong), s, degradation).unwrap();
                 let d = max_diff(&a, &forward(&lr, 1));
                 assert!(
                     d > 1e-2,

@@ -222,6 +222,17 @@ impl Viewer {
             self.inference.factory = backend::engine_factory(device, self.inference.shared.clone());
         }
         self.inference.fallback = backend::fallback_factory(device);
+        let what = if self.restart_existing_runs() {
+            ": inference restarts on it"
+        } else {
+            ""
+        };
+        self.info(format!("device: {}{what}", backend::device_label(device)));
+    }
+
+    /// Restarts the runs that exist and are wanted (A, and B when comparing) after a change of
+    /// how runs are made; whether any was restarted.
+    fn restart_existing_runs(&mut self) -> bool {
         let mut restarted = false;
         for slot in Slot::ALL {
             let wanted = slot == Slot::A || self.settings.compare_b;
@@ -230,12 +241,7 @@ impl Viewer {
                 restarted = true;
             }
         }
-        let what = if restarted {
-            ": inference restarts on it"
-        } else {
-            ""
-        };
-        self.info(format!("device: {}{what}", backend::device_label(device)));
+        restarted
     }
 
     /// Turns the geometric self-ensemble ([`crate::ensemble`]) on or off; the SR runs that exist
@@ -245,14 +251,7 @@ impl Viewer {
             return;
         }
         self.settings.self_ensemble = on;
-        let mut restarted = false;
-        for slot in Slot::ALL {
-            let wanted = slot == Slot::A || self.settings.compare_b;
-            if wanted && self.inference.run(slot).is_some() {
-                self.start_run(slot);
-                restarted = true;
-            }
-        }
+        let restarted = self.restart_existing_runs();
         self.info(format!(
             "self-ensemble {}{}",
             if on {
