@@ -23,8 +23,15 @@
 set -u
 T0=$(date +%s)
 LIMIT=${CALL_LIMIT:-575}
-OUT=${OUT:-/tmp/bench-out}; mkdir -p "$OUT"
+# The stages write about ten files, but a call brings back at most 8: they write under /tmp/res,
+# and after every stage it is packed into $OUT/results.tar.gz beside a copy of the log.
+FINAL=${OUT:-/tmp/bench-out}; mkdir -p "$FINAL"
+export OUT=/tmp/res; mkdir -p "$OUT"
 ERRLOG="$OUT/log.txt"
+pack() {
+  tar czf "$FINAL/results.tar.gz.tmp" -C "$OUT" . && mv "$FINAL/results.tar.gz.tmp" "$FINAL/results.tar.gz"
+  cp "$ERRLOG" "$FINAL/log.txt"
+}
 left() { echo $(( LIMIT - ($(date +%s) - T0) )); }
 stage() { echo "== $1 ($(( $(date +%s) - T0 )) s, $(left) s left)" | tee -a "$ERRLOG"; }
 # shellcheck source=scripts/device_bench_lib.sh
@@ -90,5 +97,7 @@ run_again() {
 
 for s in ${STAGES:-engine viewer archive torch again}; do
   "run_$s"
+  pack
 done
 echo "call wall time $(( $(date +%s) - T0 )) s" | tee -a "$ERRLOG"
+pack
