@@ -77,6 +77,22 @@ fn eval(f: &Files, weights: &Path, extra: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `deltawkv upscale GT DIR/name --scale 2 --device cpu --json --weights k_x2 EXTRA...`: its JSON
+/// object and the output's path.
+fn upscale(f: &Files, name: &str, extra: &[&str]) -> (serde_json::Value, PathBuf) {
+    let out = f.dir.join(name);
+    let output = bin()
+        .arg("upscale")
+        .arg(&f.gt)
+        .arg(&out)
+        .args(["--scale", "2", "--device", "cpu", "--json", "--weights"])
+        .arg(&f.kspace)
+        .args(extra)
+        .output()
+        .unwrap();
+    (json(output), out)
+}
+
 /// A user error: exit 1, a message on stderr naming `what`, no panic.
 fn refused(out: Output, what: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
@@ -168,23 +184,10 @@ fn data_consistency_is_refused_where_it_is_not_defined() {
 #[test]
 fn upscale_makes_the_output_consistent_with_the_input() {
     let f = files();
-    let run = |dc: bool, name: &str| {
-        let out = f.dir.join(name);
-        let mut cmd = bin();
-        cmd.arg("upscale")
-            .arg(&f.gt)
-            .arg(&out)
-            .args(["--scale", "2", "--device", "cpu", "--json", "--weights"])
-            .arg(&f.kspace);
-        if dc {
-            cmd.arg("--data-consistency");
-        }
-        (json(cmd.output().unwrap()), out)
-    };
-    let (plain, plain_path) = run(false, "plain.nii.gz");
+    let (plain, plain_path) = upscale(&f, "plain.nii.gz", &[]);
     assert_eq!(plain["data_consistency"], false);
     assert!(plain["consistency_residual_rms"].is_null());
-    let (dc, dc_path) = run(true, "dc.nii.gz");
+    let (dc, dc_path) = upscale(&f, "dc.nii.gz", &["--data-consistency"]);
     assert_eq!(dc["data_consistency"], true);
     assert!(dc["consistency_residual_rms"].as_f64().unwrap() > 1e-4);
 
@@ -309,18 +312,9 @@ fn self_ensemble_is_an_option_of_eval_upscale_and_batch() {
         "--baselines-only",
     );
 
-    let upscale = |name: &str, ensemble: bool| {
-        let out = f.dir.join(name);
-        let mut cmd = bin();
-        cmd.arg("upscale")
-            .arg(&f.gt)
-            .arg(&out)
-            .args(["--scale", "2", "--device", "cpu", "--json", "--weights"])
-            .arg(&f.kspace);
-        if ensemble {
-            cmd.arg("--self-ensemble");
-        }
-        let j = json(cmd.output().unwrap());
+    let run = |name: &str, ensemble: bool| {
+        let extra: &[&str] = if ensemble { &["--self-ensemble"] } else { &[] };
+        let (j, out) = upscale(&f, name, extra);
         assert_eq!(j["self_ensemble"], ensemble);
         assert_eq!(
             j["backend"].as_str().unwrap().contains("self-ensemble"),
@@ -329,7 +323,7 @@ fn self_ensemble_is_an_option_of_eval_upscale_and_batch() {
         );
         volume::load(&out, &Default::default()).unwrap()
     };
-    let (plain_vol, ens_vol) = (upscale("plain.nii.gz", false), upscale("ens.nii.gz", true));
+    let (plain_vol, ens_vol) = (run("plain.nii.gz", false), run("ens.nii.gz", true));
     assert_eq!(plain_vol.dims, ens_vol.dims);
     assert_ne!(plain_vol.data, ens_vol.data);
 
