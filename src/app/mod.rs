@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use eframe::egui_wgpu::{self, wgpu};
+use eframe::egui_wgpu;
 
 pub mod backend;
 pub mod colormap;
@@ -169,16 +169,13 @@ pub fn exit_on_display_loss<T>(f: impl FnOnce() -> T) -> T {
     out
 }
 
-/// eframe options: the wgpu renderer, on a device with the adapter's own limits (the default
-/// WebGL2 limits of a GL fallback would forbid the inference engine's compute pipelines).
+/// eframe options: the wgpu renderer, on the device the inference engine needs (the adapter's own
+/// limits, since the default WebGL2 limits of a GL fallback would forbid the compute pipelines,
+/// and subgroups where the adapter has them; [`crate::gpu::device_descriptor`]).
 pub fn native_options() -> eframe::NativeOptions {
     let mut wgpu_options = egui_wgpu::WgpuConfiguration::default();
     if let egui_wgpu::WgpuSetup::CreateNew(c) = &mut wgpu_options.wgpu_setup {
-        c.device_descriptor = Arc::new(|adapter: &wgpu::Adapter| wgpu::DeviceDescriptor {
-            label: Some("deltawkv device"),
-            required_limits: adapter.limits(),
-            ..Default::default()
-        });
+        c.device_descriptor = Arc::new(crate::gpu::device_descriptor);
     }
     eframe::NativeOptions {
         viewport: with_icon(egui::ViewportBuilder::default())

@@ -137,6 +137,22 @@ fn backend_rank(b: wgpu::Backend) -> u8 {
     }
 }
 
+/// The device the engine needs from `adapter`, for its own context and for the viewer's (eframe
+/// creates the device the engine then shares): the adapter's own limits (the default WebGPU ones
+/// would cap the batch and forbid large slices) and subgroup operations when the adapter has them
+/// (the split-row and segmented scans use them; without them the engine falls back to the
+/// one-thread-a-row scan, about 5x slower for one slice on an H100).
+pub fn device_descriptor(adapter: &wgpu::Adapter) -> wgpu::DeviceDescriptor<'static> {
+    wgpu::DeviceDescriptor {
+        label: Some("deltawkv"),
+        required_features: adapter.features() & wgpu::Features::SUBGROUP,
+        required_limits: adapter.limits(),
+        experimental_features: wgpu::ExperimentalFeatures::disabled(),
+        memory_hints: wgpu::MemoryHints::Performance,
+        trace: wgpu::Trace::Off,
+    }
+}
+
 /// Short human-readable description of an adapter, e.g. `NVIDIA H100 (Vulkan, discrete GPU)`.
 pub fn describe_adapter(info: &wgpu::AdapterInfo) -> String {
     let kind = match info.device_type {
@@ -244,16 +260,7 @@ impl GpuContext {
                 last_err = format!("{}: compute limits too small", describe_adapter(&info));
                 continue;
             }
-            // Subgroup operations when the adapter has them (the split-row scan uses them).
-            let desc = wgpu::DeviceDescriptor {
-                label: Some("deltawkv"),
-                required_features: adapter.features() & wgpu::Features::SUBGROUP,
-                required_limits: limits.clone(),
-                experimental_features: wgpu::ExperimentalFeatures::disabled(),
-                memory_hints: wgpu::MemoryHints::Performance,
-                trace: wgpu::Trace::Off,
-            };
-            match pollster::block_on(adapter.request_device(&desc)) {
+            match pollster::block_on(adapter.request_device(&device_descriptor(&adapter))) {
                 Ok((device, queue)) => {
                     let memory = device_local_memory(&adapter);
                     let mut ctx = Self::build(device, queue, info, limits, memory);
@@ -318,6 +325,47 @@ impl GpuContext {
     pub fn pipeline(&self, key: &KernelKey) -> Result<Arc<PipelineEntry>, EngineError> {
         self.pipelines.get_or_compile(key, || {
             self.scoped(|| pipelines::compile(&self.device, key))?
+        })
+    }
+
+    /// Compiles the pipelines of `keys` that are not cached yet, several at a time (one thread a
+    /// core, at most one a key): a plan's first run compiles about twenty variants, which on a
+    /// cold driver cache is most of the time to the viewer's first SR slice. Every thread has
+    /// its own error scopes (wgpu's are per thread); the first error is returned.
+    pub fn precompile(&self, keys: &[KernelKey]) -> Result<(), EngineError> {
+        let mut missing: Vec<&KernelKey> = keys
+            .iter()
+            .filter(|k| !self.pipelines.contains(k))
+            .collect();
+        missing.dedup();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(missing.len());
+        if threads <= 1 {
+            return missing
+                .into_iter()
+                .try_for_each(|k| self.pipeline(k).map(drop));
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| {
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(k) = missing.get(i) else {
+                                return Ok(());
+                            };
+                            self.pipeline(k)?;
+                        }
+                    })
+                })
+                .collect();
+            workers.into_iter().try_for_each(|w| {
+                w.join().unwrap_or_else(|_| {
+                    Err(EngineError::Internal("a compile thread panicked".into()))
+                })
+            })
         })
     }
 

@@ -222,7 +222,7 @@ impl Graph {
         }
     }
 
-    /// Compiles (or fetches) the pipelines, writes the parameter blocks into one uniform buffer
+    /// Compiles (in parallel, [`GpuContext::precompile`]) or fetches the pipelines, writes the parameter blocks into one uniform buffer
     /// and creates the bind groups: the result replays without further allocation.
     pub fn finalize(&self, ctx: &GpuContext) -> Result<Plan, EngineError> {
         let align = (ctx.limits.min_uniform_buffer_offset_alignment as u64).max(PARAM_BYTES);
@@ -244,6 +244,15 @@ impl Graph {
             C(BufId, u64, BufId, u64, u64),
             M,
         }
+        let mut keys: Vec<KernelKey> = Vec::new();
+        for op in &self.ops {
+            if let Op::Dispatch { key, .. } = op
+                && !keys.contains(key)
+            {
+                keys.push(key.clone());
+            }
+        }
+        ctx.precompile(&keys)?;
         let mut pre = Vec::with_capacity(self.ops.len());
         for op in &self.ops {
             match op {

@@ -21,5 +21,5 @@ pub mod pipelines;
 pub mod shader;
 pub mod weights;
 
-pub use context::GpuContext;
+pub use context::{GpuContext, device_descriptor};
 pub use engine::{GpuEngine, GpuOptions};

@@ -41,6 +41,11 @@ impl PipelineCache {
         Ok(entry)
     }
 
+    /// Whether `key`'s pipeline is compiled.
+    pub fn contains(&self, key: &KernelKey) -> bool {
+        self.map.lock().is_ok_and(|m| m.contains_key(key))
+    }
+
     /// How many kernel variants are compiled.
     pub fn len(&self) -> usize {
         self.map.lock().map_or(0, |m| m.len())

@@ -1,6 +1,7 @@
 //! The viewer's latency and frame times on a real GPU (issue 16), measured, never asserted: the
-//! real app driven by egui_kittest with its wgpu renderer on the default adapter (the NVIDIA one
-//! on the GPU machine, where the engine shares eframe's device and queue), the bundled sample
+//! real app driven by egui_kittest with its wgpu renderer on the hardware adapter (the NVIDIA one
+//! on the GPU machine), on the device eframe creates for the app (the engine shares it and its
+//! queue), the bundled sample
 //! opened in simulate mode with the shipped x2 checkpoint, frames stepped and rendered as fast as
 //! the harness can until the whole volume is upscaled.
 //!
@@ -12,6 +13,7 @@
 //! the volume is upscaled: median, p95, max, and how many frames exceed 16.7 ms.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deltawkv::app::jobs::CheckpointSource;
@@ -19,6 +21,7 @@ use deltawkv::app::metrics_cache::Slot;
 use deltawkv::app::session::Mode;
 use deltawkv::app::{AppOptions, DeltaApp, Settings};
 use deltawkv::engine::DeviceChoice;
+use eframe::egui_wgpu::{WgpuSetup, wgpu};
 use egui_kittest::Harness;
 
 fn root() -> PathBuf {
@@ -32,6 +35,29 @@ fn quantile_ms(v: &[Duration], q: f64) -> f64 {
     }
     let i = ((v.len() - 1) as f64 * q).round() as usize;
     v[i].as_secs_f64() * 1e3
+}
+
+/// The device the app gets from eframe ([`deltawkv::app::native_options`]: the engine's
+/// [`deltawkv::gpu::device_descriptor`], subgroups included), on a hardware adapter before a
+/// software one (egui_kittest's default prefers software rasterisers, for reproducible snapshots).
+fn gpu_setup() -> WgpuSetup {
+    let mut setup = egui_kittest::wgpu::default_wgpu_setup();
+    if let WgpuSetup::CreateNew(c) = &mut setup {
+        c.device_descriptor = Arc::new(deltawkv::gpu::device_descriptor);
+        c.native_adapter_selector = Some(Arc::new(|adapters, _surface| {
+            adapters
+                .iter()
+                .min_by_key(|a| match a.get_info().device_type {
+                    wgpu::DeviceType::DiscreteGpu => 0,
+                    wgpu::DeviceType::IntegratedGpu => 1,
+                    wgpu::DeviceType::VirtualGpu | wgpu::DeviceType::Other => 2,
+                    wgpu::DeviceType::Cpu => 3,
+                })
+                .cloned()
+                .ok_or_else(|| "no adapter found".to_owned())
+        }));
+    }
+    setup
 }
 
 #[test]
@@ -56,7 +82,7 @@ fn gpu_timing() {
     let mut h = Harness::builder()
         .with_size(egui::vec2(1600.0, 900.0))
         .with_pixels_per_point(1.0)
-        .wgpu()
+        .wgpu_setup(gpu_setup())
         .build_eframe(move |cc| {
             DeltaApp::new(
                 cc,
