@@ -40,12 +40,16 @@ pub struct GpuContext {
 /// The adapter's features for tensor-core work, as its driver reports them: whether WGSL `f16`
 /// is available (`Features::SHADER_F16`) and the cooperative-matrix configurations
 /// (`Features::EXPERIMENTAL_COOPERATIVE_MATRIX`, `Adapter::cooperative_matrix_properties`), each
-/// as `MxNxK AB->C` (`+sat` where saturating accumulation is offered). The engine does not use
-/// them yet; `bench` reports them so that a run on a new card shows what it could use.
+/// as `MxNxK AB->C` (`+sat` where saturating accumulation is offered). `bench` reports them; the
+/// tensor-core matrix product uses the 16x16x16 f16 -> f32 configuration where offered.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct AdapterCapabilities {
     pub shader_f16: bool,
     pub cooperative_matrix: Vec<String>,
+    /// What `shaders/network/matmul_coop.wgsl` needs: f16, subgroups of one fixed size, and
+    /// 16x16x16 cooperative matrices with f16 inputs and f32 accumulation. The engine's own
+    /// device is then created with these features ([`GpuContext::new`]).
+    pub tensor_core_f16: bool,
 }
 
 impl AdapterCapabilities {
@@ -76,9 +80,20 @@ impl AdapterCapabilities {
             } else {
                 Vec::new()
             };
+        let info = adapter.get_info();
+        let f16_f32_16 = features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
+            && adapter.cooperative_matrix_properties().iter().any(|p| {
+                (p.m_size, p.n_size, p.k_size) == (16, 16, 16)
+                    && p.ab_type == wgpu::CooperativeScalarType::F16
+                    && p.cr_type == wgpu::CooperativeScalarType::F32
+            });
         Self {
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
             cooperative_matrix,
+            tensor_core_f16: f16_f32_16
+                && features.contains(wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP)
+                && info.subgroup_min_size == info.subgroup_max_size
+                && info.subgroup_min_size >= 16,
         }
     }
 }
@@ -260,11 +275,24 @@ impl GpuContext {
                 last_err = format!("{}: compute limits too small", describe_adapter(&info));
                 continue;
             }
-            match pollster::block_on(adapter.request_device(&device_descriptor(&adapter))) {
+            let capabilities = AdapterCapabilities::of(&adapter);
+            let mut desc = device_descriptor(&adapter);
+            if capabilities.tensor_core_f16 {
+                // The tensor-core matrix product (opt-in, `KernelOptions::matmul_coop`). Only the
+                // modules that use cooperative matrices are compiled under the Vulkan memory
+                // model these features turn on; the other kernels are unchanged.
+                desc.required_features |=
+                    wgpu::Features::SHADER_F16 | wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+                // SAFETY: wgpu's experimental cooperative matrices are used by one kernel,
+                // validated by naga in the tests and checked against the f32 kernels on a GPU
+                // that has them (tests/gpu/coop.rs).
+                desc.experimental_features = unsafe { wgpu::ExperimentalFeatures::enabled() };
+            }
+            match pollster::block_on(adapter.request_device(&desc)) {
                 Ok((device, queue)) => {
                     let memory = device_local_memory(&adapter);
                     let mut ctx = Self::build(device, queue, info, limits, memory);
-                    ctx.capabilities = Some(AdapterCapabilities::of(&adapter));
+                    ctx.capabilities = Some(capabilities);
                     let sink = ctx.sink.clone();
                     ctx.device
                         .on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -380,6 +408,21 @@ impl GpuContext {
     pub fn has_subgroups(&self) -> bool {
         self.device.features().contains(wgpu::Features::SUBGROUP)
             && self.info.subgroup_min_size >= 4
+    }
+
+    /// The subgroup size the tensor-core matrix product runs with, where the device was created
+    /// for it ([`AdapterCapabilities::tensor_core_f16`]); `None` elsewhere (eframe's device,
+    /// lavapipe).
+    pub fn tensor_core_subgroup(&self) -> Option<u32> {
+        let f = wgpu::Features::SHADER_F16
+            | wgpu::Features::SUBGROUP
+            | wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+        (self
+            .capabilities
+            .as_ref()
+            .is_some_and(|c| c.tensor_core_f16)
+            && self.device.features().contains(f))
+        .then_some(self.info.subgroup_min_size)
     }
 
     /// Whether the adapter is a software rasteriser (lavapipe, llvmpipe, WARP...).

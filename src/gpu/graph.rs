@@ -63,6 +63,9 @@ pub struct Graph {
     pub kernels: KernelOptions,
     /// The device has subgroup operations usable by the kernels ([`GpuContext::has_subgroups`]).
     pub subgroups: bool,
+    /// The subgroup size of the tensor-core matrix product, where the device has it
+    /// ([`GpuContext::tensor_core_subgroup`]).
+    pub tensor_core_subgroup: Option<u32>,
     /// The adapter is a CPU (lavapipe): [`ScanSegments::Auto`](super::shader::ScanSegments)
     /// leaves the scans unsegmented there.
     pub cpu_adapter: bool,
@@ -83,6 +86,7 @@ impl Graph {
             max_workgroup_bytes: ctx.limits.max_compute_workgroup_storage_size,
             kernels: KernelOptions::default(),
             subgroups: ctx.has_subgroups(),
+            tensor_core_subgroup: ctx.tensor_core_subgroup(),
             cpu_adapter: ctx.info.device_type == wgpu::DeviceType::Cpu,
             traffic: 0,
         }

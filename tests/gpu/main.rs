@@ -7,6 +7,7 @@
 mod common;
 
 mod cli;
+mod coop;
 mod kernels;
 mod measure;
 mod network;

@@ -58,7 +58,31 @@ impl Graph {
             .iter()
             .all(|v| v.is_multiple_of(4));
         let v4 = self.kernels.matmul_v4 && aligned;
-        let (kind, bm, bn, bk, wg) = if v4 {
+        let coop = self
+            .tensor_core_subgroup
+            .filter(|_| self.kernels.matmul_coop && aligned && a.k.is_multiple_of(16));
+        let epilogue = [("ACT", a.act as u32), ("ACCUM", a.accumulate as u32)];
+        // the tiled kernels: their template constants and their BM x BN tile
+        let tiled = |kind, bm: u32, bn: u32, wg: u32| {
+            let mut consts = vec![("BM", bm), ("BN", bn), ("BK", 16), ("WG", wg)];
+            consts.extend(epilogue);
+            (KernelKey { kind, consts }, bm, bn)
+        };
+        let (key, bm, bn) = if let Some(sg) = coop {
+            // 4 subgroups of 16 rows, each with one 16-column accumulator per 16 columns, up to
+            // 6 (N = 96: one tile across)
+            let nj = (1..=6u32)
+                .rev()
+                .find(|&j| a.n.is_multiple_of(16 * j))
+                .unwrap_or(6);
+            let mut consts = vec![("NJ", nj), ("WG", 4 * sg)];
+            consts.extend(epilogue);
+            let key = KernelKey {
+                kind: Kind::MatmulCoop,
+                consts,
+            };
+            (key, 64, 16 * nj)
+        } else if v4 {
             let bn = if a.n.is_multiple_of(96) {
                 96
             } else if a.n.is_multiple_of(64) {
@@ -66,20 +90,9 @@ impl Graph {
             } else {
                 32
             };
-            (Kind::MatmulV4, 128u32, bn, 16u32, (128 / 8) * (bn / 4))
+            tiled(Kind::MatmulV4, 128, bn, (128 / 8) * (bn / 4))
         } else {
-            (Kind::Matmul, 64u32, 32u32, 16u32, (64 / 4) * (32 / 4))
-        };
-        let key = KernelKey {
-            kind,
-            consts: vec![
-                ("BM", bm),
-                ("BN", bn),
-                ("BK", bk),
-                ("WG", wg),
-                ("ACT", a.act as u32),
-                ("ACCUM", a.accumulate as u32),
-            ],
+            tiled(Kind::Matmul, 64, 32, (64 / 4) * (32 / 4))
         };
         let tiles_n = a.n.div_ceil(bn);
         let tiles = a.m.div_ceil(bm) * tiles_n;

@@ -99,7 +99,7 @@ mod tests {
         use std::mem::size_of;
         match kind {
             Kind::Conv3x3 => (conv::ConvParams::FIELDS, size_of::<conv::ConvParams>()),
-            Kind::Matmul | Kind::MatmulV4 => (
+            Kind::Matmul | Kind::MatmulV4 | Kind::MatmulCoop => (
                 matmul::MatmulParams::FIELDS,
                 size_of::<matmul::MatmulParams>(),
             ),
@@ -152,6 +152,7 @@ mod tests {
             Kind::Conv3x3,
             Kind::Matmul,
             Kind::MatmulV4,
+            Kind::MatmulCoop,
             Kind::LayerNorm,
             Kind::LayerNormRows,
             Kind::ShiftMix,

@@ -12,6 +12,7 @@ pub enum Kind {
     Conv3x3,
     Matmul,
     MatmulV4,
+    MatmulCoop,
     LayerNorm,
     LayerNormRows,
     ShiftMix,
@@ -30,6 +31,7 @@ impl Kind {
             Kind::Conv3x3 => include_str!("../../../shaders/network/conv3x3.wgsl"),
             Kind::Matmul => include_str!("../../../shaders/network/matmul.wgsl"),
             Kind::MatmulV4 => include_str!("../../../shaders/network/matmul_v4.wgsl"),
+            Kind::MatmulCoop => include_str!("../../../shaders/network/matmul_coop.wgsl"),
             Kind::LayerNorm => include_str!("../../../shaders/network/layer_norm.wgsl"),
             Kind::LayerNormRows => include_str!("../../../shaders/network/layer_norm_rows.wgsl"),
             Kind::ShiftMix => include_str!("../../../shaders/network/shift_mix.wgsl"),
@@ -49,6 +51,7 @@ impl Kind {
             Kind::Conv3x3
             | Kind::Matmul
             | Kind::MatmulV4
+            | Kind::MatmulCoop
             | Kind::LayerNorm
             | Kind::LayerNormRows
             | Kind::ShiftMix => &[true, true, false],
@@ -65,6 +68,7 @@ impl Kind {
             Kind::Conv3x3 => "conv3x3",
             Kind::Matmul => "matmul",
             Kind::MatmulV4 => "matmul_v4",
+            Kind::MatmulCoop => "matmul_coop",
             Kind::LayerNorm => "layer_norm",
             Kind::LayerNormRows => "layer_norm_rows",
             Kind::ShiftMix => "shift_mix",
@@ -93,12 +97,21 @@ impl KernelKey {
     /// The WGSL source of this variant: its constants, then the kernel with the shared pieces it
     /// includes spliced in.
     pub fn source(&self) -> Result<String, EngineError> {
+        let kernel = wgsl::resolve_includes(self.kind.source())
+            .map_err(|e| EngineError::Internal(format!("{}: {e}", self.kind.name())))?;
+        // WGSL wants its `enable` directives before any declaration: they stay first
+        let (enables, kernel): (Vec<&str>, Vec<&str>) = kernel
+            .lines()
+            .partition(|l| l.trim_start().starts_with("enable "));
         let mut s = String::new();
+        for line in enables {
+            s.push_str(line);
+            s.push('\n');
+        }
         for (name, value) in &self.consts {
             s.push_str(&format!("const {name}: u32 = {value}u;\n"));
         }
-        let kernel = wgsl::resolve_includes(self.kind.source())
-            .map_err(|e| EngineError::Internal(format!("{}: {e}", self.kind.name())))?;
+        let kernel = kernel.join("\n") + "\n";
         match self.kind {
             Kind::ScanVec4 => s.push_str(&wgsl::expand_scan_vec4(&kernel, self.get("NV"))),
             _ => s.push_str(&kernel),

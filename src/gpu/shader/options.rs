@@ -42,6 +42,13 @@ pub struct KernelOptions {
     /// or when off. Default, as it measured faster on an H100 and within noise of the old
     /// kernel on lavapipe (BENCHMARKS.md, optimisation log entry 12); `ln-tokens` turns it off.
     pub layer_norm_rows: bool,
+    /// `matmul_coop.wgsl` (tensor cores: cooperative 16x16x16 matrices, f16 inputs, f32
+    /// accumulation) where the device was created for it
+    /// ([`GpuContext::tensor_core_subgroup`](crate::gpu::GpuContext::tensor_core_subgroup)) and
+    /// K is a multiple of 16; otherwise as `matmul_v4`. Not exact: the inputs are rounded to f16
+    /// (about 3 significant digits), so it has its own bound against the f32 kernels
+    /// (tests/gpu/coop.rs). Opt-in (`coop`) until measured on the target GPU.
+    pub matmul_coop: bool,
     /// Segmented subgroup scans (`scan_sg.wgsl` ROLE 1 / 2 with `scan_carry.wgsl`): with few
     /// images, each scan is cut into segments that run in parallel, joined by one N x N product
     /// per segment (about 3x the arithmetic of the scan, a fraction of its sequential steps).
@@ -89,6 +96,7 @@ impl Default for KernelOptions {
             fused_scan: true,
             scan_chunked: false,
             layer_norm_rows: true,
+            matmul_coop: false,
             scan_segments: ScanSegments::Auto,
         }
     }
@@ -105,6 +113,7 @@ impl KernelOptions {
         fused_scan: false,
         scan_chunked: false,
         layer_norm_rows: false,
+        matmul_coop: false,
         scan_segments: ScanSegments::Off,
     };
 
@@ -113,7 +122,8 @@ impl KernelOptions {
     /// `baseline`, `scalar-scan` (default kernels with the scalar scan), `chunked` (default kernels
     /// with the chunked scan, fused directions), `chunked-per-direction`, `ln-rows` / `ln-tokens`
     /// (the coalesced / the one-thread-per-token LayerNorm), `sg-pipe` / `sg-serial` (the
-    /// pipelined / the unpipelined subgroup scan), `seg-auto` / `seg-off` / `seg<N>` /
+    /// pipelined / the unpipelined subgroup scan), `coop` (the tensor-core matrix product),
+    /// `seg-auto` / `seg-off` / `seg<N>` /
     /// `seglen<N>` (when the subgroup scan is cut into segments, [`ScanSegments`]). Names
     /// combine with `+`, each applied in turn
     /// to the default kernels: `ln-tokens+sg-serial` gives the kernels that were the default
@@ -169,6 +179,10 @@ impl KernelOptions {
                 scan_pipelined: false,
                 ..k
             }),
+            "coop" => Some(Self {
+                matmul_coop: true,
+                ..k
+            }),
             "seg-auto" => Some(Self {
                 scan_segments: ScanSegments::Auto,
                 ..k
@@ -199,7 +213,7 @@ impl KernelOptions {
     }
 
     /// The names [`KernelOptions::from_name`] accepts (alone or joined with `+`).
-    pub const NAMES: [&'static str; 16] = [
+    pub const NAMES: [&'static str; 17] = [
         "default",
         "fused",
         "per-direction",
@@ -212,6 +226,7 @@ impl KernelOptions {
         "ln-tokens",
         "sg-pipe",
         "sg-serial",
+        "coop",
         "seg-auto",
         "seg-off",
         "seg1024",
