@@ -5,7 +5,8 @@
 #      cache empty for every run, this build and the base build alternated (RUNS_COMPILE each);
 #   2. the viewer: tests/app/gpu_timing.rs (the real app on the GPU, the bundled sample, the
 #      shipped x2 checkpoint): the first run with an empty driver cache (a first start), then
-#      warm runs (every later start), and one cold run of the base build's test binary.
+#      warm runs (every later start), and one cold run of the base build's test binary where it
+#      was carried.
 #
 # here:   .devbin/deltawkv.xz and .devbin/app_tests.xz of this build (scripts/device_all.sh says
 #         how), and of the base build .devbin/deltawkv_BASE.xz and .devbin/app_tests_BASE.xz;
@@ -64,7 +65,7 @@ viewer() {  # BUILD LABEL
 fresh_cache
 viewer "" cold
 for i in $(seq 1 "${RUNS_WARM:-2}"); do viewer "" "warm$i"; done
-if [ -n "$BASE" ]; then
+if [ -n "$BASE" ] && [ -x ".devbin/app_tests_$BASE" ]; then
   fresh_cache
   viewer "_$BASE" cold
 fi
