@@ -6,19 +6,23 @@
 #      slice and the 150-slice volume at x2 128x128, default kernels against the unsegmented scan
 #      and other segment targets, with a per-kernel profile of one slice; a batch of 8 (one
 #      slice's self-ensemble);
-#   2. the viewer on the GPU (issue 16): scripts/device_viewer_timing.sh, one run;
-#   3. the archive (issue 18): scripts/device_bench_batch.sh on a smaller archive;
+#   2. the viewer on the GPU (issue 16): scripts/device_startup.sh (pipeline compilation with an
+#      empty driver cache, then the viewer's first SR slice and frame times, cold and warm);
+#   3. the tensor-core matrix product (issue 16): scripts/device_coop.sh (its tests, bench
+#      against the f32 kernels, eval on every val volume); `archive` (issue 18, measured in
+#      session 12): scripts/device_bench_batch.sh on a smaller archive, not in the default list;
 #   4. the strongest PyTorch (issue 16): torch.compile with CUDA graphs, torch.compile, eager, bf16
 #      then fp32, with fla's chunked kernel, for the time left;
 #   5. the engine again after PyTorch (clock drift), if time is left.
 # The separate scripts (device_bench_baseline.sh, device_bench_batch.sh,
 # device_viewer_timing.sh) do the same stages with more time each. STAGES picks and orders the
-# stages (default "engine viewer archive torch again"); each one after the first starts only with
+# stages (default "engine viewer coop torch again"); each one after the first starts only with
 # enough of CALL_LIMIT left.
 #
 # here:   .devbin/deltawkv.xz (cargo build --release --no-default-features --bin deltawkv,
-#         stripped, xz), .devbin/app_tests.xz (device_viewer_timing.sh), .gl (Vulkan loader),
-#         .benchdata/val (a copy of ../shared/data/val), .whl (fla-core, einops)
+#         stripped, xz), .devbin/app_tests.xz (device_startup.sh), .devbin/gpu_tests.xz
+#         (device_coop.sh), .gl (Vulkan loader), .benchdata/val (a copy of ../shared/data/val),
+#         .whl (fla-core, einops); the carried total must stay under 64 MiB with the tree (40 MB)
 # device: carry [".gl", ".devbin", ".benchdata", ".whl"]; bash scripts/device_all.sh
 set -u
 T0=$(date +%s)
@@ -55,9 +59,20 @@ run_engine() {
 run_viewer() {
   stage "viewer"
   [ "$(left)" -gt 40 ] || return 0
-  RUNS=1 T_RUN=$(( $(left) - 15 < ${T_VIEWER:-60} ? $(left) - 15 : ${T_VIEWER:-60} )) \
-    bash scripts/device_viewer_timing.sh > /dev/null 2>&1
-  tail -n 3 "$OUT/viewer_timing.log" | tee -a "$ERRLOG"
+  local t=$(( $(left) - 15 < ${T_VIEWER:-90} ? $(left) - 15 : ${T_VIEWER:-90} ))
+  timeout "$t" env OUT="$OUT/startup" RUNS_COMPILE=${RUNS_COMPILE:-1} RUNS_WARM=${RUNS_WARM:-2} \
+    T_RUN=40 bash scripts/device_startup.sh > /dev/null 2>&1
+  echo "rc=$?" | tee -a "$ERRLOG"
+  tail -n 6 "$OUT/startup/startup.jsonl" 2>/dev/null | tee -a "$ERRLOG"
+}
+
+run_coop() {
+  stage "coop"
+  [ "$(left)" -gt 60 ] || return 0
+  local t=$(( $(left) - 10 < ${T_COOP:-170} ? $(left) - 10 : ${T_COOP:-170} ))
+  timeout "$t" env OUT="$OUT/coop" T_TESTS=60 bash scripts/device_coop.sh > /dev/null 2>&1
+  echo "rc=$?" | tee -a "$ERRLOG"
+  tail -n 12 "$OUT/coop/coop.log" 2>/dev/null | tee -a "$ERRLOG"
 }
 
 run_archive() {
@@ -95,7 +110,7 @@ run_again() {
   fi
 }
 
-for s in ${STAGES:-engine viewer archive torch again}; do
+for s in ${STAGES:-engine viewer coop torch again}; do
   "run_$s"
   pack
 done
