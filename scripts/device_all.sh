@@ -3,9 +3,9 @@
 # when machines are scarce: each stage time-boxed, most important first, every result written
 # under $OUT as soon as it exists (a stage cut short leaves the ones before it intact).
 #   1. the engine (issue 16): parity against the CPU reference on the trained checkpoints, one
-#      slice and the 150-slice volume at x2 128x128, default kernels against the unsegmented scan
-#      and other segment targets, with a per-kernel profile of one slice; a batch of 8 (one
-#      slice's self-ensemble);
+#      slice and the 150-slice volume at x2 128x128, default kernels against the state rows over
+#      8 lanes (`sg8`) and another segment target, with a per-kernel profile of one slice; a
+#      batch of 8 (one slice's self-ensemble);
 #   2. the viewer on the GPU (issue 16): scripts/device_startup.sh (pipeline compilation with an
 #      empty driver cache, then the viewer's first SR slice and frame times, cold and warm);
 #   3. the tensor-core matrix product (issue 16): scripts/device_coop.sh (its tests, bench
@@ -48,12 +48,12 @@ run_engine() {
     --kernels default,seg-off
   bench parity_x4_32 45 --scale 4 --size 32x32 --slices 4 --cpu-slices 4 --repeat 1 --weights $W4
   bench r1_x2_128_b1 45 --scale 2 --size 128x128 --slices 1 --cpu-slices 0 --repeat 3 --profile \
-    --weights $W2 --kernels default,seg-off,seg512,seg2048
+    --weights $W2 --kernels default,sg8,seg512
   # one self-ensembled slice: its eight orientations are one batch of 8
   bench r1_x2_128_b8 30 --scale 2 --size 128x128 --slices 8 --cpu-slices 0 --repeat 3 \
     --weights $W2 --kernels default,seg-off
   bench r1_x2_128_v150 60 --scale 2 --size 128x128 --slices 150 --cpu-slices 0 --repeat 2 \
-    --weights $W2 --kernels default,seg2048
+    --weights $W2 --kernels default,sg8
 }
 
 run_viewer() {

@@ -33,7 +33,7 @@ echo "== bench ($(( $(date +%s) - T0 )) s)" | tee -a "$ERRLOG"
 bench coop_x2_128_b1 40 --scale 2 --size 128x128 --slices 1 --cpu-slices 0 --repeat 3 --profile \
   --weights "$W2" --kernels default,coop
 bench coop_x2_128_v150 60 --scale 2 --size 128x128 --slices 150 --cpu-slices 0 --repeat 2 \
-  --weights "$W2" --kernels default,coop,default
+  --weights "$W2" --kernels default,coop,sg8,coop+sg8,default
 
 echo "== eval ($(( $(date +%s) - T0 )) s)" | tee -a "$ERRLOG"
 : > "$OUT/eval_coop.jsonl"

@@ -63,6 +63,8 @@ pub struct Graph {
     pub kernels: KernelOptions,
     /// The device has subgroup operations usable by the kernels ([`GpuContext::has_subgroups`]).
     pub subgroups: bool,
+    /// The device's smallest subgroup size (how many lanes a kernel may reduce over).
+    pub subgroup_min: u32,
     /// The subgroup size of the tensor-core matrix product, where the device has it
     /// ([`GpuContext::tensor_core_subgroup`]).
     pub tensor_core_subgroup: Option<u32>,
@@ -86,6 +88,7 @@ impl Graph {
             max_workgroup_bytes: ctx.limits.max_compute_workgroup_storage_size,
             kernels: KernelOptions::default(),
             subgroups: ctx.has_subgroups(),
+            subgroup_min: ctx.info.subgroup_min_size,
             tensor_core_subgroup: ctx.tensor_core_subgroup(),
             cpu_adapter: ctx.info.device_type == wgpu::DeviceType::Cpu,
             traffic: 0,

@@ -276,6 +276,30 @@ fn golden_x4_head32_sg_serial() {
     );
 }
 
+/// Head size 32 with the state rows over 8 lanes (`sg8`; tests/gpu/scan.rs checks the kernels
+/// recorded), whole and segmented.
+#[test]
+fn golden_x4_head32_sg8() {
+    golden_case(
+        4,
+        true,
+        KernelOptions::from_name("sg8").unwrap(),
+        Scan::Subgroup { pipelined: true },
+        GOLDEN,
+    );
+}
+
+#[test]
+fn golden_x2_head32_segmented_sg8() {
+    golden_case(
+        2,
+        true,
+        KernelOptions::from_name("seglen7+sg8").unwrap(),
+        Scan::Segmented { pipelined: true },
+        GOLDEN,
+    );
+}
+
 /// Head size 32 without the subgroup scan (`vec4-scan`, what adapters without subgroups run),
 /// and with the chunked scan.
 #[test]

@@ -6,7 +6,7 @@ use crate::common::*;
 use crate::kernels::REDUCTION;
 use deltawkv::gpu::graph::{BufId, Graph};
 use deltawkv::gpu::kernels::scan::scan_scratch_elems;
-use deltawkv::gpu::kernels::{Kind, SCAN_CHUNK_BYTES, ScanArgs, ScanSegments};
+use deltawkv::gpu::kernels::{KernelKey, Kind, SCAN_CHUNK_BYTES, ScanArgs, ScanSegments};
 use deltawkv::model::cpu::ops;
 
 fn scan_case(dir: ops::ScanDirection) {
@@ -429,6 +429,19 @@ fn scan_segmented_on(
     fused: bool,
     pipelined: bool,
 ) -> Option<u32> {
+    scan_sg_on(data, segments, fused, pipelined, 4)
+}
+
+/// `scan_sg.wgsl` with its rows over `lanes` lanes (`KernelOptions::scan_lanes`; ROLE 1 of a
+/// segmented scan keeps 4), whole or segmented: the segment count it ran with, `None` where
+/// skipped.
+fn scan_sg_on(
+    data: &ScanData,
+    segments: ScanSegments,
+    fused: bool,
+    pipelined: bool,
+    lanes: u32,
+) -> Option<u32> {
     let ctx = ctx()?;
     let (len, s_len) = (data.len(), data.state_len());
     let mut hs = Harness::new(ctx);
@@ -440,9 +453,14 @@ fn scan_segmented_on(
     {
         return None;
     }
+    if lanes == 8 && !require_capability(hs.graph.subgroup_min >= 8, "subgroups of 8 lanes or more")
+    {
+        return None;
+    }
     hs.graph.kernels.scan_pipelined = pipelined;
     hs.graph.kernels.fused_scan = fused;
     hs.graph.kernels.scan_segments = segments;
+    hs.graph.kernels.scan_lanes = lanes;
     let y = hs.zeros(4 * len);
     let state = hs.zeros(4 * s_len);
     // stale values in the scratch must not leak into the results
@@ -474,10 +492,21 @@ fn scan_segmented_on(
         vec![Kind::ScanSg; launches]
     };
     assert_eq!(hs.graph.dispatch_kinds(), want);
+    let konst = |k: &KernelKey, name: &str| k.consts.iter().find(|c| c.0 == name).map(|c| c.1);
+    for k in hs.graph.dispatch_keys() {
+        if k.kind == Kind::ScanSg {
+            let want = if konst(&k, "ROLE") == Some(1) {
+                4
+            } else {
+                lanes
+            };
+            assert_eq!(konst(&k, "LANES"), Some(want), "{}", k.label());
+        }
+    }
     hs.run();
     let what = format!(
         "segmented scan {}x{}x{} ({segs} segments of {seg_len}, {segments:?}, fused {fused}, \
-         pipelined {pipelined})",
+         pipelined {pipelined}, {lanes} lanes a row)",
         data.b, data.h, data.w
     );
     for (d, dir) in [
@@ -614,4 +643,27 @@ fn ci_adapter_capabilities() {
         .as_ref()
         .expect("a context opened by GpuContext::new reads its adapter's capabilities");
     assert!(caps.shader_f16, "lavapipe without SHADER_F16: {caps:?}");
+}
+
+/// State rows over 8 lanes (`sg8`): whole scans and segmented ones (whose second pass runs with
+/// 8 lanes, the first with 4), pipelined and serial, fused and per direction, sizes that are not
+/// multiples of the staging chunks, a single token, decays near the model's lower bound.
+#[test]
+fn scan_eight_lanes() {
+    type Case = ((usize, usize, usize), ScanSegments, bool, bool);
+    let cases: [Case; 6] = [
+        ((2, 13, 11), ScanSegments::Off, true, true),
+        ((2, 13, 11), ScanSegments::Off, false, false),
+        ((1, 1, 1), ScanSegments::Off, true, true),
+        ((2, 7, 9), ScanSegments::Length(16), true, true),
+        ((1, 13, 5), ScanSegments::Length(5), false, false),
+        ((2, 1, 37), ScanSegments::Length(8), true, false),
+    ];
+    for (k, &(dims, segments, fused, pipelined)) in cases.iter().enumerate() {
+        let (b, h, w) = dims;
+        let data = ScanData::with_decay(1800 + k as u64, (b, h, w, 64, 32), 0.545);
+        if scan_sg_on(&data, segments, fused, pipelined, 8).is_none() {
+            return;
+        }
+    }
 }

@@ -201,9 +201,15 @@ impl Graph {
     }
 
     /// `scan_sg.wgsl` with `ROLE` (0 whole scans, 1 segment summaries with 8 N threads, 2
-    /// segment outputs).
+    /// segment outputs) and its rows over 4 or 8 lanes ([`KernelOptions::scan_lanes`](crate::gpu::shader::KernelOptions::scan_lanes)).
     fn scan_sg_key(&self, n: u32, dirs: u32, role: u32) -> KernelKey {
-        let wg = if role == 1 { 8 * n } else { 4 * n };
+        // ROLE 1 keeps 4 lanes a row (its 2 N rows already make 8 N threads)
+        let lanes = if role != 1 && self.kernels.scan_lanes == 8 && self.subgroup_min >= 8 {
+            8
+        } else {
+            4
+        };
+        let wg = if role == 1 { 8 * n } else { lanes * n };
         // Six staged vectors per token, double-buffered; chunks of a multiple of the tokens one
         // pass of the staging threads covers (wg / n).
         let step = wg / n;
@@ -217,6 +223,7 @@ impl Graph {
                 ("DIRS", dirs),
                 ("PIPE", u32::from(self.kernels.scan_pipelined)),
                 ("ROLE", role),
+                ("LANES", lanes),
                 ("WG", wg),
             ],
         }

@@ -24,6 +24,11 @@ pub struct KernelOptions {
     /// same order). Default, as it measured faster on an H100 and within noise on lavapipe
     /// (BENCHMARKS.md, optimisation log entry 13); `sg-serial` turns it off.
     pub scan_pipelined: bool,
+    /// With the subgroup scan: the lanes each state row is split over in the whole-scan and
+    /// segment-output passes (ROLE 0 and 2 of `scan_sg.wgsl`): 4 (two vec4 registers a thread,
+    /// the default) or 8 (one, twice the threads, one more shuffle round; `sg8`, where the
+    /// subgroups have at least 8 lanes). Opt-in until measured on the target GPU.
+    pub scan_lanes: u32,
     /// The four scan directions in one dispatch over the shared state buffer (grid z =
     /// direction; they run concurrently) instead of one dispatch per direction (which the GPU
     /// runs one after the other: each writes the shared output and state buffers, so wgpu puts
@@ -93,6 +98,7 @@ impl Default for KernelOptions {
             scan_vec4: true,
             scan_subgroup: true,
             scan_pipelined: true,
+            scan_lanes: 4,
             fused_scan: true,
             scan_chunked: false,
             layer_norm_rows: true,
@@ -110,6 +116,7 @@ impl KernelOptions {
         scan_vec4: true,
         scan_subgroup: false,
         scan_pipelined: false,
+        scan_lanes: 4,
         fused_scan: false,
         scan_chunked: false,
         layer_norm_rows: false,
@@ -122,7 +129,8 @@ impl KernelOptions {
     /// `baseline`, `scalar-scan` (default kernels with the scalar scan), `chunked` (default kernels
     /// with the chunked scan, fused directions), `chunked-per-direction`, `ln-rows` / `ln-tokens`
     /// (the coalesced / the one-thread-per-token LayerNorm), `sg-pipe` / `sg-serial` (the
-    /// pipelined / the unpipelined subgroup scan), `coop` (the tensor-core matrix product),
+    /// pipelined / the unpipelined subgroup scan), `sg4` / `sg8` (state rows over 4 / 8 lanes),
+    /// `coop` (the tensor-core matrix product),
     /// `seg-auto` / `seg-off` / `seg<N>` /
     /// `seglen<N>` (when the subgroup scan is cut into segments, [`ScanSegments`]). Names
     /// combine with `+`, each applied in turn
@@ -179,6 +187,8 @@ impl KernelOptions {
                 scan_pipelined: false,
                 ..k
             }),
+            "sg4" => Some(Self { scan_lanes: 4, ..k }),
+            "sg8" => Some(Self { scan_lanes: 8, ..k }),
             "coop" => Some(Self {
                 matmul_coop: true,
                 ..k
@@ -213,7 +223,7 @@ impl KernelOptions {
     }
 
     /// The names [`KernelOptions::from_name`] accepts (alone or joined with `+`).
-    pub const NAMES: [&'static str; 17] = [
+    pub const NAMES: [&'static str; 19] = [
         "default",
         "fused",
         "per-direction",
@@ -226,6 +236,8 @@ impl KernelOptions {
         "ln-tokens",
         "sg-pipe",
         "sg-serial",
+        "sg4",
+        "sg8",
         "coop",
         "seg-auto",
         "seg-off",
