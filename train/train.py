@@ -441,37 +441,76 @@ class Trainer:
                     r = metrics.volume_metrics(vol.hr, ups, 1.0)
                     res[method] = (r["psnr"], r["ssim"])
                 self.baselines[vol.name] = res
+        protocols = [("", self.val_lr, self.baselines)]
+        if self.args.val_realistic:
+            protocols.append(("-realistic", *self.realistic_val()))
         results, per_volume = {}, {}
-        stance = getattr(torch.compiler, "set_stance", None)
-        for tag, net in (("raw", self.model), ("ema", self.ema)):
-            was_training = net.training
-            net.eval()
-            per_volume[tag] = {}
-            with (stance("force_eager") if stance is not None else _null()):
-                for vol, lr in zip(self.val, self.val_lr):
-                    outs = []
-                    for i in range(0, lr.shape[0], self.args.val_batch):
-                        y = net(lr[i:i + self.args.val_batch].to(self.device))
-                        outs.append(y.float().clamp(0, 1).cpu())
-                    sr = torch.cat(outs).squeeze(1).numpy()
-                    r = metrics.volume_metrics(vol.hr, sr, 1.0)
-                    per_volume[tag][vol.name] = (r["psnr"], r["ssim"])
-            net.train(was_training)
-            vals = list(per_volume[tag].values())
-            results[tag] = (float(np.mean([v[0] for v in vals])),
-                            float(np.mean([v[1] for v in vals])))
-        base = {m: (float(np.mean([self.baselines[v.name][m][0] for v in self.val])),
-                    float(np.mean([self.baselines[v.name][m][1] for v in self.val])))
-                for m in ("zerofill", "bicubic", "nearest")}
+        # torch.compiler (and its set_stance) is missing from older torch, e.g. Debian 12's
+        stance = getattr(getattr(torch, "compiler", None), "set_stance", None)
+        for suffix, val_lr, _ in protocols:
+            for name, net in (("raw", self.model), ("ema", self.ema)):
+                tag = name + suffix
+                was_training = net.training
+                net.eval()
+                per_volume[tag] = {}
+                with (stance("force_eager") if stance is not None else _null()):
+                    for vol, lr in zip(self.val, val_lr):
+                        outs = []
+                        for i in range(0, lr.shape[0], self.args.val_batch):
+                            y = net(lr[i:i + self.args.val_batch].to(self.device))
+                            outs.append(y.float().clamp(0, 1).cpu())
+                        sr = torch.cat(outs).squeeze(1).numpy()
+                        r = metrics.volume_metrics(vol.hr, sr, 1.0)
+                        per_volume[tag][vol.name] = (r["psnr"], r["ssim"])
+                net.train(was_training)
+                vals = list(per_volume[tag].values())
+                results[tag] = (float(np.mean([v[0] for v in vals])),
+                                float(np.mean([v[1] for v in vals])))
         rows = []
-        for tag in ("raw", "ema"):
-            row = {"step": self.step, "weights": tag, "psnr": results[tag][0],
-                   "ssim": results[tag][1]}
-            for m in base:
-                row[f"{m}_psnr"], row[f"{m}_ssim"] = base[m]
-            rows.append(row)
+        for suffix, _, baselines in protocols:
+            base = {m: (float(np.mean([baselines[v.name][m][0] for v in self.val])),
+                        float(np.mean([baselines[v.name][m][1] for v in self.val])))
+                    for m in ("zerofill", "bicubic", "nearest")}
+            for name in ("raw", "ema"):
+                tag = name + suffix
+                row = {"step": self.step, "weights": tag, "psnr": results[tag][0],
+                       "ssim": results[tag][1]}
+                for m in base:
+                    row[f"{m}_psnr"], row[f"{m}_ssim"] = base[m]
+                rows.append(row)
         detail = {"step": self.step, "per_volume": per_volume, "baselines": self.baselines}
+        if self.args.val_realistic:
+            detail["baselines_realistic"] = self.realistic_baselines
         return rows, detail
+
+    def realistic_val(self):
+        """The val LRs acquired realistically with ``deltawkv eval --realistic``'s defaults
+        (k-space noise 0.02, Tukey window 0.25, full k-space; fixed seed, so every validation
+        sees the same noise) and their baselines: how the network does on noisy, filtered
+        acquisitions, beside the standard protocol (the checkpoint is still selected on that)."""
+        from dwkv import acquire, degrade, metrics
+
+        s, deg = self.cfg.scale, self.cfg.degradation
+        if deg != "kspace":
+            raise SystemExit("--val-realistic needs --degradation kspace")
+        if getattr(self, "val_lr_realistic", None) is None:
+            g = torch.Generator().manual_seed(0)
+            self.val_lr_realistic, self.realistic_baselines = [], {}
+            for vol in self.val:
+                hr = torch.from_numpy(np.stack(vol.hr).astype(np.float32)).unsqueeze(1)
+                b = hr.shape[0]
+                lr = acquire.acquire_lr(hr, s, torch.full((b,), 0.02), torch.full((b,), 0.25),
+                                        torch.zeros(b), torch.zeros(b), torch.ones(b, dtype=bool),
+                                        g)
+                self.val_lr_realistic.append(lr)
+                res = {}
+                for method in ("zerofill", "bicubic", "nearest"):
+                    ups = [np.clip(degrade.upsample(x, s, method, deg), 0.0, 1.0)
+                           for x in lr.squeeze(1).numpy()]
+                    r = metrics.volume_metrics(vol.hr, ups, 1.0)
+                    res[method] = (r["psnr"], r["ssim"])
+                self.realistic_baselines[vol.name] = res
+        return self.val_lr_realistic, self.realistic_baselines
 
     # ---- export --------------------------------------------------------------------------
 
@@ -614,13 +653,19 @@ class Trainer:
                             for k in VAL_FIELDS])
         with open(detail_path, "a") as f:
             f.write(json.dumps(detail) + "\n")
-        msg = " ".join(f"{r['weights']} {r['psnr']:.3f}/{r['ssim']:.4f}" for r in rows)
+        std = [r for r in rows if r["weights"] in ("raw", "ema")]
+        msg = " ".join(f"{r['weights']} {r['psnr']:.3f}/{r['ssim']:.4f}" for r in std)
         r0 = rows[0]
         print(f"val step {self.step}: {msg} | zerofill {r0['zerofill_psnr']:.3f}/"
               f"{r0['zerofill_ssim']:.4f} bicubic {r0['bicubic_psnr']:.3f}/{r0['bicubic_ssim']:.4f}"
               f" nearest {r0['nearest_psnr']:.3f} ({time.time() - t:.1f} s)", flush=True)
+        real = [r for r in rows if r["weights"].endswith("-realistic")]
+        if real:
+            msg = " ".join(f"{r['weights']} {r['psnr']:.3f}/{r['ssim']:.4f}" for r in real)
+            print(f"val step {self.step} (realistic acquisition): {msg} | zerofill "
+                  f"{real[0]['zerofill_psnr']:.3f}/{real[0]['zerofill_ssim']:.4f}", flush=True)
         for r in rows:
-            if r["psnr"] > self.best["psnr"]:
+            if r["weights"] in ("raw", "ema") and r["psnr"] > self.best["psnr"]:
                 self.best = {"psnr": r["psnr"], "ssim": r["ssim"], "step": self.step,
                              "weights": r["weights"]}
                 net = self.model if r["weights"] == "raw" else self.ema
@@ -733,6 +778,10 @@ def parse_args(argv=None):
     ap.add_argument("--p-partial-fourier", type=float, default=0.3,
                     help="fraction of realistic acquisitions with partial Fourier")
     ap.add_argument("--val-every", type=int, default=500)
+    ap.add_argument("--val-realistic", action="store_true",
+                    help="also validate on realistically acquired LRs (deltawkv eval --realistic's"
+                         " defaults, fixed noise); rows `raw-realistic`, `ema-realistic` in "
+                         "val_log.csv, never used to select the checkpoint")
     ap.add_argument("--val-batch", type=int, default=8)
     ap.add_argument("--log-every", type=int, default=25)
     ap.add_argument("--skip-timing", type=int, default=10)

@@ -138,3 +138,20 @@ def test_restart_schedule_and_init_from(tmp_path):
     assert x4.init_note["kept_init"] == ["upsample.1.weight", "upsample.1.bias"]
     src = torch.load(tmp_path / "first" / "model.pt", weights_only=False)["model"]
     assert torch.equal(x4.model.state_dict()["conv_first.weight"], src["conv_first.weight"])
+
+
+def test_realistic_validation_is_reported_and_never_selects(tmp_path):
+    write_random_data(tmp_path)
+    t = run(tiny_args(tmp_path, "r", max_steps=2, val_every=2, val_realistic=""))
+    rows = (tmp_path / "r" / "val_log.csv").read_text().strip().splitlines()
+    tags = [r.split(",")[1] for r in rows[1:]]
+    assert tags == ["raw", "ema", "raw-realistic", "ema-realistic"]
+    clean, real = rows[1].split(","), rows[3].split(",")
+    # the realistic LRs are noisy: their zero-filled baseline is worse than the clean one's
+    assert float(real[4]) < float(clean[4])
+    # the same noise at every validation (fixed seed)
+    first = [x.clone() for x in t.val_lr_realistic]
+    t.val_lr_realistic = None
+    t.realistic_val()
+    assert all(torch.equal(a, b) for a, b in zip(first, t.val_lr_realistic))
+    assert t.best["weights"] in ("raw", "ema")
