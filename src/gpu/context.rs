@@ -275,20 +275,35 @@ impl GpuContext {
                 last_err = format!("{}: compute limits too small", describe_adapter(&info));
                 continue;
             }
-            let capabilities = AdapterCapabilities::of(&adapter);
-            let mut desc = device_descriptor(&adapter);
+            let mut capabilities = AdapterCapabilities::of(&adapter);
+            let plain = device_descriptor(&adapter);
+            let mut opened = None;
             if capabilities.tensor_core_f16 {
                 // The tensor-core matrix product (opt-in, `KernelOptions::matmul_coop`). Only the
                 // modules that use cooperative matrices are compiled under the Vulkan memory
                 // model these features turn on; the other kernels are unchanged.
+                let mut desc = plain.clone();
                 desc.required_features |=
                     wgpu::Features::SHADER_F16 | wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
                 // SAFETY: wgpu's experimental cooperative matrices are used by one kernel,
                 // validated by naga in the tests and checked against the f32 kernels on a GPU
                 // that has them (tests/gpu/coop.rs).
                 desc.experimental_features = unsafe { wgpu::ExperimentalFeatures::enabled() };
+                match pollster::block_on(adapter.request_device(&desc)) {
+                    Ok(d) => opened = Some(Ok(d)),
+                    Err(e) => {
+                        // the f32 kernels do not need them: open the device without
+                        tracing::warn!(
+                            "{}: no device with cooperative matrices ({e}); without them",
+                            describe_adapter(&info)
+                        );
+                        capabilities.tensor_core_f16 = false;
+                    }
+                }
             }
-            match pollster::block_on(adapter.request_device(&desc)) {
+            let opened =
+                opened.unwrap_or_else(|| pollster::block_on(adapter.request_device(&plain)));
+            match opened {
                 Ok((device, queue)) => {
                     let memory = device_local_memory(&adapter);
                     let mut ctx = Self::build(device, queue, info, limits, memory);
@@ -361,11 +376,12 @@ impl GpuContext {
     /// cold driver cache is most of the time to the viewer's first SR slice. Every thread has
     /// its own error scopes (wgpu's are per thread); the first error is returned.
     pub fn precompile(&self, keys: &[KernelKey]) -> Result<(), EngineError> {
-        let mut missing: Vec<&KernelKey> = keys
-            .iter()
-            .filter(|k| !self.pipelines.contains(k))
-            .collect();
-        missing.dedup();
+        let mut missing: Vec<&KernelKey> = Vec::new();
+        for k in keys {
+            if !self.pipelines.contains(k) && !missing.contains(&k) {
+                missing.push(k);
+            }
+        }
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(missing.len());
