@@ -22,6 +22,7 @@ enable wgpu_cooperative_matrix;
 
 //!include common/helpers.wgsl
 //!include common/matmul.wgsl
+//!include common/act_vec4.wgsl
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> xs: array<vec4<f32>>;
@@ -41,18 +42,6 @@ var<workgroup> xh: array<f16, BM * BK>;
 var<workgroup> wh: array<f16, BK * BN>;
 // yt[r * BN + c]: the tile's product before the epilogue
 var<workgroup> yt: array<f32, BM * BN>;
-
-fn act(v: vec4<f32>) -> vec4<f32> {
-    if (ACT == 1u) {
-        return tanh(clamp(v, vec4<f32>(-15.0), vec4<f32>(15.0)));
-    } else if (ACT == 2u) {
-        return 1.0 / (1.0 + exp(-v));
-    } else if (ACT == 3u) {
-        let r = max(v, vec4<f32>(0.0));
-        return r * r;
-    }
-    return v;
-}
 
 fn half4(v: vec4<f32>) -> vec4<f16> {
     return vec4<f16>(clamp(v, vec4<f32>(-F16_MAX), vec4<f32>(F16_MAX)));

@@ -16,6 +16,7 @@
 
 //!include common/helpers.wgsl
 //!include common/matmul.wgsl
+//!include common/act_vec4.wgsl
 
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read> xs: array<vec4<f32>>;
@@ -30,18 +31,6 @@ const KQ: u32 = BK / 4u;
 var<workgroup> xt: array<vec4<f32>, BK * RQ>;
 // wt[kk * CV + c] = W[k0 + kk, n0 + 4 c .. n0 + 4 c + 4]
 var<workgroup> wt: array<vec4<f32>, BK * CV>;
-
-fn act(v: vec4<f32>) -> vec4<f32> {
-    if (ACT == 1u) {
-        return tanh(clamp(v, vec4<f32>(-15.0), vec4<f32>(15.0)));
-    } else if (ACT == 2u) {
-        return 1.0 / (1.0 + exp(-v));
-    } else if (ACT == 3u) {
-        let r = max(v, vec4<f32>(0.0));
-        return r * r;
-    }
-    return v;
-}
 
 fn store(row: u32, yb: u32, nq: u32, c: u32, v: vec4<f32>) {
     if (row < P.m) {

@@ -8,12 +8,12 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use crate::common::*;
+use crate::kernels::matmul_on;
 use crate::network::quiet;
 use deltawkv::engine::Upscaler;
-use deltawkv::gpu::kernels::{Act, MatmulArgs};
+use deltawkv::gpu::kernels::Act;
 use deltawkv::gpu::shader::{KernelKey, KernelOptions, Kind};
 use deltawkv::gpu::{GpuContext, GpuEngine, GpuOptions};
-use deltawkv::model::cpu::ops;
 use deltawkv::model::{Checkpoint, Degradation};
 use deltawkv::plane::Plane;
 
@@ -113,52 +113,20 @@ fn tensor_core_matmul_against_the_cpu() {
         (64, 32, 96, Act::Sigmoid, true),
         (1000, 96, 48, Act::None, false),
     ];
+    let coop = KernelOptions {
+        matmul_coop: true,
+        ..KernelOptions::default()
+    };
     for (i, (m, k, n, act, accumulate)) in cases.into_iter().enumerate() {
-        let seed = 900 + 10 * i as u64;
-        let xv = rand_vec(seed, m * k, -1.0, 1.0);
-        let wv = rand_vec(seed + 1, k * n, -0.3, 0.3);
-        let prev = rand_vec(seed + 2, m * n, -1.0, 1.0);
-        let mut hs = Harness::new(ctx.clone());
-        hs.graph.kernels = KernelOptions {
-            matmul_coop: true,
-            ..KernelOptions::default()
-        };
-        let x = hs.input(&xv);
-        let w = hs.input(&wv);
-        let y = if accumulate {
-            hs.input(&prev)
-        } else {
-            hs.zeros(m * n)
-        };
-        hs.graph
-            .matmul(&MatmulArgs {
-                x: x.at(0),
-                x_zs: 0,
-                w: w.at(0),
-                w_zs: 0,
-                y: y.at(0),
-                y_zs: 0,
-                m: m as u32,
-                n: n as u32,
-                k: k as u32,
-                batch_z: 1,
-                act,
-                accumulate,
-            })
-            .unwrap();
-        assert_eq!(hs.graph.dispatch_kinds(), [Kind::MatmulCoop]);
-        hs.run();
-        let gpu = hs.read(y, 0, m * n);
-        let mut cpu = ops::matmul(&xv, k, &wv, n);
-        match act {
-            Act::None => {}
-            Act::Tanh => cpu.iter_mut().for_each(|v| *v = v.tanh()),
-            Act::Sigmoid => cpu.iter_mut().for_each(|v| *v = ops::sigmoid(*v)),
-            Act::ReluSquared => ops::relu_squared_in_place(&mut cpu),
-        }
-        if accumulate {
-            cpu = ops::add(&cpu, &prev);
-        }
+        let (gpu, cpu, recorded) = matmul_on(
+            ctx.clone(),
+            coop,
+            (m, k, n),
+            900 + 10 * i as u64,
+            (act, accumulate),
+            0.3,
+        );
+        assert_eq!(recorded, [Kind::MatmulCoop]);
         check(
             &format!("tensor-core matmul {m}x{k} -> {n} {act:?} accumulate {accumulate}"),
             &gpu,

@@ -6,6 +6,7 @@ use crate::common::*;
 use deltawkv::gpu::kernels::{
     Act, AttPrepArgs, CombineArgs, ConvArgs, Kind, LayerNormArgs, MatmulArgs, ShiftMixArgs,
 };
+use deltawkv::gpu::shader::KernelOptions;
 use deltawkv::gpu::weights::{pack_conv, transpose};
 use deltawkv::model::cpu::ops;
 
@@ -219,11 +220,33 @@ fn matmul_linear_batched() {
 
 fn matmul_act_case(name: &str, seed: u64, act: Act, accumulate: bool) {
     let Some(ctx) = ctx() else { return };
-    let (m, k, n) = (70usize, 24usize, 13usize);
+    let (gpu, cpu, _) = matmul_on(
+        ctx,
+        KernelOptions::default(),
+        (70, 24, 13),
+        seed,
+        (act, accumulate),
+        0.6,
+    );
+    check(name, &gpu, &cpu, REDUCTION);
+}
+
+/// `act(X W) (+ Y)` for a seeded `m x k` X in [-1, 1], `k x n` W in [-w_max, w_max] and, with
+/// `accumulate`, a previous Y in [-1, 1], recorded with `kernels`: the GPU's result, the CPU
+/// reference's and the kernels the graph recorded.
+pub(crate) fn matmul_on(
+    ctx: std::sync::Arc<deltawkv::gpu::GpuContext>,
+    kernels: KernelOptions,
+    (m, k, n): (usize, usize, usize),
+    seed: u64,
+    (act, accumulate): (Act, bool),
+    w_max: f32,
+) -> (Vec<f32>, Vec<f32>, Vec<Kind>) {
     let xv = rand_vec(seed, m * k, -1.0, 1.0);
-    let wv = rand_vec(seed + 1, k * n, -0.6, 0.6);
+    let wv = rand_vec(seed + 1, k * n, -w_max, w_max);
     let prev = rand_vec(seed + 2, m * n, -1.0, 1.0);
     let mut hs = Harness::new(ctx);
+    hs.graph.kernels = kernels;
     let x = hs.input(&xv);
     let w = hs.input(&wv);
     let y = if accumulate {
@@ -247,6 +270,7 @@ fn matmul_act_case(name: &str, seed: u64, act: Act, accumulate: bool) {
             accumulate,
         })
         .unwrap();
+    let recorded = hs.graph.dispatch_kinds();
     hs.run();
     let gpu = hs.read(y, 0, m * n);
     let mut cpu = ops::matmul(&xv, k, &wv, n);
@@ -259,7 +283,7 @@ fn matmul_act_case(name: &str, seed: u64, act: Act, accumulate: bool) {
     if accumulate {
         cpu = ops::add(&cpu, &prev);
     }
-    check(name, &gpu, &cpu, REDUCTION);
+    (gpu, cpu, recorded)
 }
 
 #[test]

@@ -9,7 +9,7 @@ use thiserror::Error;
 const INCLUDE: &str = "//!include ";
 
 /// The shared pieces, by the name a kernel includes them with (their path under `shaders/`).
-const PIECES: [(&str, &str); 7] = [
+const PIECES: [(&str, &str); 8] = [
     (
         "common/helpers.wgsl",
         include_str!("../../../shaders/common/helpers.wgsl"),
@@ -21,6 +21,10 @@ const PIECES: [(&str, &str); 7] = [
     (
         "common/matmul.wgsl",
         include_str!("../../../shaders/common/matmul.wgsl"),
+    ),
+    (
+        "common/act_vec4.wgsl",
+        include_str!("../../../shaders/common/act_vec4.wgsl"),
     ),
     (
         "common/layer_norm.wgsl",
