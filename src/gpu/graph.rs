@@ -229,8 +229,9 @@ impl Graph {
         }
     }
 
-    /// Compiles (in parallel, [`GpuContext::precompile`]) or fetches the pipelines, writes the parameter blocks into one uniform buffer
-    /// and creates the bind groups: the result replays without further allocation.
+    /// Compiles (in parallel, [`GpuContext::precompile`]) or fetches the pipelines, writes the
+    /// parameter blocks into one uniform buffer and creates the bind groups: the result replays
+    /// without further allocation.
     pub fn finalize(&self, ctx: &GpuContext) -> Result<Plan, EngineError> {
         let align = (ctx.limits.min_uniform_buffer_offset_alignment as u64).max(PARAM_BYTES);
         let n_dispatch = self.dispatch_count() as u64;
@@ -251,15 +252,7 @@ impl Graph {
             C(BufId, u64, BufId, u64, u64),
             M,
         }
-        let mut keys: Vec<KernelKey> = Vec::new();
-        for op in &self.ops {
-            if let Op::Dispatch { key, .. } = op
-                && !keys.contains(key)
-            {
-                keys.push(key.clone());
-            }
-        }
-        ctx.precompile(&keys)?;
+        ctx.precompile(&self.dispatch_keys())?;
         let mut pre = Vec::with_capacity(self.ops.len());
         for op in &self.ops {
             match op {
